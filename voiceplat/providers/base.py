@@ -1,0 +1,156 @@
+"""Provider contracts (ASR, LLM, TTS) and the registry that finds them by `provider` name.
+
+A provider is one file: a class with a pydantic `Settings` model (its part of config.json), registered
+with `@register("asr" | "llm" | "tts", "<name>")`. Heavy providers load models in `start()` and run
+their CPU work off the event loop (threads or worker processes), so one call's model work never
+stalls another call's audio.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from voiceplat.audio.pcm import Pcm
+
+Kind = Literal["asr", "llm", "tts"]
+KINDS: tuple[Kind, ...] = ("asr", "llm", "tts")
+
+
+class ProviderError(RuntimeError):
+    """A provider failed in a way the session can report and recover from (spoken fallback)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class Transcript:
+    text: str
+    language: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class ProviderSettings(BaseModel):
+    """Base of every provider's settings: unknown keys are errors (likely typos)."""
+
+    model_config = ConfigDict(extra="forbid")
+    provider: str
+
+
+class ASRSettings(ProviderSettings):
+    language: str | None = None
+    timeout_s: float = 15.0
+
+
+class LLMSettings(ProviderSettings):
+    temperature: float = 0.5
+    max_tokens: int = 120
+    timeout_s: float = 20.0
+
+
+class TTSSettings(ProviderSettings):
+    voice: str | None = None
+    sample_rate: int | None = None
+    timeout_s: float = 15.0
+
+
+class Provider:
+    """Common lifecycle. `env` holds the merged env files (secrets live there, never in config)."""
+
+    kind: ClassVar[Kind]
+    name: ClassVar[str]
+    Settings: ClassVar[type[ProviderSettings]]
+
+    def __init__(self, settings: ProviderSettings, env: Mapping[str, str]) -> None:
+        self.settings = settings
+        self.env = env
+
+    def problems(self) -> list[str]:
+        """What stops this provider from running (a missing key, a missing package), for `check`."""
+        return []
+
+    async def start(self) -> None:
+        """Loads models, opens pools, warms caches. Called once per process before calls arrive."""
+
+    async def aclose(self) -> None:
+        """Releases what `start` took."""
+
+
+class ASR(Provider):
+    kind = "asr"
+    settings: ASRSettings
+
+    async def transcribe(self, audio: Pcm, language: str | None) -> Transcript:
+        raise NotImplementedError
+
+
+class LLM(Provider):
+    kind = "llm"
+    settings: LLMSettings
+
+    def stream(self, messages: list[Message]) -> AsyncIterator[str]:
+        """Yields text chunks of the answer as they are produced."""
+        raise NotImplementedError
+
+    async def warm(self, system_prompt: str) -> None:
+        """Precomputes what it can for a robot's system prompt (prefix cache); optional."""
+
+
+class TTS(Provider):
+    kind = "tts"
+    settings: TTSSettings
+
+    def synthesize(self, text: str) -> AsyncIterator[Pcm]:
+        """Yields audio chunks for `text`, at any sample rate."""
+        raise NotImplementedError
+
+
+_REGISTRY: dict[Kind, dict[str, type[Provider]]] = {kind: {} for kind in KINDS}
+_loaded = False
+
+
+def register(kind: Kind, name: str) -> Callable[[type[Provider]], type[Provider]]:
+    def decorate(cls: type[Provider]) -> type[Provider]:
+        cls.name = name
+        _REGISTRY[kind][name] = cls
+        return cls
+
+    return decorate
+
+
+def _load_all() -> None:
+    """Imports every module under providers/asr, llm, tts so their @register calls run."""
+    global _loaded
+    if _loaded:
+        return
+    for kind in KINDS:
+        package = importlib.import_module(f"voiceplat.providers.{kind}")
+        for module in pkgutil.iter_modules(package.__path__):
+            importlib.import_module(f"{package.__name__}.{module.name}")
+    _loaded = True
+
+
+def known(kind: Kind) -> list[str]:
+    _load_all()
+    return sorted(_REGISTRY[kind])
+
+
+def provider_class(kind: Kind, name: str) -> type[Provider] | None:
+    _load_all()
+    return _REGISTRY[kind].get(name)
+
+
+def create(kind: Kind, settings: ProviderSettings, env: Mapping[str, str]) -> Provider:
+    cls = provider_class(kind, settings.provider)
+    if cls is None:
+        raise KeyError(settings.provider)
+    return cls(settings, env)
