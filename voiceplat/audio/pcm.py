@@ -68,3 +68,18 @@ def rms(data: bytes) -> float:
         return 0.0
     samples = np.frombuffer(data[: len(data) - len(data) % 2], dtype="<i2").astype(np.float64)
     return float(np.sqrt(np.mean(samples * samples)))
+
+
+class Framer:
+    """Cuts a byte stream of any chunk sizes into fixed frames, keeping the remainder."""
+
+    def __init__(self, size: int = frame_bytes()) -> None:
+        self.size = size
+        self._buffer = bytearray()
+
+    def push(self, data: bytes) -> list[bytes]:
+        self._buffer += data
+        count = len(self._buffer) // self.size
+        frames = [bytes(self._buffer[i * self.size : (i + 1) * self.size]) for i in range(count)]
+        del self._buffer[: count * self.size]
+        return frames

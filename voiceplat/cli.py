@@ -1,0 +1,132 @@
+"""voiceplat: serve | call | check | models."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from voiceplat.errors import RobotError
+
+log = logging.getLogger("voiceplat")
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from voiceplat.robot import load_robot
+
+    try:
+        robot = load_robot(args.robot)
+        problems = robot.problems()
+    except RobotError as exc:
+        problems = exc.problems
+    if problems:
+        for line in problems:
+            print(line, file=sys.stderr)
+        return 1
+    settings = robot.settings
+    print(
+        f"{args.robot}: OK ({robot.config.mode}; asr {settings['asr'].provider}, "
+        f"llm {settings['llm'].provider}, tts {settings['tts'].provider}; "
+        f"ws://{robot.config.ws_host}:{robot.config.ws_port}/)"
+    )
+    return 0
+
+
+async def _serve(robot_dir: str, host: str | None, port: int | None, grace_s: float) -> int:
+    from voiceplat.robot import load_robot
+    from voiceplat.storage.jsonfile import JsonFileSink
+    from voiceplat.storage.recorder import Recorder
+    from voiceplat.telephony.server import RobotServer
+
+    robot = load_robot(robot_dir)
+    problems = robot.problems()
+    if problems:
+        raise RobotError(problems)
+    config = robot.config
+    recorder = Recorder([JsonFileSink(robot.logs_dir)])
+    await recorder.start()
+    log.info("robot %s: loading providers", robot.name)
+    await robot.start()
+    server = RobotServer(robot, recorder)
+    await server.start(host or config.ws_host, port if port is not None else config.ws_port)
+    log.info("robot %s listening on ws://%s:%d/", robot.name, host or config.ws_host, server.port)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        if stop.is_set():
+            log.warning("second signal: exiting now")
+            sys.exit(130)
+        log.info("stopping: no new calls; live calls may finish (Ctrl-C again to quit now)")
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+    await stop.wait()
+    await server.shutdown(grace_s)
+    await recorder.aclose()
+    await robot.aclose()
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        return asyncio.run(_serve(args.robot, args.host, args.port, args.grace))
+    except RobotError as exc:
+        for line in exc.problems:
+            print(line, file=sys.stderr)
+        return 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="voiceplat", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run a robot: answer calls from FreeSWITCH")
+    serve.add_argument("robot", help="robot folder, e.g. robots/pipeline_russian")
+    serve.add_argument("--host", help="listen address (default: ws_host from config)")
+    serve.add_argument("--port", type=int, help="listen port (default: ws_port from config)")
+    serve.add_argument("--grace", type=float, default=30.0, help="seconds live calls get on stop")
+    serve.set_defaults(func=cmd_serve)
+
+    check = commands.add_parser("check", help="validate a robot folder")
+    check.add_argument("robot")
+    check.set_defaults(func=cmd_check)
+
+    with contextlib.suppress(ImportError):
+        from voiceplat.simulator.cli import add_call_arguments, run_call_command
+
+        call = commands.add_parser("call", help="simulate a caller over the FreeSWITCH protocol")
+        add_call_arguments(call)
+        call.set_defaults(func=run_call_command)
+
+    with contextlib.suppress(ImportError):
+        from voiceplat.models.cli import add_models_arguments, run_models_command
+
+        models = commands.add_parser("models", help="list, prepare and verify local models")
+        add_models_arguments(models)
+        models.set_defaults(func=run_models_command)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""A robot's configuration: the schema (RobotConfig) and the priority chain that fills it.
+
+Priority, highest first: the robot's config.json, the process environment, the robot's .env, the root
+.env (the current directory's), then the defaults below. In env files a config value is written as
+`VOICEPLAT_<PATH>` with `__` between levels (`VOICEPLAT_WS_PORT=5300`, `VOICEPLAT_LLM__MODEL=...`);
+every other variable (API keys) is left to providers, which read secrets only from there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from dotenv import dotenv_values
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError
+
+from voiceplat.config_errors import describe_errors, format_value
+from voiceplat.errors import RobotError
+from voiceplat.turns.barge_in import BargeInSettings
+
+ENV_PREFIX = "VOICEPLAT_"
+SEED_FRAME_MS = 32
+"""The seed design counted VAD frames of 32 ms: silence_frames 25 = 0.8 s, min_speech_frames 5 = 160 ms."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class VadSettings(Strict):
+    enabled: bool = True
+    engine: Literal["webrtc", "energy", "silero"] = "webrtc"
+    aggressiveness: int = Field(2, ge=0, le=3, description="webrtcvad: 0 keeps most, 3 drops most")
+    energy_threshold: PositiveFloat = Field(200, description="energy VAD: RMS level that is speech")
+    silero_threshold: float = Field(0.5, gt=0, lt=1)
+    silence_frames: PositiveInt = Field(25, description="end of utterance after this many 32 ms frames")
+    min_speech_frames: PositiveInt = Field(5, description="32 ms frames of speech that start speech")
+    silence_ms: PositiveInt | None = Field(None, description="overrides silence_frames")
+    min_speech_ms: PositiveInt | None = Field(None, description="overrides min_speech_frames")
+    pre_roll_ms: int = Field(300, ge=0, le=2000)
+    max_utterance_s: PositiveFloat = 30.0
+
+    @property
+    def end_silence_ms(self) -> int:
+        return self.silence_ms or self.silence_frames * SEED_FRAME_MS
+
+    @property
+    def start_speech_ms(self) -> int:
+        return self.min_speech_ms or self.min_speech_frames * SEED_FRAME_MS
+
+
+class NoInputSettings(Strict):
+    reprompt_after_s: PositiveFloat = 8.0
+    max_reprompts: int = Field(2, ge=0)
+    reprompt_text: str = "Вы меня слышите? Чем я могу помочь?"
+    goodbye_text: str = "Не слышу вас. Перезвоните, пожалуйста. До свидания!"
+
+
+class PlayoutSettings(Strict):
+    lead_ms: int = Field(200, ge=40, le=2000, description="audio sent ahead of what the caller hears")
+    chunk_ms: int = Field(60, ge=20, le=500, description="size of one outbound audio message")
+
+
+class RobotConfig(Strict):
+    ws_host: str = "0.0.0.0"
+    ws_port: int = Field(5200, ge=1, le=65535)
+    mode: Literal["pipeline", "realtime", "llm_script"] = "pipeline"
+    asr: dict[str, Any] = Field(default_factory=lambda: {"provider": "faster_whisper"})
+    llm: dict[str, Any] = Field(default_factory=lambda: {"provider": "llama_cpp"})
+    tts: dict[str, Any] = Field(default_factory=lambda: {"provider": "festival"})
+    vad: VadSettings = Field(default_factory=VadSettings)
+    barge_in: BargeInSettings = Field(default_factory=BargeInSettings)
+    no_input: NoInputSettings = Field(default_factory=NoInputSettings)
+    playout: PlayoutSettings = Field(default_factory=PlayoutSettings)
+    greeting_text: str | None = None
+    greeting_wav: str | None = Field(None, description="file in the robot folder; greeting.wav if it exists")
+    greeting_interruptible: bool = True
+    fallback_text: str = "Извините, у меня техническая заминка. Повторите, пожалуйста."
+    end_call_marker: str = Field("[END]", min_length=1)
+    max_call_s: PositiveFloat = 600.0
+    max_call_text: str = "Время разговора истекло. Спасибо за звонок, до свидания!"
+    history_turns: int = Field(20, ge=0, description="dialog turns sent to the LLM")
+    logs_dir: str = "logs"
+
+
+def read_env_files(robot_dir: Path, root_dir: Path | None = None) -> dict[str, str]:
+    """Merged env: root .env < robot .env < process environment."""
+    merged: dict[str, str] = {}
+    for path in ((root_dir or Path.cwd()) / ".env", robot_dir / ".env"):
+        if path.is_file():
+            merged.update({k: v for k, v in dotenv_values(path).items() if v is not None})
+    merged.update(os.environ)
+    return merged
+
+
+def env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
+    """`VOICEPLAT_A__B=v` → {"a": {"b": v}}; values that parse as JSON are taken as JSON."""
+    tree: dict[str, Any] = {}
+    for key, raw in env.items():
+        if not key.startswith(ENV_PREFIX) or key in {"VOICEPLAT_MODELS_DIR"}:
+            continue
+        path = key[len(ENV_PREFIX) :].lower().split("__")
+        try:
+            value: Any = json.loads(raw)
+        except ValueError:
+            value = raw
+        node = tree
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                break
+        else:
+            node[path[-1]] = value
+    return tree
+
+
+def deep_merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in top.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def read_config_json(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RobotError(f"{path}: missing; a robot folder needs a config.json") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RobotError(f"{path}: cannot be read ({exc})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise RobotError(f"{path}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")
+    if not isinstance(data, dict):
+        raise RobotError(f"{path}: must hold a JSON object {{...}}, not {format_value(data)}")
+    return data
+
+
+def load_config(robot_dir: Path, env: Mapping[str, str]) -> RobotConfig:
+    """Validates config.json over env overrides; raises RobotError listing every problem."""
+    config_path = robot_dir / "config.json"
+    data = deep_merge(env_overrides(env), read_config_json(config_path))
+    try:
+        return RobotConfig.model_validate(data)
+    except ValidationError as exc:
+        lines = describe_errors(exc, model=RobotConfig)
+        raise RobotError([f"{config_path}: {line}" for line in lines]) from None

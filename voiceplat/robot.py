@@ -1,0 +1,156 @@
+"""A loaded robot: its folder, config, prompt, greeting audio, env and providers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import ValidationError
+
+from voiceplat.audio.pcm import Pcm
+from voiceplat.audio.wav import WavError, read_wav
+from voiceplat.config import RobotConfig, load_config, read_env_files
+from voiceplat.config_errors import describe_errors, format_value
+from voiceplat.errors import RobotError
+from voiceplat.providers import base as providers
+from voiceplat.providers.base import ASR, LLM, TTS, KINDS, ProviderSettings
+
+MODES_AVAILABLE = ("pipeline",)
+T = TypeVar("T")
+
+
+@dataclass
+class Robot:
+    directory: Path
+    config: RobotConfig
+    prompt: str
+    env: Mapping[str, str]
+    settings: dict[str, ProviderSettings]
+    greeting_audio: Pcm | None = None
+    asr: ASR = field(init=False)
+    llm: LLM = field(init=False)
+    tts: TTS = field(init=False)
+
+    @property
+    def name(self) -> str:
+        return self.directory.name
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.directory / self.config.logs_dir
+
+    def create_providers(self) -> None:
+        self.asr = providers.create("asr", self.settings["asr"], self.env)  # type: ignore[assignment]
+        self.llm = providers.create("llm", self.settings["llm"], self.env)  # type: ignore[assignment]
+        self.tts = providers.create("tts", self.settings["tts"], self.env)  # type: ignore[assignment]
+
+    def problems(self) -> list[str]:
+        """Things that stop the providers from running (missing keys, packages)."""
+        return [
+            f"{self.directory / 'config.json'}: {kind}: {problem}"
+            for kind, provider in (("asr", self.asr), ("llm", self.llm), ("tts", self.tts))
+            for problem in provider.problems()
+        ]
+
+    async def start(self) -> None:
+        for provider in (self.asr, self.llm, self.tts):
+            await provider.start()
+        await self.llm.warm(self.prompt)
+
+    async def aclose(self) -> None:
+        for provider in (self.asr, self.llm, self.tts):
+            await provider.aclose()
+
+
+def _provider_settings(
+    config_path: Path, config: RobotConfig
+) -> tuple[dict[str, ProviderSettings], list[str]]:
+    settings: dict[str, ProviderSettings] = {}
+    problems: list[str] = []
+    for kind in KINDS:
+        section = getattr(config, kind)
+        name = section.get("provider")
+        if not isinstance(name, str) or not name:
+            problems.append(
+                f"{config_path}: {kind}.provider: is required; known: {', '.join(providers.known(kind))}"
+            )
+            continue
+        cls = providers.provider_class(kind, name)
+        if cls is None:
+            problems.append(
+                f"{config_path}: {kind}.provider: {format_value(name)} is not a known "
+                f"{kind.upper()} provider; known: {', '.join(providers.known(kind))}"
+            )
+            continue
+        try:
+            settings[kind] = cls.Settings.model_validate(section)
+        except ValidationError as exc:
+            problems += [
+                f"{config_path}: {line}"
+                for line in describe_errors(exc, prefix=(kind,), model=cls.Settings)
+            ]
+    return settings, problems
+
+
+def _read_prompt(robot_dir: Path) -> str:
+    path = robot_dir / "prompt.txt"
+    try:
+        prompt = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        raise RobotError(f"{path}: missing; write the robot's system prompt there") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RobotError(f"{path}: cannot be read as UTF-8 text ({exc})") from None
+    if not prompt:
+        raise RobotError(f"{path}: is empty; write the robot's system prompt there")
+    return prompt
+
+
+def _read_greeting(robot_dir: Path, config: RobotConfig) -> Pcm | None:
+    name = config.greeting_wav
+    path = robot_dir / (name or "greeting.wav")
+    if name is None and not path.exists():
+        return None
+    try:
+        return read_wav(path)
+    except WavError as exc:
+        raise RobotError(f"{exc}; greeting_wav must be a 16-bit PCM WAV in the robot folder") from None
+
+
+def _collecting(problems: list[str], reader: Callable[..., T], *args: Any) -> T | None:
+    """Runs a reader, adding its RobotError to `problems`, so `check` reports every problem at once."""
+    try:
+        return reader(*args)
+    except RobotError as exc:
+        problems += exc.problems
+        return None
+
+
+def load_robot(robot_dir: str | Path, *, root_dir: Path | None = None) -> Robot:
+    """Loads and validates a robot folder; raises RobotError with every problem found."""
+    directory = Path(robot_dir)
+    if not directory.is_dir():
+        raise RobotError(f"{directory}: no such robot folder")
+    env = read_env_files(directory, root_dir)
+    config = load_config(directory, env)
+    problems: list[str] = []
+    if config.mode not in MODES_AVAILABLE:
+        problems.append(
+            f"{directory / 'config.json'}: mode: {format_value(config.mode)} is not available "
+            f"in this version; available: {', '.join(MODES_AVAILABLE)}"
+        )
+    if config.mode == "pipeline" and not config.vad.enabled:
+        problems.append(
+            f"{directory / 'config.json'}: vad.enabled: false is not allowed in pipeline mode; "
+            "the pipeline needs VAD to find where the caller stops speaking"
+        )
+    settings, provider_problems = _provider_settings(directory / "config.json", config)
+    problems += provider_problems
+    prompt = _collecting(problems, _read_prompt, directory)
+    greeting = _collecting(problems, _read_greeting, directory, config)
+    if problems:
+        raise RobotError(problems)
+    robot = Robot(directory, config, prompt or "", env, settings, greeting)
+    robot.create_providers()
+    return robot

@@ -1,0 +1,340 @@
+"""What every mode shares: call lifecycle, robot turns and playback, barge-in, timers, records.
+
+A mode adds only its turn logic (`main`). All tasks of a call live in one TaskGroup; ending the call
+(hangup, goodbye, error) cancels them all. A robot turn runs in the `speaker` task: it queues audio
+sentence by sentence, waits until the caller has heard it, and records itself however it ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from datetime import datetime, timedelta
+from typing import ClassVar
+
+from voiceplat.audio.pcm import Pcm
+from voiceplat.audio.resample import StreamResampler
+from voiceplat.providers.base import Message
+from voiceplat.robot import Robot
+from voiceplat.sessions.text import strip_marker
+from voiceplat.sessions.timeouts import with_gap_timeout
+from voiceplat.sessions.turn import RobotTurn, SpokenSentence, utcnow
+from voiceplat.storage.records import CallRecord, TurnRecord
+from voiceplat.storage.recorder import CallLog, Recorder
+from voiceplat.telephony.channel import CallChannel, Hangup
+from voiceplat.telephony.events import CallMetadata, ProtocolError
+
+log = logging.getLogger(__name__)
+
+METADATA_TIMEOUT_S = 10.0
+HEARD_TIMEOUT_S = 60.0
+
+
+class CallEnded(Exception):
+    """Raised inside the call's TaskGroup to end the call on purpose."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Session:
+    mode: ClassVar[str]
+
+    def __init__(self, robot: Robot, channel: CallChannel, recorder: Recorder) -> None:
+        self.robot = robot
+        self.config = robot.config
+        self.channel = channel
+        self.recorder = recorder
+        self.clock = asyncio.get_running_loop().time
+        self.call: CallLog
+        self.history: list[Message] = []
+        self.turn: RobotTurn | None = None
+        self.speaker: asyncio.Task[None] | None = None
+        self.idle = asyncio.Event()
+        self.idle.set()
+        self.last_activity = self.clock()
+        self._next_idx = 0
+        self._started_clock = self.clock()
+        self._started_wall = utcnow()
+        self._tasks: asyncio.TaskGroup
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def run(self) -> str:
+        """Serves the call until it ends; returns the end reason. Never raises for one call's failure."""
+        try:
+            async with asyncio.timeout(METADATA_TIMEOUT_S):
+                metadata = await self.channel.metadata()
+        except (ProtocolError, Hangup, TimeoutError) as exc:
+            reason = "caller_hangup" if isinstance(exc, Hangup) else "protocol_error"
+            detail = str(exc) or "no metadata within 10 s"
+            self._open_record(CallMetadata(call_id=str(uuid.uuid4())))
+            self.call.event("error", reason=f"before metadata: {detail}")
+            return await self._finish("failed", reason, detail)
+        self._open_record(metadata)
+        try:
+            status, reason, detail = await self._serve_call()
+        except asyncio.CancelledError:
+            await self._finish("failed", "shutdown", "the robot stopped during the call")
+            raise
+        return await self._finish(status, reason, detail)
+
+    async def _serve_call(self) -> tuple[str, str, str | None]:
+        status, reason, detail = "completed", "caller_hangup", None
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                self._tasks = tasks
+                tasks.create_task(self.channel.run_pacer())
+                tasks.create_task(self._max_duration())
+                tasks.create_task(self.main())
+        except* CallEnded as group:
+            reason = group.exceptions[0].reason  # type: ignore[attr-defined]
+        except* Hangup:
+            reason = "caller_hangup"
+        except* ProtocolError as group:
+            status, reason, detail = "failed", "protocol_error", str(group.exceptions[0])
+        except* Exception as group:
+            log.error("call %s failed", self.metadata.call_id, exc_info=group.exceptions[0])
+            status, reason = "failed", "error"
+            detail = f"{type(group.exceptions[0]).__name__}: {group.exceptions[0]}"
+        return status, reason, detail
+
+    def _open_record(self, metadata: CallMetadata) -> None:
+        self.metadata = metadata
+        self.call = self.recorder.open_call(
+            CallRecord(
+                call_id=metadata.call_id,
+                robot=self.robot.name,
+                mode=self.mode,
+                source=metadata.source,
+                caller=metadata.caller,
+                callee=metadata.callee,
+                started_at=self._started_wall,
+                answered_at=self._started_wall,
+                status="in_progress",
+                metadata=metadata.extra,
+            )
+        )
+
+    async def _finish(self, status: str, reason: str, detail: str | None) -> str:
+        if detail:
+            log.warning("call %s ended: %s: %s", self.call.record.call_id, reason, detail)
+            self.call.event("error", reason=reason, detail=detail)
+        if reason in {"robot_goodbye", "no_input", "max_duration"}:
+            await self.channel.disconnect()
+        await self.channel.close()
+        self.call.finish(status, reason)
+        return reason
+
+    async def main(self) -> None:
+        raise NotImplementedError
+
+    # -- time and records --------------------------------------------------------------------
+    def wall(self, t: float) -> datetime:
+        return self._started_wall + timedelta(seconds=t - self._started_clock)
+
+    def next_idx(self) -> int:
+        idx = self._next_idx
+        self._next_idx += 1
+        return idx
+
+    def record_user_turn(self, text: str, started: float, ended: float, asr_ms: float | None) -> int:
+        idx = self.next_idx()
+        self.call.add_turn(
+            TurnRecord(
+                call_id=self.call.record.call_id,
+                idx=idx,
+                role="user",
+                text=text,
+                started_at=self.wall(started),
+                ended_at=self.wall(ended),
+                asr_ms=asr_ms,
+            )
+        )
+        self.history.append(Message("user", text))
+        return idx
+
+    def _record_robot_turn(self, turn: RobotTurn) -> None:
+        heard = turn.heard_text()
+        self.call.add_turn(
+            TurnRecord(
+                call_id=self.call.record.call_id,
+                idx=turn.idx,
+                role="robot",
+                text=turn.text,
+                heard_text=heard if turn.interrupted else None,
+                started_at=turn.started_at,
+                ended_at=utcnow(),
+                interrupted=turn.interrupted,
+                asr_ms=turn.asr_ms,
+                llm_ttft_ms=turn.llm_ttft_ms,
+                tts_ttfb_ms=turn.tts_ttfb_ms,
+                v2v_ms=turn.v2v_ms,
+                track=turn.track,
+                error=turn.error,
+            )
+        )
+        if heard:
+            self.history.append(Message("assistant", heard))
+
+    def dialog(self) -> list[Message]:
+        """System prompt and the recent dialog, consecutive same-role messages merged."""
+        recent = self.history[-self.config.history_turns :] if self.config.history_turns else []
+        merged: list[Message] = []
+        for message in recent:
+            if merged and merged[-1].role == message.role:
+                merged[-1] = Message(message.role, f"{merged[-1].content} {message.content}")
+            else:
+                merged.append(message)
+        return [Message("system", self.robot.prompt), *merged]
+
+    # -- robot turns -------------------------------------------------------------------------
+    def robot_talking(self) -> bool:
+        return self.turn is not None and self.turn.first_audio_at is not None
+
+    def start_speaker(self, work: Callable[[], Awaitable[None]]) -> None:
+        """Runs `work` (which may open robot turns) as the one speaker of this call."""
+        self.idle.clear()
+        self.speaker = self._tasks.create_task(self._run_speaker(work))
+
+    async def _run_speaker(self, work: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await work()
+        finally:
+            if self.speaker is asyncio.current_task():
+                self.speaker = None
+                self.turn = None
+                self.last_activity = self.clock()
+                self.idle.set()
+
+    async def speak(
+        self,
+        sentences: AsyncIterator[str] | Iterable[str],
+        *,
+        interruptible: bool = True,
+        ends_call: str | None = None,
+        turn: RobotTurn | None = None,
+        audio: Pcm | None = None,
+    ) -> RobotTurn:
+        """One robot turn: synthesises and queues each sentence, waits until heard, records it."""
+        turn = turn or RobotTurn(self.next_idx())
+        turn.interruptible = interruptible and self.config.barge_in.enabled
+        self.turn = turn
+        try:
+            try:
+                if audio is not None:
+                    self._queue_audio(turn, audio.data, " ".join(sentences))  # type: ignore[arg-type]
+                else:
+                    await self._speak_sentences(turn, sentences)
+            except (asyncio.CancelledError, CallEnded):
+                raise
+            except Exception as exc:
+                await self._fall_back(turn, exc)
+            await self.channel.wait_heard(HEARD_TIMEOUT_S)
+        except asyncio.CancelledError:
+            if turn.interrupted_at_ms is None and turn.first_audio_at is not None:
+                turn.interrupted_at_ms = self.channel.heard_ms()
+            raise
+        finally:
+            self._record_robot_turn(turn)
+        if turn.ends_call or ends_call:
+            raise CallEnded(ends_call or "robot_goodbye")
+        return turn
+
+    async def _fall_back(self, turn: RobotTurn, error: Exception) -> None:
+        """A provider failed: record it; if the caller has heard nothing yet, say the fallback."""
+        turn.error = f"{type(error).__name__}: {error}"
+        log.warning("call %s turn %d: %s", self.call.record.call_id, turn.idx, turn.error)
+        self.call.event("error", turn=turn.idx, detail=turn.error)
+        if turn.first_audio_at is not None:
+            return
+        try:
+            await self._synthesize(turn, self.config.fallback_text)
+        except Exception as exc:  # the TTS itself may be what failed
+            self.call.event("error", turn=turn.idx, detail=f"fallback phrase: {exc}")
+
+    async def _speak_sentences(
+        self, turn: RobotTurn, sentences: AsyncIterator[str] | Iterable[str]
+    ) -> None:
+        if not isinstance(sentences, AsyncIterator):
+            sentences = _aiter_list(list(sentences))
+        async for raw in sentences:
+            text, marker = strip_marker(raw, self.config.end_call_marker)
+            turn.ends_call = turn.ends_call or marker
+            if text:
+                await self._synthesize(turn, text)
+
+    async def _synthesize(self, turn: RobotTurn, text: str) -> None:
+        tts = self.robot.tts
+        asked = self.clock()
+        resampler: StreamResampler | None = None
+        start = self.channel.queued_ms
+        stream = with_gap_timeout(tts.synthesize(text), tts.settings.timeout_s, "TTS")
+        async for chunk in stream:
+            if resampler is None:
+                resampler = StreamResampler(chunk.rate, 8000)
+                if turn.tts_ttfb_ms is None:
+                    turn.tts_ttfb_ms = (self.clock() - asked) * 1000
+            self._queue_audio(turn, resampler.process(chunk.data), None)
+        if resampler is not None:
+            self._queue_audio(turn, resampler.flush(), None)
+        turn.sentences.append(SpokenSentence(text, start, self.channel.queued_ms))
+        self.channel.mark(f"t{turn.idx}s{len(turn.sentences)}")
+
+    def _queue_audio(self, turn: RobotTurn, data: bytes, text: str | None) -> None:
+        if turn.first_audio_at is None and data:
+            turn.first_audio_at = self.clock()
+            if turn.user_speech_ended is not None:
+                turn.v2v_ms = (turn.first_audio_at - turn.user_speech_ended) * 1000
+            self.call.event("tts_first_audio", turn=turn.idx, v2v_ms=turn.v2v_ms)
+        start, end = self.channel.play(data)
+        if text is not None:
+            turn.sentences.append(SpokenSentence(text, start, end))
+            self.channel.mark(f"t{turn.idx}s{len(turn.sentences)}")
+
+    async def barge_in(self, speech_started: float | None = None) -> None:
+        """The caller interrupts: stop the speaker, flush what is queued and buffered."""
+        turn, speaker = self.turn, self.speaker
+        if turn is None or speaker is None:
+            return
+        turn.interrupted_at_ms = self.channel.heard_ms()
+        speaker.cancel()  # before clear(): no more audio may be queued after the flush
+        await self.channel.clear()
+        self.call.event(
+            "barge_in",
+            turn=turn.idx,
+            heard_ms=round(turn.interrupted_at_ms),
+            talk_over_ms=None if speech_started is None else round(
+                (self.clock() - speech_started) * 1000
+            ),
+        )
+        with contextlib.suppress(asyncio.CancelledError):
+            await speaker
+
+    async def speak_fallback(self, error: Exception) -> None:
+        """A failure before the robot turn began (e.g. ASR): a robot turn with just the fallback."""
+        turn = RobotTurn(self.next_idx(), error=f"{type(error).__name__}: {error}")
+        log.warning("call %s turn %d: %s", self.call.record.call_id, turn.idx, turn.error)
+        self.call.event("error", turn=turn.idx, detail=turn.error)
+        await self.speak([self.config.fallback_text], turn=turn)
+
+    # -- timers ------------------------------------------------------------------------------
+    async def _max_duration(self) -> None:
+        await asyncio.sleep(self.config.max_call_s)
+        if self.speaker is not None:
+            if self.robot_talking():
+                await self.barge_in()
+            else:
+                self.speaker.cancel()
+        self.call.event("max_duration")
+        self.start_speaker(
+            lambda: self.speak([self.config.max_call_text], interruptible=False, ends_call="max_duration")
+        )
+
+
+async def _aiter_list(items: list[str]) -> AsyncIterator[str]:
+    for item in items:
+        yield item

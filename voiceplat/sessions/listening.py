@@ -1,0 +1,161 @@
+"""Modes that listen with VAD (pipeline, llm_script): frames → VAD → endpointer → barge-in → utterance.
+
+Handling one frame is O(frame); anything slow (ASR, barge-in confirmation) runs in a task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from voiceplat.audio.pcm import FRAME_MS, Framer, Pcm
+from voiceplat.sessions.base import CallEnded, Session
+from voiceplat.turns.barge_in import BargeInPolicy
+from voiceplat.turns.endpointer import Endpointer, EndpointerSettings, SpeechEnded, SpeechStarted
+from voiceplat.turns.vad import make_vad
+
+log = logging.getLogger(__name__)
+
+
+class ListeningSession(Session):
+    def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+        super().__init__(*args, **kwargs)
+        vad = self.config.vad
+        self.vad = make_vad(
+            vad.engine,
+            aggressiveness=vad.aggressiveness,
+            energy_threshold=vad.energy_threshold,
+            silero_threshold=vad.silero_threshold,
+        )
+        self.endpointer = Endpointer(
+            EndpointerSettings(
+                frame_ms=FRAME_MS,
+                min_speech_ms=vad.start_speech_ms,
+                silence_ms=vad.end_silence_ms,
+                pre_roll_ms=vad.pre_roll_ms,
+                max_utterance_s=vad.max_utterance_s,
+            )
+        )
+        self.policy = BargeInPolicy(self.config.barge_in)
+        self.framer = Framer()
+        self.barge_pending = False
+        self.speech_started_at: float | None = None
+        self.carry_audio = b""
+        """Audio of an utterance whose answer was cancelled before ASR finished: heard again."""
+        self.reprompts = 0
+
+    async def main(self) -> None:
+        await self.greet()
+        self._tasks.create_task(self._no_input_timer())
+        while True:
+            audio = await self.channel.audio()
+            frames = self.framer.push(audio.data)
+            now = self.clock()
+            for i, frame in enumerate(frames):
+                await self._on_frame(frame, now - (len(frames) - 1 - i) * FRAME_MS / 1000)
+
+    async def greet(self) -> None:
+        config = self.config
+        audio = self.robot.greeting_audio
+        if audio is None and not config.greeting_text:
+            return
+        text = [config.greeting_text or "(greeting.wav)"]
+        interruptible = config.greeting_interruptible
+        self.start_speaker(lambda: self.speak(text, audio=audio, interruptible=interruptible))
+
+    async def _on_frame(self, frame: bytes, t: float) -> None:
+        for event in self.endpointer.push(frame, self.vad.is_speech(frame), t):
+            if isinstance(event, SpeechStarted):
+                self._on_speech_started(event)
+            elif isinstance(event, SpeechEnded):
+                self._on_speech_ended(event)
+        if self.endpointer.in_speech and self.robot_talking() and self.turn is not None:
+            decision = self.policy.during_speech(self.endpointer.speech_ms, self.turn.interruptible)
+            if decision == "interrupt":
+                self.barge_pending = False
+                await self.barge_in(self.speech_started_at)
+            elif decision == "pending":
+                self.barge_pending = True
+
+    def _on_speech_started(self, event: SpeechStarted) -> None:
+        self.speech_started_at = event.started_at
+        self.last_activity = event.started_at
+        self.reprompts = 0
+        self.call.event("speech_start")
+        if self.speaker is not None and not self.robot_talking():
+            # The caller goes on talking while we think: drop the answer, hear them out.
+            self.speaker.cancel()
+            self.call.event("answer_cancelled", reason="caller kept talking")
+
+    def _on_speech_ended(self, event: SpeechEnded) -> None:
+        self.last_activity = event.ended_at
+        self.call.event("speech_end", ms=round((event.ended_at - event.started_at) * 1000))
+        if self.robot_talking():
+            if self.barge_pending:
+                self._tasks.create_task(self._confirm_barge_in(event))
+            else:
+                self.call.event("speech_ignored", reason="short or not interruptible")
+            self.barge_pending = False
+            return
+        audio = self.carry_audio + event.audio
+        self.carry_audio = b""
+        self.start_speaker(lambda: self.answer(audio, event.started_at, event.ended_at))
+
+    async def _confirm_barge_in(self, event: SpeechEnded) -> None:
+        """A short burst while the robot spoke: interrupt only if ASR heard more than 'ага'."""
+        try:
+            text, asr_ms = await self.transcribe(event.audio)
+        except Exception as exc:  # a failed confirmation must not end the call
+            self.call.event("error", detail=f"barge-in ASR: {type(exc).__name__}: {exc}")
+            return
+        if self.policy.after_utterance(text) == "ignore" or not self.robot_talking():
+            self.call.event("backchannel", text=text)
+            return
+        await self.barge_in(event.started_at)
+        self.start_speaker(
+            lambda: self.answer(b"", event.started_at, event.ended_at, text=text, asr_ms=asr_ms)
+        )
+
+    async def transcribe(self, audio: bytes) -> tuple[str, float]:
+        asr = self.robot.asr
+        asked = self.clock()
+        async with asyncio.timeout(asr.settings.timeout_s):
+            transcript = await asr.transcribe(Pcm(audio), asr.settings.language)
+        asr_ms = (self.clock() - asked) * 1000
+        self.call.event("asr_done", ms=round(asr_ms), text=transcript.text)
+        return transcript.text.strip(), asr_ms
+
+    async def answer(
+        self,
+        audio: bytes,
+        started: float,
+        ended: float,
+        *,
+        text: str | None = None,
+        asr_ms: float | None = None,
+    ) -> None:
+        raise NotImplementedError
+
+    async def _no_input_timer(self) -> None:
+        settings = self.config.no_input
+        while True:
+            await self.idle.wait()
+            deadline = self.last_activity + settings.reprompt_after_s
+            now = self.clock()
+            if now < deadline or self.endpointer.in_speech:
+                await asyncio.sleep(max(deadline - now, FRAME_MS / 1000))
+                continue
+            self.reprompts += 1
+            self.call.event("no_input", count=self.reprompts)
+            if self.reprompts > settings.max_reprompts:
+                self.start_speaker(
+                    lambda: self.speak(
+                        [settings.goodbye_text], interruptible=False, ends_call="no_input"
+                    )
+                )
+            else:
+                self.start_speaker(lambda: self.speak([settings.reprompt_text]))
+            await asyncio.sleep(0)
+
+
+__all__ = ["CallEnded", "ListeningSession"]

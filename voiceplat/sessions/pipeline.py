@@ -1,0 +1,82 @@
+"""Pipeline mode: utterance → ASR → LLM (streamed) → sentences → TTS → play.
+
+The LLM streams in its own task into a queue of sentences, so the first sentence is synthesised and
+playing while the model is still writing the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from voiceplat.sessions.listening import ListeningSession
+from voiceplat.sessions.text import SentenceSplitter
+from voiceplat.sessions.timeouts import with_gap_timeout
+from voiceplat.sessions.turn import RobotTurn
+
+_DONE = object()
+
+
+class PipelineSession(ListeningSession):
+    mode = "pipeline"
+
+    async def answer(
+        self,
+        audio: bytes,
+        started: float,
+        ended: float,
+        *,
+        text: str | None = None,
+        asr_ms: float | None = None,
+    ) -> None:
+        if text is None:
+            try:
+                text, asr_ms = await self.transcribe(audio)
+            except asyncio.CancelledError:
+                self.carry_audio = audio + self.carry_audio
+                raise
+            except Exception as exc:
+                await self.speak_fallback(exc)
+                return
+        if not text:
+            self.call.event("empty_transcript")
+            return
+        self.record_user_turn(text, started, ended, asr_ms)
+        turn = RobotTurn(self.next_idx(), asr_ms=asr_ms, user_speech_ended=ended)
+        sentences = self._reply_sentences(turn)
+        try:
+            await self.speak(sentences, turn=turn)
+        finally:
+            await sentences.aclose()
+
+    async def _reply_sentences(self, turn: RobotTurn) -> AsyncIterator[str]:
+        """Sentences of the LLM's answer as they become ready; the LLM runs ahead in a task."""
+        queue: asyncio.Queue[object] = asyncio.Queue()
+        producer = asyncio.create_task(self._stream_llm(turn, queue))
+        try:
+            while (item := await queue.get()) is not _DONE:
+                if isinstance(item, BaseException):
+                    raise item
+                yield str(item)
+        finally:
+            producer.cancel()
+
+    async def _stream_llm(self, turn: RobotTurn, queue: asyncio.Queue[object]) -> None:
+        llm = self.robot.llm
+        splitter = SentenceSplitter()
+        asked = self.clock()
+        try:
+            stream = with_gap_timeout(llm.stream(self.dialog()), llm.settings.timeout_s, "LLM")
+            async for chunk in stream:
+                if turn.llm_ttft_ms is None:
+                    turn.llm_ttft_ms = (self.clock() - asked) * 1000
+                    self.call.event("llm_first_token", ms=round(turn.llm_ttft_ms))
+                for sentence in splitter.push(chunk):
+                    queue.put_nowait(sentence)
+            for sentence in splitter.flush():
+                queue.put_nowait(sentence)
+            queue.put_nowait(_DONE)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            queue.put_nowait(exc)

@@ -1,0 +1,63 @@
+"""A robot turn in progress: what was said, where each sentence sits in the outbound stream."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(slots=True)
+class SpokenSentence:
+    text: str
+    start_ms: float
+    end_ms: float
+
+
+@dataclass
+class RobotTurn:
+    idx: int
+    interruptible: bool = True
+    started_at: datetime = field(default_factory=utcnow)
+    sentences: list[SpokenSentence] = field(default_factory=list)
+    first_audio_at: float | None = None
+    """Session clock time when the first audio was queued."""
+    llm_ttft_ms: float | None = None
+    tts_ttfb_ms: float | None = None
+    v2v_ms: float | None = None
+    asr_ms: float | None = None
+    user_speech_ended: float | None = None
+    """Session clock time the caller stopped speaking, for voice-to-voice latency."""
+    interrupted_at_ms: float | None = None
+    """Stream position the caller had heard when barge-in flushed the audio."""
+    error: str | None = None
+    ends_call: bool = False
+    track: str | None = None
+
+    @property
+    def text(self) -> str:
+        return " ".join(s.text for s in self.sentences)
+
+    @property
+    def interrupted(self) -> bool:
+        return self.interrupted_at_ms is not None
+
+    def heard_text(self) -> str:
+        """Whole sentences heard, plus the heard share of the words of the sentence cut short."""
+        if self.interrupted_at_ms is None:
+            return self.text
+        heard = self.interrupted_at_ms
+        parts = []
+        for sentence in self.sentences:
+            if sentence.end_ms <= heard:
+                parts.append(sentence.text)
+            elif sentence.start_ms < heard:
+                words = sentence.text.split()
+                share = (heard - sentence.start_ms) / max(1.0, sentence.end_ms - sentence.start_ms)
+                cut = int(len(words) * share)
+                if cut:
+                    parts.append(" ".join(words[:cut]) + "…")
+        return " ".join(parts)

@@ -1,0 +1,32 @@
+"""What a call channel delivers to a session, whatever protocol the call came through."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+
+@dataclass(frozen=True, slots=True)
+class CallMetadata:
+    call_id: str
+    caller: str | None = None
+    callee: str | None = None
+    source: str = "freeswitch"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class AudioIn:
+    """Caller audio: mono int16 LE at 8 kHz, any whole number of samples."""
+
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class MarkReply:
+    name: str
+    event: Literal["playout", "cleared"]
+
+
+class ProtocolError(ValueError):
+    """The peer broke the protocol; the call ends with this reason."""
