@@ -91,7 +91,8 @@ class CallChannel:
             return await self._transport.recv()
         except ConnectionClosed as exc:
             self.closed = True
-            if exc.rcvd is not None and exc.rcvd.code == 1009:
+            codes = {frame.code for frame in (exc.rcvd, exc.sent) if frame is not None}
+            if 1009 in codes:  # we refused a message over the size limit
                 raise ProtocolError("a message larger than the frame limit arrived") from None
             raise Hangup() from None
 

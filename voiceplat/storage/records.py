@@ -1,0 +1,140 @@
+"""What is recorded about a call (the call, its turns, its pipeline log) and what sinks receive.
+
+Records are treated as values: the recorder never mutates one it has handed to a sink; a change
+makes a new copy. All times are timezone-aware UTC (a naive datetime is taken as UTC).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+Source = Literal["freeswitch", "web", "sip", "simulator"]
+CallStatus = Literal["in_progress", "completed", "failed"]
+Role = Literal["user", "robot"]
+
+END_REASONS = (
+    "caller_hangup",
+    "robot_goodbye",
+    "no_input",
+    "max_duration",
+    "protocol_error",
+    "error",
+    "shutdown",
+    "transfer",
+)
+"""End reasons the platform uses; `end_reason` is a free string so new ones need no migration."""
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def as_utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(as_utc)]
+
+
+class _Record(BaseModel):
+    # Unknown fields are errors: `CallLog.update(answerd_at=...)` must fail loudly, not vanish.
+    model_config = ConfigDict(extra="forbid")
+
+
+class CallRecord(_Record):
+    call_id: str
+    robot: str
+    mode: str
+    source: Source = "freeswitch"
+    caller: str | None = None
+    callee: str | None = None
+    started_at: UtcDatetime = Field(default_factory=utcnow)
+    answered_at: UtcDatetime | None = None
+    ended_at: UtcDatetime | None = None
+    duration_sec: float | None = None
+    status: CallStatus = "in_progress"
+    end_reason: str | None = None
+    turns: int = 0
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class TurnRecord(_Record):
+    call_id: str
+    idx: int = Field(ge=0)
+    role: Role
+    text: str = ""
+    heard_text: str | None = Field(None, description="What the caller heard of a cut robot turn.")
+    started_at: UtcDatetime = Field(default_factory=utcnow)
+    ended_at: UtcDatetime | None = None
+    interrupted: bool = False
+    asr_ms: float | None = None
+    llm_ttft_ms: float | None = None
+    tts_ttfb_ms: float | None = None
+    v2v_ms: float | None = Field(
+        None, description="End of the caller's speech to the first robot audio sent."
+    )
+    track: str | None = None
+    error: str | None = None
+
+
+class LogEvent(_Record):
+    """One pipeline event: speech_start, speech_end, asr_done, llm_first_token, tts_first_audio,
+    barge_in, backchannel, error, …"""
+
+    at: UtcDatetime = Field(default_factory=utcnow)
+    event: str
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class CallSnapshot(_Record):
+    """Everything known about a call at one moment; the shape of the JSON file."""
+
+    call: CallRecord
+    turns: list[TurnRecord] = Field(default_factory=list)
+    pipeline_log: list[LogEvent] = Field(default_factory=list)
+
+
+# Items a sink receives, in order, per call. Each carries what a store needs to write it on its
+# own: per-turn stores key turns by (call_id, idx), so writing one twice replaces it.
+
+
+@dataclass(frozen=True, slots=True)
+class CallOpened:
+    call: CallRecord
+
+
+@dataclass(frozen=True, slots=True)
+class CallUpdated:
+    call: CallRecord
+
+
+@dataclass(frozen=True, slots=True)
+class TurnWritten:
+    """A turn was added or replaced (same idx)."""
+
+    call: CallRecord
+    turn: TurnRecord
+
+
+@dataclass(frozen=True, slots=True)
+class EventLogged:
+    call: CallRecord
+    event: LogEvent
+
+
+@dataclass(frozen=True, slots=True)
+class CallFinished:
+    snapshot: CallSnapshot
+
+    @property
+    def call(self) -> CallRecord:
+        return self.snapshot.call
+
+
+RecordItem = CallOpened | CallUpdated | TurnWritten | EventLogged | CallFinished
