@@ -8,7 +8,6 @@ import contextlib
 import logging
 import signal
 import sys
-from pathlib import Path
 
 from voiceplat.errors import RobotError
 

@@ -36,8 +36,12 @@ class VadSettings(Strict):
     aggressiveness: int = Field(2, ge=0, le=3, description="webrtcvad: 0 keeps most, 3 drops most")
     energy_threshold: PositiveFloat = Field(200, description="energy VAD: RMS level that is speech")
     silero_threshold: float = Field(0.5, gt=0, lt=1)
-    silence_frames: PositiveInt = Field(25, description="end of utterance after this many 32 ms frames")
-    min_speech_frames: PositiveInt = Field(5, description="32 ms frames of speech that start speech")
+    silence_frames: PositiveInt = Field(
+        25, description="end of utterance after this many 32 ms frames"
+    )
+    min_speech_frames: PositiveInt = Field(
+        5, description="32 ms frames of speech that start speech"
+    )
     silence_ms: PositiveInt | None = Field(None, description="overrides silence_frames")
     min_speech_ms: PositiveInt | None = Field(None, description="overrides min_speech_frames")
     pre_roll_ms: int = Field(300, ge=0, le=2000)
@@ -60,7 +64,9 @@ class NoInputSettings(Strict):
 
 
 class PlayoutSettings(Strict):
-    lead_ms: int = Field(200, ge=40, le=2000, description="audio sent ahead of what the caller hears")
+    lead_ms: int = Field(
+        200, ge=40, le=2000, description="audio sent ahead of what the caller hears"
+    )
     chunk_ms: int = Field(60, ge=20, le=500, description="size of one outbound audio message")
 
 
@@ -76,7 +82,9 @@ class RobotConfig(Strict):
     no_input: NoInputSettings = Field(default_factory=NoInputSettings)
     playout: PlayoutSettings = Field(default_factory=PlayoutSettings)
     greeting_text: str | None = None
-    greeting_wav: str | None = Field(None, description="file in the robot folder; greeting.wav if it exists")
+    greeting_wav: str | None = Field(
+        None, description="file in the robot folder; greeting.wav if it exists"
+    )
     greeting_interruptible: bool = True
     fallback_text: str = "Извините, у меня техническая заминка. Повторите, пожалуйста."
     end_call_marker: str = Field("[END]", min_length=1)
@@ -137,7 +145,9 @@ def read_config_json(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise RobotError(f"{path}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")
+        raise RobotError(
+            f"{path}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
     if not isinstance(data, dict):
         raise RobotError(f"{path}: must hold a JSON object {{...}}, not {format_value(data)}")
     return data

@@ -22,7 +22,9 @@ def field_path(loc: Sequence[str | int]) -> str:
 def _allowed(error: dict[str, Any]) -> str:
     kind, ctx = error["type"], error.get("ctx") or {}
     if kind == "greater_than" and ctx.get("gt") == 0:
-        number = "integer" if isinstance(ctx["gt"], int) and "int" in error.get("msg", "") else "number"
+        number = (
+            "integer" if isinstance(ctx["gt"], int) and "int" in error.get("msg", "") else "number"
+        )
         return f"must be a positive {number}"
     simple = {
         "greater_than": "must be greater than {gt}",
@@ -37,8 +39,8 @@ def _allowed(error: dict[str, Any]) -> str:
         "bool_type": "must be true or false",
         "bool_parsing": "must be true or false",
         "string_type": "must be a string (in double quotes)",
-        "list_type": "must be a list, e.g. [\"a\", \"b\"]",
-        "dict_type": "must be an object, e.g. {\"provider\": \"...\"}",
+        "list_type": 'must be a list, e.g. ["a", "b"]',
+        "dict_type": 'must be an object, e.g. {"provider": "..."}',
         "model_type": "must be an object",
         "string_too_short": "must not be empty",
         "too_short": "must have at least {min_length} item(s)",

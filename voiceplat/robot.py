@@ -15,7 +15,7 @@ from voiceplat.config import RobotConfig, load_config, read_env_files
 from voiceplat.config_errors import describe_errors, format_value
 from voiceplat.errors import RobotError
 from voiceplat.providers import base as providers
-from voiceplat.providers.base import ASR, LLM, TTS, KINDS, ProviderSettings
+from voiceplat.providers.base import ASR, KINDS, LLM, TTS, ProviderSettings
 
 MODES_AVAILABLE = ("pipeline",)
 T = TypeVar("T")
@@ -115,7 +115,9 @@ def _read_greeting(robot_dir: Path, config: RobotConfig) -> Pcm | None:
     try:
         return read_wav(path)
     except WavError as exc:
-        raise RobotError(f"{exc}; greeting_wav must be a 16-bit PCM WAV in the robot folder") from None
+        raise RobotError(
+            f"{exc}; greeting_wav must be a 16-bit PCM WAV in the robot folder"
+        ) from None
 
 
 def _collecting(problems: list[str], reader: Callable[..., T], *args: Any) -> T | None:

@@ -17,7 +17,7 @@ from voiceplat.audio.wav import read_wav
 SUBPROTOCOLS = ["audio.drachtio.org"]
 
 
-async def drain(ws) -> list[str | bytes]:  # noqa: ANN001
+async def drain(ws) -> list[str | bytes]:
     received: list[str | bytes] = []
     try:
         async for message in ws:
@@ -155,7 +155,9 @@ async def test_socket_dying_mid_answer_records_the_call(make_robot, robot_server
 async def test_failing_provider_gives_a_spoken_fallback(
     make_robot, robot_server, provider: str, settings: dict
 ) -> None:
-    robot = make_robot(greeting_text=None, fallback_text="Извините, ошибка.", **{provider: settings})
+    robot = make_robot(
+        greeting_text=None, fallback_text="Извините, ошибка.", **{provider: settings}
+    )
     url, _, _ = await robot_server(robot)
     speech = read_wav(FIXTURES / "ru_hello.wav").data
     audio = bytes(320 * 10) + speech + bytes(320 * 150)

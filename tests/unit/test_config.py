@@ -37,7 +37,9 @@ def problems_of(folder: Path) -> list[str]:
     return caught.value.problems
 
 
-def test_seed_config_loads_with_its_meanings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_seed_config_loads_with_its_meanings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     robot = load_robot(write_robot(tmp_path / "x", SEED))
     assert robot.config.ws_port == 5200
@@ -81,12 +83,10 @@ def test_unknown_provider_lists_the_known_ones(tmp_path: Path, monkeypatch) -> N
 
 def test_every_problem_is_reported_at_once(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
-    folder = write_robot(
-        tmp_path / "x", {**SEED, "ws_port": 70000, "mode": "karaoke"}, prompt=None
-    )
+    folder = write_robot(tmp_path / "x", {**SEED, "ws_port": 70000, "mode": "karaoke"}, prompt=None)
     problems = problems_of(folder)
     assert any("ws_port: 70000 is not allowed; must be at most 65535" in p for p in problems)
-    assert any("mode: \"karaoke\" is not allowed; must be one of" in p for p in problems)
+    assert any('mode: "karaoke" is not allowed; must be one of' in p for p in problems)
 
 
 def test_broken_json_says_where(tmp_path: Path, monkeypatch) -> None:

@@ -22,8 +22,8 @@ from voiceplat.robot import Robot
 from voiceplat.sessions.text import strip_marker
 from voiceplat.sessions.timeouts import with_gap_timeout
 from voiceplat.sessions.turn import RobotTurn, SpokenSentence, utcnow
-from voiceplat.storage.records import CallRecord, TurnRecord
 from voiceplat.storage.recorder import CallLog, Recorder
+from voiceplat.storage.records import CallRecord, TurnRecord
 from voiceplat.telephony.channel import CallChannel, Hangup
 from voiceplat.telephony.events import CallMetadata, ProtocolError
 
@@ -141,7 +141,9 @@ class Session:
         self._next_idx += 1
         return idx
 
-    def record_user_turn(self, text: str, started: float, ended: float, asr_ms: float | None) -> int:
+    def record_user_turn(
+        self, text: str, started: float, ended: float, asr_ms: float | None
+    ) -> int:
         idx = self.next_idx()
         self.call.add_turn(
             TurnRecord(
@@ -307,9 +309,9 @@ class Session:
             "barge_in",
             turn=turn.idx,
             heard_ms=round(turn.interrupted_at_ms),
-            talk_over_ms=None if speech_started is None else round(
-                (self.clock() - speech_started) * 1000
-            ),
+            talk_over_ms=None
+            if speech_started is None
+            else round((self.clock() - speech_started) * 1000),
         )
         with contextlib.suppress(asyncio.CancelledError):
             await speaker
@@ -331,7 +333,9 @@ class Session:
                 self.speaker.cancel()
         self.call.event("max_duration")
         self.start_speaker(
-            lambda: self.speak([self.config.max_call_text], interruptible=False, ends_call="max_duration")
+            lambda: self.speak(
+                [self.config.max_call_text], interruptible=False, ends_call="max_duration"
+            )
         )
 
 

@@ -12,21 +12,16 @@ from voiceplat.audio.pcm import FRAME_MS, Framer, Pcm
 from voiceplat.sessions.base import CallEnded, Session
 from voiceplat.turns.barge_in import BargeInPolicy
 from voiceplat.turns.endpointer import Endpointer, EndpointerSettings, SpeechEnded, SpeechStarted
-from voiceplat.turns.vad import make_vad
+from voiceplat.turns.vad import VAD, make_vad
 
 log = logging.getLogger(__name__)
 
 
 class ListeningSession(Session):
-    def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+    def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        self.vad: VAD
         vad = self.config.vad
-        self.vad = make_vad(
-            vad.engine,
-            aggressiveness=vad.aggressiveness,
-            energy_threshold=vad.energy_threshold,
-            silero_threshold=vad.silero_threshold,
-        )
         self.endpointer = Endpointer(
             EndpointerSettings(
                 frame_ms=FRAME_MS,
@@ -45,6 +40,15 @@ class ListeningSession(Session):
         self.reprompts = 0
 
     async def main(self) -> None:
+        vad = self.config.vad
+        # Silero builds an ONNX session (~80 ms): never on the event loop, where calls' audio runs.
+        self.vad = await asyncio.to_thread(
+            make_vad,
+            vad.engine,
+            aggressiveness=vad.aggressiveness,
+            energy_threshold=vad.energy_threshold,
+            silero_threshold=vad.silero_threshold,
+        )
         await self.greet()
         self._tasks.create_task(self._no_input_timer())
         while True:
