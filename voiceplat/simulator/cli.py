@@ -1,0 +1,164 @@
+"""`voiceplat call`: phone a robot without a phone.
+
+    voiceplat call ws://127.0.0.1:5200/ --say a.wav --pause 1 --say b.wav \
+        --barge-in c.wav --record call.wav --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from voiceplat.audio.wav import WavError
+from voiceplat.simulator.caller import run_call
+from voiceplat.simulator.multi import run_calls
+from voiceplat.simulator.report import format_call, format_multi
+from voiceplat.simulator.script import BargeIn, Pause, Say, Step
+
+
+class _StepAction(argparse.Action):
+    """Appends (kind, value) to one shared list, so steps keep their command-line order."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        steps = list(getattr(namespace, self.dest, None) or [])
+        steps.append((self.const, values))
+        setattr(namespace, self.dest, steps)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {text}")
+    return value
+
+
+def _metadata(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"--metadata is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("--metadata must be a JSON object, e.g. '{\"a\": 1}'")
+    return value
+
+
+def add_call_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("url", help="robot WebSocket URL, e.g. ws://127.0.0.1:5200/")
+    script = parser.add_argument_group("script (steps run in command-line order)")
+    step = {"action": _StepAction, "dest": "steps"}
+    script.add_argument(
+        "--say",
+        const="say",
+        metavar="WAV",
+        help="wait until the robot is quiet (and has answered), then speak this WAV",
+        **step,
+    )
+    script.add_argument(
+        "--pause", const="pause", type=_seconds, metavar="S", help="S seconds of silence", **step
+    )
+    script.add_argument(
+        "--barge-in",
+        const="barge_in",
+        metavar="WAV",
+        help="wait until the robot's next answer is heard, then speak this WAV over it",
+        **step,
+    )
+    parser.set_defaults(steps=[])
+    parser.add_argument(
+        "--metadata", type=_metadata, default={}, help="JSON merged into the metadata frame"
+    )
+    parser.add_argument("--frame-ms", type=_positive_int, default=20, help="caller frame size")
+    parser.add_argument(
+        "--settle", type=_seconds, default=0.6, help="quiet time before --say (s, default 0.6)"
+    )
+    parser.add_argument(
+        "--answer-timeout",
+        type=_seconds,
+        default=15.0,
+        help="longest wait for the robot's answer (s, default 15)",
+    )
+    parser.add_argument(
+        "--barge-in-after",
+        type=_seconds,
+        default=0.5,
+        help="how long the robot talks before --barge-in (s, default 0.5)",
+    )
+    parser.add_argument(
+        "--timeout", type=_seconds, default=120.0, help="limit for the whole call (s)"
+    )
+    parser.add_argument(
+        "--record",
+        type=Path,
+        metavar="WAV",
+        help="write a stereo WAV: caller left, robot (as heard) right; numbered with --calls",
+    )
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument(
+        "--calls", type=_positive_int, default=1, help="place N calls at once (percentiles)"
+    )
+    parser.add_argument(
+        "--ramp", type=_seconds, default=0.0, help="with --calls: spread the starts over S s"
+    )
+
+
+def steps_from_args(pairs: list[tuple[str, Any]]) -> list[Step]:
+    makers = {"say": Say, "pause": Pause, "barge_in": BargeIn}
+    return [makers[kind](value) for kind, value in pairs]
+
+
+def run_call_command(args: argparse.Namespace) -> int:
+    """Runs `voiceplat call`; 0 when every call completed, 1 when any errored, 2 on bad input."""
+    steps = steps_from_args(args.steps)
+    options: dict[str, Any] = {
+        "metadata": args.metadata,
+        "frame_ms": args.frame_ms,
+        "settle_s": args.settle,
+        "answer_timeout_s": args.answer_timeout,
+        "barge_in_after_s": args.barge_in_after,
+        "timeout_s": args.timeout,
+        "record": args.record,
+    }
+    try:
+        if args.calls == 1:
+            result = asyncio.run(run_call(args.url, steps, **options))
+            print(result.model_dump_json(indent=2) if args.json else format_call(result))
+            return 0 if result.ok else 1
+        multi = asyncio.run(run_calls(args.url, steps, args.calls, ramp_s=args.ramp, **options))
+    except (WavError, ValueError, OSError) as exc:
+        print(f"voiceplat call: {exc}", file=sys.stderr)
+        return 2
+    print(multi.model_dump_json(indent=2) if args.json else format_multi(multi))
+    return 0 if multi.ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="voiceplat call", description=__doc__.split("\n")[0])
+    add_call_arguments(parser)
+    return run_call_command(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,372 @@
+"""One simulated call's FreeSWITCH side without I/O: the script, the playout and the protocol.
+
+`CallDriver` is fed ticks of the call's frame clock and the robot's messages, and answers with
+the caller frames and TEXT replies to send. Times are seconds from call start; tick k happens at
+k * frame. The websocket glue lives in `caller.py`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from voiceplat.simulator.playout import Answer, Playout
+from voiceplat.simulator.report import (
+    AnswerReport,
+    CallResult,
+    ChunkReport,
+    EventReport,
+    MarkReport,
+    QualityReport,
+    Stats,
+    UtteranceReport,
+    ms,
+)
+from voiceplat.simulator.script import ScriptItem
+
+
+@dataclass(frozen=True, slots=True)
+class CallOptions:
+    frame_ms: int = 20
+    settle_s: float = 0.6
+    answer_timeout_s: float = 15.0
+    barge_in_after_s: float = 0.5
+    timeout_s: float = 120.0
+
+
+@dataclass(slots=True)
+class _Utterance:
+    index: int
+    kind: str
+    source: str
+    sent_start: float
+    sent_end: float
+    speech_start: float | None
+    speech_end: float | None
+
+
+@dataclass(slots=True)
+class _Mark:
+    name: str
+    queued: float
+    event: str = "pending"
+    answered: float | None = None
+
+
+_GATE, _STREAM, _DONE = "gate", "stream", "done"
+
+
+class CallDriver:
+    """The caller's script, ear and protocol handling for one call."""
+
+    def __init__(self, script: tuple[ScriptItem, ...], options: CallOptions, *, keep_audio: bool):
+        self.options = options
+        self.period = options.frame_ms / 1000.0
+        self.playout = Playout(frame_ms=options.frame_ms, keep_audio=keep_audio)
+        self.silence = self.playout.silence
+        self.caller_frames: list[bytes] | None = [] if keep_audio else None
+        self.frames_sent = 0
+        self.now = 0.0
+        self.events: list[EventReport] = []
+        self.errors: list[str] = []
+        self.warnings: list[str] = []
+        self.end_reason: str | None = None
+        self.robot_hung_up = False
+        self.transferred = False
+        self.transfer_target: Any = None
+        self.hangup = False
+        """The script is done: the caller hangs up."""
+        self._items = script
+        self._index = 0
+        self._phase = _GATE
+        self._gate_since = 0.0
+        self._frames: tuple[bytes, ...] = ()
+        self._pos = 0
+        self.utterances: list[_Utterance] = []
+        self._marks: list[_Mark] = []
+        self._pending: dict[str, deque[_Mark]] = {}
+
+    @property
+    def ended(self) -> bool:
+        """No more frames: the caller hung up or the robot ended the call."""
+        return self.hangup or self.end_reason is not None
+
+    # --- the frame clock ------------------------------------------------------------------
+
+    def on_tick(self, k: int) -> tuple[bytes | None, list[str]]:
+        """Tick k: plays one robot frame; returns the caller frame and TEXT replies to send."""
+        now = self.now = k * self.period
+        _, reached = self.playout.tick(now)
+        replies = [self._answer_mark(name, "playout", now) for name in reached] if reached else []
+        if self.ended:
+            return None, replies
+        frame = self._caller_frame(now)
+        if self.hangup:
+            return None, replies
+        if self.caller_frames is not None:
+            self.caller_frames.append(frame)
+        self.frames_sent += 1
+        return frame, replies
+
+    def _caller_frame(self, now: float) -> bytes:
+        if self._phase is _GATE and not self._open_gate(now):
+            return self.silence
+        if self._phase is _STREAM:
+            frame = self._frames[self._pos]
+            self._pos += 1
+            if self._pos == len(self._frames):
+                self._index += 1
+                self._phase = _GATE
+                self._gate_since = now
+            return frame
+        return self.silence
+
+    def _open_gate(self, now: float) -> bool:
+        """Starts the next step if its wait is over; returns whether a clip now streams."""
+        while self._index < len(self._items):
+            item = self._items[self._index]
+            if not self._ready(item.kind, now):
+                return False
+            if item.clip.frames:
+                self._start(item, now)
+                return True
+            self._index += 1
+            self._gate_since = now
+        if self._ready("end", now):
+            self.hangup = True
+            self._phase = _DONE
+        return False
+
+    def _start(self, item: ScriptItem, now: float) -> None:
+        clip, period = item.clip, self.period
+        self._frames, self._pos, self._phase = clip.frames, 0, _STREAM
+        if item.kind == "pause":
+            return
+        # Frame j goes out at now + j*period and holds the audio just before that moment.
+        self.utterances.append(
+            _Utterance(
+                index=len(self.utterances),
+                kind=item.kind,
+                source=clip.source,
+                sent_start=now - period,
+                sent_end=now + (len(clip.frames) - 1) * period,
+                speech_start=None
+                if clip.speech_first is None
+                else now + (clip.speech_first - 1) * period,
+                speech_end=None if clip.speech_last is None else now + clip.speech_last * period,
+            )
+        )
+
+    def _ready(self, kind: str, now: float) -> bool:
+        if kind == "pause":
+            return True
+        opts, playout = self.options, self.playout
+        last = self.utterances[-1] if self.utterances else None
+        spoke = last is not None and last.speech_start is not None
+        if kind == "barge_in":
+            answer = playout.current
+            if (
+                answer is not None
+                and (not spoke or answer.start > last.speech_start)
+                and now - answer.start >= opts.barge_in_after_s
+            ):
+                return True
+            if now - self._gate_since >= opts.answer_timeout_s:
+                self.warnings.append(
+                    f"barge-in #{len(self.utterances)}: the robot did not talk within "
+                    f"{opts.answer_timeout_s:g} s; spoke anyway"
+                )
+                return True
+            return False
+        # "say" and the end of the script: the robot has answered and gone quiet.
+        answered = not spoke or playout.answer_started_after(last.speech_start) is not None
+        # The settle time counts from call start too: a robot gets the chance to greet first.
+        if answered and now >= opts.settle_s and playout.quiet(now, opts.settle_s):
+            return True
+        since = last.speech_end if spoke and last.speech_end is not None else self._gate_since
+        if now - since >= opts.answer_timeout_s:
+            what = "no answer" if not answered else "the robot still talking"
+            self.warnings.append(
+                f"{'end of script' if kind == 'end' else f'say #{len(self.utterances)}'}: "
+                f"{what} after {opts.answer_timeout_s:g} s; went on"
+            )
+            return True
+        return False
+
+    # --- robot → caller -------------------------------------------------------------------
+
+    def on_binary(self, data: bytes, now: float) -> None:
+        if not self.ended:
+            self.playout.push(data, now)
+
+    def on_text(self, text: str, now: float) -> list[str]:
+        """Handles one TEXT message; returns the TEXT replies to send at once."""
+        try:
+            message = json.loads(text)
+        except ValueError:
+            self.events.append(EventReport(type="<invalid>", t_ms=ms(now), data=text[:200]))
+            self.warnings.append(f"at {ms(now)} ms: TEXT message is not JSON: {text[:80]!r}")
+            return []
+        kind = message.get("type") if isinstance(message, dict) else None
+        data = message.get("data") if isinstance(message, dict) else None
+        self.events.append(EventReport(type=str(kind), t_ms=ms(now), data=data))
+        if kind == "killAudio":
+            cleared = self.playout.kill(now)
+            return [self._answer_mark(name, "cleared", now) for name in cleared]
+        if kind == "mark":
+            name = data.get("name") if isinstance(data, dict) else None
+            if not isinstance(name, str):
+                self.warnings.append(f"at {ms(now)} ms: mark without a string data.name: {text}")
+                return []
+            mark = _Mark(name, now)
+            self._marks.append(mark)
+            self._pending.setdefault(name, deque()).append(mark)
+            self.playout.mark(name, now)
+        elif kind == "disconnect":
+            self.robot_hung_up = True
+            self.end("robot_hung_up")
+        elif kind == "transfer":
+            self.transferred = True
+            self.transfer_target = data.get("target") if isinstance(data, dict) else data
+            self.end("transferred")
+        else:
+            self.warnings.append(f"at {ms(now)} ms: unknown TEXT message type {kind!r}")
+        return []
+
+    def _answer_mark(self, name: str, event: str, now: float) -> str:
+        queue = self._pending.get(name)
+        if queue:
+            mark = queue.popleft()
+            mark.event, mark.answered = event, now
+        return json.dumps({"type": "mark", "data": {"name": name, "event": event}})
+
+    # --- the end --------------------------------------------------------------------------
+
+    def end(self, reason: str) -> None:
+        if self.end_reason is None:
+            self.end_reason = reason
+
+    def error(self, message: str) -> None:
+        self.errors.append(message)
+
+    def result(
+        self,
+        *,
+        call_id: str,
+        url: str,
+        metadata: dict[str, Any],
+        started_at: datetime,
+        duration: float,
+        dropped_frames: int = 0,
+        sim_lag_max: float = 0.0,
+    ) -> CallResult:
+        """The report; closes the playout at `duration`."""
+        playout = self.playout
+        playout.close(duration)
+        answers = playout.answers
+        utterances = [self._utterance_report(u, answers) for u in self.utterances]
+        jitter = [round(j * 1000.0, 1) for j in playout.jitter]
+        bps = playout.bytes_per_s
+        quality = QualityReport(
+            chunks=playout.chunk_count,
+            robot_audio_ms=ms(playout.received_bytes / bps),
+            underruns=len(playout.underruns),
+            underrun_gaps_ms=[ms(u.gap_s) for u in playout.underruns],
+            jitter_ms=Stats.of(jitter),
+            max_buffered_ms=ms(playout.max_buffered / bps),
+            kill_audio=len(playout.kills),
+            flushed_ms=ms(sum(k.flushed_bytes for k in playout.kills) / bps),
+            dropped_caller_frames=dropped_frames,
+        )
+        heard = b""
+        if playout.heard is not None:
+            heard = self.silence + b"".join(playout.heard)
+        return CallResult(
+            call_id=call_id,
+            url=url,
+            metadata=metadata,
+            started_at=started_at,
+            duration_ms=ms(duration),
+            end_reason=self.end_reason or ("error" if self.errors else "caller_hung_up"),
+            robot_hung_up=self.robot_hung_up,
+            transferred=self.transferred,
+            transfer_target=self.transfer_target,
+            errors=self.errors,
+            warnings=self.warnings,
+            frame_ms=self.options.frame_ms,
+            frames_sent=self.frames_sent,
+            utterances=utterances,
+            answers=[_answer_report(a) for a in answers],
+            events=self.events,
+            marks=[
+                MarkReport(
+                    name=m.name,
+                    queued_ms=ms(m.queued),
+                    event=m.event,
+                    answered_ms=None if m.answered is None else ms(m.answered),
+                )
+                for m in self._marks
+            ],
+            quality=quality,
+            chunks=[
+                ChunkReport(
+                    t_ms=ms(c.arrival),
+                    bytes=c.nbytes,
+                    jitter_ms=None if c.jitter_s is None else ms(c.jitter_s),
+                )
+                for c in playout.chunks or ()
+            ],
+            jitter_samples_ms=jitter,
+            sim_lag_max_ms=ms(sim_lag_max),
+            caller_audio=b"".join(self.caller_frames) if self.caller_frames is not None else b"",
+            robot_audio=bytes(playout.received) if playout.received is not None else b"",
+            robot_heard=heard,
+        )
+
+    @staticmethod
+    def _utterance_report(u: _Utterance, answers: list[Answer]) -> UtteranceReport:
+        report = UtteranceReport(
+            index=u.index,
+            kind=u.kind,
+            source=u.source,
+            sent_start_ms=ms(u.sent_start),
+            sent_end_ms=ms(u.sent_end),
+            speech_start_ms=None if u.speech_start is None else ms(u.speech_start),
+            speech_end_ms=None if u.speech_end is None else ms(u.speech_end),
+        )
+        if u.speech_start is None or u.speech_end is None:
+            return report
+        start = u.speech_start
+        reply = next((a for a in answers if a.start > start), None)
+        if reply is not None:
+            report.answered = True
+            report.answer_index = reply.index
+            report.v2v_ms = ms(reply.start - u.speech_end)
+            report.v2v_arrival_ms = ms(reply.first_arrival - u.speech_end)
+        over = next(
+            (a for a in answers if a.start <= start and (a.end is None or a.end > start)), None
+        )
+        if over is not None:
+            report.robot_talking_at_start = True
+            report.talk_over_ms = ms((over.end if over.end is not None else start) - start)
+            report.kill_audio = over.cut
+            if over.killed_at is not None:
+                report.kill_audio_after_ms = ms(over.killed_at - start)
+        return report
+
+
+def _answer_report(a: Answer) -> AnswerReport:
+    return AnswerReport(
+        index=a.index,
+        start_ms=ms(a.start),
+        end_ms=None if a.end is None else ms(a.end),
+        duration_ms=None if a.end is None else ms(a.end - a.start),
+        first_arrival_ms=ms(a.first_arrival),
+        bytes=a.bytes_heard,
+        underruns=a.underruns,
+        ended_by=a.ended_by,
+        cut_by_kill_audio=a.cut,
+    )
