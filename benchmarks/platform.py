@@ -1,0 +1,734 @@
+"""Platform benchmark: the robot's own latency per turn, and how many calls one process carries.
+
+    .venv/bin/python benchmarks/platform.py                    # full run (about 10 minutes)
+    .venv/bin/python benchmarks/platform.py --quick            # a smoke run (about 2 minutes)
+    .venv/bin/python benchmarks/platform.py --skip-overhead --calls 300 --py-spy /tmp/prof
+
+The robot is the `echo` test robot (fake ASR/LLM/TTS with zero delay, webrtc VAD, end of utterance
+after `vad.silence_ms` = 600 ms), served by `voiceplat serve` in its own process; the callers are
+the simulator (voiceplat.simulator) in this process, or in `--sim-procs` child processes, speaking
+the real speech fixtures of tests/fixtures/. So every millisecond measured is the platform's.
+
+1. Overhead: sequential calls of several turns. v2v minus silence_ms, caller side (end of the
+   WAV's speech -> first robot audio arrived) and robot side (the call records' v2v_ms: end of
+   speech as the endpointer saw it -> first robot audio queued); the VAD's hangover (how far the
+   endpointer's end of speech lies after the WAV's) is computed offline per fixture.
+2. Concurrency: N simultaneous multi-turn calls per row; robot CPU, jitter and underruns of the
+   robot audio at the caller, v2v, and the simulator's own lag (rows where the simulator itself
+   ran late are flagged: their jitter is not the robot's fault).
+
+Prints Markdown tables (and `--json PATH` writes everything); asserts nothing.
+"""
+
+# ruff: noqa: E402  (the sys.path fix below must run before anything imports `platform`)
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# This file shares its name with the standard library's `platform` module, which numpy and
+# pydantic import; run as a script, its own folder heads sys.path and would shadow it.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import psutil
+
+from voiceplat.audio.pcm import FRAME_MS
+from voiceplat.config import deep_merge
+from voiceplat.simulator import CallResult, MultiResult, Say, run_call, run_calls
+from voiceplat.simulator.script import compile_script
+from voiceplat.turns.endpointer import Endpointer, EndpointerSettings, SpeechEnded
+from voiceplat.turns.vad import make_vad
+
+ROOT = _HERE.parent
+FIXTURES = ROOT / "tests" / "fixtures"
+ECHO_ROBOT = FIXTURES / "robots" / "echo"
+SILENCE_MS = 600
+OVERHEAD_CLIPS = ["ru_question.wav", "en_hello.wav", "ru_hello.wav", "ru_aga.wav", "ru_long.wav"]
+CONCURRENCY_CLIPS = ["ru_hello.wav", "ru_question.wav"]
+SIM_LATE_MS = 10.0
+"""A row whose simulator clock ran later than this (p99) is flagged: its jitter is suspect."""
+
+BENCH_CONFIG: dict[str, Any] = {
+    "ws_host": "127.0.0.1",
+    "asr": {"provider": "fake", "texts": ["@dur"], "cycle": True},
+    "vad": {"silence_ms": SILENCE_MS},
+    # No reprompts or time limits in the middle of a measurement.
+    "no_input": {"reprompt_after_s": 3600},
+    "max_call_s": 3600,
+}
+
+
+# --- the robot process ----------------------------------------------------------------------
+
+
+def make_robot(parent: Path, name: str, overrides: dict[str, Any] | None = None) -> Path:
+    """A copy of the echo robot with the benchmark's config (and `overrides`) in `parent/name`."""
+    robot = parent / name
+    shutil.copytree(ECHO_ROBOT, robot)
+    config = json.loads((robot / "config.json").read_text(encoding="utf-8"))
+    config = deep_merge(deep_merge(config, BENCH_CONFIG), overrides or {})
+    (robot / "config.json").write_text(json.dumps(config, ensure_ascii=False, indent=2))
+    return robot
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class RobotProcess:
+    """`voiceplat serve <robot>` on a free port, in its own process."""
+
+    def __init__(self, robot: Path) -> None:
+        self.robot = robot
+        self.port = free_port()
+        self.url = f"ws://127.0.0.1:{self.port}/"
+        self.log_path = robot / "serve.log"
+        self._log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "voiceplat.cli",
+                "serve",
+                str(robot),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--grace",
+                "2",
+            ],
+            cwd=ROOT,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        self._wait_listening(timeout_s=60.0)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def _wait_listening(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the robot exited ({self.proc.returncode}): {self.log_tail()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"the robot did not listen within {timeout_s:g} s: {self.log_tail()}")
+
+    def log_tail(self, lines: int = 20) -> str:
+        text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+    def log_counts(self) -> Counter[str]:
+        """WARNING/ERROR lines of the robot's log, by level."""
+        text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        return Counter(
+            level for line in text.splitlines() for level in ("WARNING", "ERROR") if level in line
+        )
+
+
+def call_records(robot: Path, expected: int, timeout_s: float = 20.0) -> dict[str, dict]:
+    """The robot's JSON call records by call_id, once `expected` of them are final (bounded)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        records = {}
+        for path in (robot / "logs").glob("*.json"):
+            try:
+                record = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            records[record["call"]["call_id"]] = record
+        final = sum(1 for r in records.values() if r["call"]["status"] != "in_progress")
+        if final >= expected or time.monotonic() > deadline:
+            return records
+        time.sleep(0.2)
+
+
+# --- CPU sampling ---------------------------------------------------------------------------
+
+
+class CpuSampler(threading.Thread):
+    """Samples the CPU time (user + system, all threads) and RSS of some processes."""
+
+    def __init__(self, pids: dict[str, int], period_s: float = 0.25) -> None:
+        super().__init__(daemon=True)
+        self.procs = {name: psutil.Process(pid) for name, pid in pids.items()}
+        self.samples: dict[str, list[tuple[float, float, int]]] = {name: [] for name in pids}
+        self.period_s = period_s
+        self._stop = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop.is_set():
+            now = time.time()
+            for name, proc in self.procs.items():
+                try:
+                    times = proc.cpu_times()
+                    rss = proc.memory_info().rss
+                except psutil.Error:
+                    continue
+                self.samples[name].append((now, times.user + times.system, rss))
+            self._stop.wait(self.period_s)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.join()
+
+    def cpu_percent(self, name: str, start: float, end: float) -> float | None:
+        """Average CPU % (100 = one core) between the first and last sample in [start, end]."""
+        inside = [s for s in self.samples[name] if start <= s[0] <= end]
+        if len(inside) < 2 or inside[-1][0] - inside[0][0] < 0.5:
+            return None
+        (t0, c0, _), (t1, c1, _) = inside[0], inside[-1]
+        return round(100.0 * (c1 - c0) / (t1 - t0), 1)
+
+    def max_rss_mb(self, name: str) -> float | None:
+        values = [s[2] for s in self.samples[name]]
+        return round(max(values) / 2**20, 1) if values else None
+
+
+def steady_window(calls: list[CallResult]) -> tuple[float, float, bool]:
+    """Wall-clock span when every call was live (after the ramp, before the first hangup).
+
+    Falls back to the whole run when that span is under 2 s; the flag says which one it is.
+    """
+    starts = [c.started_at.timestamp() for c in calls]
+    ends = [s + c.duration_ms / 1000.0 for s, c in zip(starts, calls, strict=True)]
+    start, end = max(starts) + 0.5, min(ends) - 0.5
+    if end - start >= 2.0:
+        return start, end, True
+    return min(starts), max(ends), False
+
+
+# --- statistics and tables ------------------------------------------------------------------
+
+
+def pct(values: list[float]) -> dict[str, float | int | None]:
+    if not values:
+        return {"n": 0, "p50": None, "p95": None, "p99": None, "max": None}
+    p50, p95, p99, top = np.percentile(np.asarray(values, dtype=float), [50, 95, 99, 100])
+    return {
+        "n": len(values),
+        "p50": round(float(p50), 1),
+        "p95": round(float(p95), 1),
+        "p99": round(float(p99), 1),
+        "max": round(float(top), 1),
+    }
+
+
+def cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def markdown(header: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+# --- 1. platform overhead -------------------------------------------------------------------
+
+
+def vad_hangover_ms(clip_name: str, vad_settings: dict[str, Any]) -> list[float]:
+    """Endpointer's end of speech minus the WAV's end of speech, replayed offline.
+
+    The frames are exactly what the simulator sends (silence, then the clip's 20 ms frames, then
+    silence) through the robot's VAD and endpointer with the benchmark robot's settings. One value
+    per utterance the endpointer finds (more than one means it split the clip).
+    """
+    (item,) = compile_script([Say(FIXTURES / clip_name)], FRAME_MS)
+    clip = item.clip
+    assert clip.speech_last is not None
+    silence = bytes(len(clip.frames[0]))
+    lead = 50
+    frames = [silence] * lead + list(clip.frames) + [silence] * (SILENCE_MS // FRAME_MS + 50)
+    vad = make_vad("webrtc", aggressiveness=vad_settings.get("aggressiveness", 2))
+    endpointer = Endpointer(
+        EndpointerSettings(frame_ms=FRAME_MS, min_speech_ms=160, silence_ms=SILENCE_MS)
+    )
+    true_end = (lead + clip.speech_last + 1) * FRAME_MS / 1000.0
+    ends = []
+    for i, frame in enumerate(frames):
+        for event in endpointer.push(frame, vad.is_speech(frame), (i + 1) * FRAME_MS / 1000.0):
+            if isinstance(event, SpeechEnded):
+                ends.append(round((event.ended_at - true_end) * 1000.0, 1))
+    return ends
+
+
+@dataclass
+class TurnSample:
+    call_id: str
+    clip: str
+    caller_ms: float | None
+    """Caller side: v2v_arrival_ms - silence_ms."""
+    robot_ms: float | None
+    """Robot side: record v2v_ms - silence_ms."""
+    asr_ms: float | None = None
+    llm_ttft_ms: float | None = None
+    tts_ttfb_ms: float | None = None
+
+
+def pair_turns(calls: list[CallResult], records: dict[str, dict]) -> tuple[list[TurnSample], int]:
+    """Caller utterances matched in order with the robot's answers (turns with a v2v_ms)."""
+    samples: list[TurnSample] = []
+    unpaired = 0
+    for call in calls:
+        record = records.get(call.call_id)
+        answers = [
+            t for t in (record or {}).get("turns", []) if t["role"] == "robot" and t["v2v_ms"]
+        ]
+        utterances = [u for u in call.utterances if u.speech_end_ms is not None]
+        if len(answers) != len(utterances):
+            unpaired += len(utterances)
+            answers = []
+        for i, u in enumerate(utterances):
+            turn = answers[i] if answers else {}
+            samples.append(
+                TurnSample(
+                    call_id=call.call_id,
+                    clip=u.source,
+                    caller_ms=None if u.v2v_arrival_ms is None else u.v2v_arrival_ms - SILENCE_MS,
+                    robot_ms=turn["v2v_ms"] - SILENCE_MS if turn else None,
+                    asr_ms=turn.get("asr_ms"),
+                    llm_ttft_ms=turn.get("llm_ttft_ms"),
+                    tts_ttfb_ms=turn.get("tts_ttfb_ms"),
+                )
+            )
+    return samples, unpaired
+
+
+async def _sequential_calls(url: str, steps: list[Say], count: int, parallel: int) -> list:
+    results: list[CallResult] = []
+    for start in range(0, count, parallel):
+        batch = range(start, min(count, start + parallel))
+        results += await asyncio.gather(
+            *(run_call(url, steps, keep_audio=False, timeout_s=300) for _ in batch)
+        )
+    return results
+
+
+def measure_overhead(work: Path, calls: int, turns: int, parallel: int) -> dict[str, Any]:
+    clips = [OVERHEAD_CLIPS[i % len(OVERHEAD_CLIPS)] for i in range(turns)]
+    steps = [Say(FIXTURES / name) for name in clips]
+    # A short answer: the overhead is about the first audio, not how long the robot talks.
+    robot_dir = make_robot(work, "overhead", {"llm": {"reply": "Хорошо."}})
+    robot = RobotProcess(robot_dir)
+    try:
+        results = asyncio.run(_sequential_calls(robot.url, steps, calls, parallel))
+        records = call_records(robot_dir, calls)
+    finally:
+        robot.stop()
+    samples, unpaired = pair_turns(results, records)
+    caller = [s.caller_ms for s in samples if s.caller_ms is not None]
+    robot_side = [s.robot_ms for s in samples if s.robot_ms is not None]
+    both = [s for s in samples if s.caller_ms is not None and s.robot_ms is not None]
+    vad = json.loads((robot_dir / "config.json").read_text())["vad"]
+    hangover = {name: vad_hangover_ms(name, vad) for name in sorted(set(clips))}
+    per_clip: dict[str, list[float]] = {}
+    for s in both:
+        per_clip.setdefault(s.clip, []).append(s.caller_ms - s.robot_ms)  # type: ignore[operator]
+    return {
+        "calls": calls,
+        "turns_per_call": turns,
+        "parallel": parallel,
+        "silence_ms": SILENCE_MS,
+        "errors": [e for c in results for e in c.errors],
+        "unanswered": sum(1 for c in results for u in c.utterances if not u.answered),
+        "unpaired": unpaired,
+        "caller_ms": pct(caller),
+        "robot_ms": pct(robot_side),
+        "caller_minus_robot_ms": pct([s.caller_ms - s.robot_ms for s in both]),  # type: ignore[operator]
+        "asr_ms": pct([s.asr_ms for s in samples if s.asr_ms is not None]),
+        "llm_ttft_ms": pct([s.llm_ttft_ms for s in samples if s.llm_ttft_ms is not None]),
+        "tts_ttfb_ms": pct([s.tts_ttfb_ms for s in samples if s.tts_ttfb_ms is not None]),
+        "per_clip": {
+            name: {
+                "vad_hangover_offline_ms": hangover[name],
+                "caller_minus_robot_ms": pct(per_clip.get(name, [])),
+            }
+            for name in hangover
+        },
+    }
+
+
+def overhead_tables(o: dict[str, Any]) -> str:
+    def row(name: str, stats: dict[str, Any]) -> list[Any]:
+        return [name, stats["n"], stats["p50"], stats["p95"], stats["max"]]
+
+    header = ["metric (ms)", "n", "p50", "p95", "max"]
+    rows = [
+        row("**robot side**: record v2v_ms − silence_ms", o["robot_ms"]),
+        row("**caller side**: v2v_arrival_ms − silence_ms", o["caller_ms"]),
+        row("caller − robot (VAD hangover + transport)", o["caller_minus_robot_ms"]),
+        row("asr_ms (fake, 0 delay)", o["asr_ms"]),
+        row("llm_ttft_ms (fake, 0 delay)", o["llm_ttft_ms"]),
+        row("tts_ttfb_ms (fake, 0 delay)", o["tts_ttfb_ms"]),
+    ]
+    text = [
+        f"Platform overhead: {o['calls']} calls × {o['turns_per_call']} turns "
+        f"({o['parallel']} at a time), silence_ms = {o['silence_ms']}; "
+        f"errors {len(o['errors'])}, unanswered {o['unanswered']}, unpaired {o['unpaired']}",
+        "",
+        markdown(header, rows),
+        "",
+        markdown(
+            ["fixture", "VAD hangover, offline (ms)", "caller − robot p50 (ms)", "max (ms)", "n"],
+            [
+                [
+                    name,
+                    ", ".join(f"{v:g}" for v in c["vad_hangover_offline_ms"]),
+                    c["caller_minus_robot_ms"]["p50"],
+                    c["caller_minus_robot_ms"]["max"],
+                    c["caller_minus_robot_ms"]["n"],
+                ]
+                for name, c in o["per_clip"].items()
+            ],
+        ),
+    ]
+    return "\n".join(text)
+
+
+# --- 2. concurrency -------------------------------------------------------------------------
+
+
+def concurrency_steps(turns: int) -> list[Say]:
+    return [Say(FIXTURES / CONCURRENCY_CLIPS[i % len(CONCURRENCY_CLIPS)]) for i in range(turns)]
+
+
+async def _run_in_process(url: str, turns: int, n: int, ramp_s: float) -> tuple[list, list]:
+    from voiceplat.simulator.ticker import get_ticker
+
+    ticker = get_ticker(FRAME_MS)
+    first = len(ticker.lags)
+    multi = await run_calls(url, concurrency_steps(turns), n, ramp_s=ramp_s, timeout_s=600)
+    return multi.calls, ticker.lags[first:]
+
+
+def _child_batch(url: str, turns: int, n: int, ramp_s: float, conn: Any, go: Any) -> None:
+    """A simulator child process: waits for the start signal, places its calls, sends results."""
+    conn.send("ready")
+    go.wait()
+    conn.send(asyncio.run(_run_in_process(url, turns, n, ramp_s)))
+    conn.close()
+
+
+def run_simulators(
+    url: str, turns: int, n: int, ramp_s: float, procs: int, sampler_pids: dict[str, int]
+) -> tuple[list[CallResult], list[float], CpuSampler, float]:
+    """N calls from `procs` simulator processes (1: this one); samples CPU meanwhile."""
+    if procs <= 1:
+        sampler = CpuSampler({**sampler_pids, "sim": os.getpid()})
+        sampler.start()
+        started = time.monotonic()
+        try:
+            calls, lags = asyncio.run(_run_in_process(url, turns, n, ramp_s))
+        finally:
+            sampler.stop()
+        return calls, lags, sampler, time.monotonic() - started
+    context = multiprocessing.get_context("spawn")
+    go = context.Event()
+    children = []
+    for i in range(procs):
+        share = n // procs + (1 if i < n % procs else 0)
+        if share:
+            receiver, sender = context.Pipe(duplex=False)
+            child = context.Process(
+                target=_child_batch, args=(url, turns, share, ramp_s, sender, go), daemon=True
+            )
+            child.start()
+            children.append((child, receiver))
+    # Children import the simulator first; the calls start together once all are ready.
+    for _, receiver in children:
+        receiver.recv()
+    sampler = CpuSampler(
+        {**sampler_pids, **{f"sim{i}": c.pid for i, (c, _) in enumerate(children)}}
+    )
+    sampler.start()
+    started = time.monotonic()
+    go.set()
+    calls: list[CallResult] = []
+    lags: list[float] = []
+    try:
+        for child, receiver in children:
+            batch_calls, batch_lags = receiver.recv()
+            calls += batch_calls
+            lags += batch_lags
+            child.join()
+    finally:
+        sampler.stop()
+    return calls, lags, sampler, time.monotonic() - started
+
+
+@dataclass
+class ConcurrencyRow:
+    calls: int
+    load_1m: float
+    robot_cpu_pct: float | None
+    sim_cpu_pct: float | None
+    steady: bool
+    steady_s: float
+    wall_s: float
+    jitter_ms: dict[str, Any]
+    underruns: int
+    calls_with_underruns: int
+    underrun_gap_ms: dict[str, Any]
+    errored_calls: int
+    unanswered: int
+    v2v_ms: dict[str, Any]
+    robot_v2v_minus_silence_ms: dict[str, Any]
+    sim_lag_ms: dict[str, Any]
+    robot_rss_mb: float | None
+    robot_log: dict[str, int]
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def sim_late(self) -> bool:
+        return (self.sim_lag_ms["p99"] or 0.0) > SIM_LATE_MS
+
+
+def measure_concurrency(
+    work: Path, n: int, turns: int, ramp_s: float, procs: int, py_spy: Path | None
+) -> ConcurrencyRow:
+    robot_dir = make_robot(work, f"calls{n}")
+    load = os.getloadavg()[0]
+    robot = RobotProcess(robot_dir)
+    spy: subprocess.Popen[bytes] | None = None
+    try:
+        if py_spy is not None:
+            spy = start_py_spy(robot.pid, py_spy / f"robot_{n}.txt", ramp_s)
+        calls, lags, sampler, wall = run_simulators(
+            robot.url, turns, n, ramp_s, procs, {"robot": robot.pid}
+        )
+        records = call_records(robot_dir, n)
+    finally:
+        if spy is not None:
+            spy.wait()
+        robot.stop()
+    multi = MultiResult.of(calls, wall, lags)
+    start, end, steady = steady_window(calls)
+    sim_names = [name for name in sampler.samples if name.startswith("sim")]
+    sim_cpu = [sampler.cpu_percent(name, start, end) for name in sim_names]
+    robot_v2v = [
+        t["v2v_ms"] - SILENCE_MS
+        for r in records.values()
+        for t in r["turns"]
+        if t["role"] == "robot" and t["v2v_ms"]
+    ]
+    return ConcurrencyRow(
+        calls=n,
+        load_1m=round(load, 2),
+        robot_cpu_pct=sampler.cpu_percent("robot", start, end),
+        sim_cpu_pct=None if None in sim_cpu else round(sum(sim_cpu), 1),  # type: ignore[arg-type]
+        steady=steady,
+        steady_s=round(end - start, 1),
+        wall_s=round(wall, 1),
+        jitter_ms=multi.jitter_ms.model_dump(),
+        underruns=multi.underruns,
+        calls_with_underruns=multi.calls_with_underruns,
+        underrun_gap_ms=pct([g for c in calls for g in c.quality.underrun_gaps_ms]),
+        errored_calls=multi.errored,
+        unanswered=sum(1 for c in calls for u in c.utterances if not u.answered),
+        v2v_ms=multi.v2v_ms.model_dump(),
+        robot_v2v_minus_silence_ms=pct(robot_v2v),
+        sim_lag_ms=multi.sim_lag_ms.model_dump(),
+        robot_rss_mb=sampler.max_rss_mb("robot"),
+        robot_log=dict(robot.log_counts()),
+        errors=multi.errors[:20],
+    )
+
+
+def concurrency_table(rows: list[ConcurrencyRow]) -> str:
+    header = [
+        "calls",
+        "robot CPU %",
+        "jitter p50 / p99 / max ms",
+        "underruns (calls)",
+        "errors",
+        "no answer",
+        "v2v p50 / p95 ms",
+        "robot v2v−silence p95 ms",
+        "sim lag p99 ms",
+        "sim CPU %",
+        "load 1m",
+    ]
+
+    def three(s: dict[str, Any], keys: tuple[str, ...]) -> str:
+        return " / ".join(cell(s[k]) for k in keys)
+
+    body = [
+        [
+            r.calls,
+            cell(r.robot_cpu_pct) + ("" if r.steady else " (whole run)"),
+            three(r.jitter_ms, ("p50", "p99", "max")),
+            f"{r.underruns} ({r.calls_with_underruns})",
+            r.errored_calls,
+            r.unanswered,
+            three(r.v2v_ms, ("p50", "p95")),
+            r.robot_v2v_minus_silence_ms["p95"],
+            cell(r.sim_lag_ms["p99"]) + (" **SIM LATE**" if r.sim_late else ""),
+            r.sim_cpu_pct,
+            r.load_1m,
+        ]
+        for r in rows
+    ]
+    return markdown(header, body)
+
+
+# --- profiling ------------------------------------------------------------------------------
+
+
+def start_py_spy(pid: int, out: Path, ramp_s: float) -> subprocess.Popen[bytes]:
+    """py-spy on the robot for 15 s from the end of the ramp, as collapsed stacks (`raw`)."""
+    exe = Path(sys.executable).with_name("py-spy")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    command = f"sleep {ramp_s:g}; exec {exe} record --pid {pid} --duration 15 --rate 200"
+    command += f" --nonblocking --format raw -o {out}"
+    return subprocess.Popen(["sh", "-c", command], stdout=subprocess.DEVNULL)
+
+
+def hot_spots(collapsed: Path, top: int = 15) -> str:
+    """Self and inclusive shares of the busiest functions in a py-spy `raw` profile."""
+    self_time: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for line in collapsed.read_text(encoding="utf-8", errors="replace").splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = [f.split(" (")[0] + " (" + f.split(" (")[-1] for f in stack.split(";")]
+        total += count
+        self_time[frames[-1]] += count
+        for frame in set(frames):
+            inclusive[frame] += count
+    if not total:
+        return f"{collapsed}: no samples"
+    rows = [[f"{100 * c / total:.1f}", frame] for frame, c in self_time.most_common(top)]
+    lines = [f"{collapsed.name}: {total} samples", "", markdown(["self %", "function"], rows), ""]
+    rows = [[f"{100 * c / total:.1f}", frame] for frame, c in inclusive.most_common(top + 10)]
+    lines.append(markdown(["inclusive %", "function"], rows))
+    return "\n".join(lines)
+
+
+# --- main -----------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a short smoke run")
+    parser.add_argument("--overhead-calls", type=int, help="calls for the overhead (default 10)")
+    parser.add_argument("--overhead-turns", type=int, help="turns per call (default 5)")
+    parser.add_argument("--overhead-parallel", type=int, default=1, help="calls at a time")
+    parser.add_argument("--calls", help="concurrency rows, e.g. 50,100,200,300,500")
+    parser.add_argument("--turns", type=int, help="turns per concurrent call (default 3)")
+    parser.add_argument("--ramp", type=float, help="seconds over which calls start (default 5)")
+    parser.add_argument("--sim-procs", type=int, default=1, help="simulator processes")
+    parser.add_argument("--skip-overhead", action="store_true")
+    parser.add_argument("--skip-concurrency", action="store_true")
+    parser.add_argument("--py-spy", type=Path, help="profile the robot of each row into this dir")
+    parser.add_argument("--json", type=Path, help="also write all figures to this JSON file")
+    parser.add_argument("--keep", action="store_true", help="keep the robots' folders and logs")
+    args = parser.parse_args(argv)
+    quick = args.quick
+    args.overhead_calls = args.overhead_calls or (3 if quick else 10)
+    args.overhead_turns = args.overhead_turns or (3 if quick else 5)
+    args.calls = [
+        int(x) for x in (args.calls or ("50,100" if quick else "50,100,200,300,500")).split(",")
+    ]
+    args.turns = args.turns or (2 if quick else 3)
+    args.ramp = args.ramp if args.ramp is not None else (2.0 if quick else 5.0)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    load = os.getloadavg()
+    print(
+        f"# voiceplat platform benchmark\n\nmachine: {os.cpu_count()} CPUs, load average at start "
+        f"{load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}; python {sys.version.split()[0]}\n",
+        flush=True,
+    )
+    work = Path(tempfile.mkdtemp(prefix="voiceplat-bench-"))
+    report: dict[str, Any] = {"load_average_at_start": load, "cpus": os.cpu_count()}
+    try:
+        if not args.skip_overhead:
+            overhead = measure_overhead(
+                work, args.overhead_calls, args.overhead_turns, args.overhead_parallel
+            )
+            report["overhead"] = overhead
+            print("## 1. Platform overhead\n\n" + overhead_tables(overhead) + "\n", flush=True)
+            for error in overhead["errors"][:10]:
+                print(f"ERROR: {error}")
+        if not args.skip_concurrency:
+            rows = []
+            print(
+                f"## 2. Concurrency ({args.turns} turns per call, ramp {args.ramp:g} s, "
+                f"{args.sim_procs} simulator process(es))\n",
+                flush=True,
+            )
+            for n in args.calls:
+                row = measure_concurrency(
+                    work, n, args.turns, args.ramp, args.sim_procs, args.py_spy
+                )
+                rows.append(row)
+                print(f"- {n} calls done in {row.wall_s:g} s", flush=True)
+                for error in row.errors[:5]:
+                    print(f"  ERROR: {error}")
+            print("\n" + concurrency_table(rows) + "\n")
+            report["concurrency"] = [asdict(r) for r in rows]
+            steady = {r.calls: (r.steady_s, r.steady) for r in rows}
+            print(f"steady windows (s, all calls live): {steady}\n")
+        if args.py_spy is not None:
+            for path in sorted(args.py_spy.glob("robot_*.txt")):
+                print("## Robot profile\n\n" + hot_spots(path) + "\n")
+    finally:
+        if args.keep:
+            print(f"robots and logs kept in {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    if args.json is not None:
+        args.json.write_text(json.dumps(report, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""`faster_whisper` on real telephone speech (8 kHz, G.711 mu-law): Whisper base from the model cache.
+
+Skipped when faster-whisper or the model packages are missing (scripts/setup.sh installs them).
+Run with -s to see the timings it prints.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from benchmarks.asr_accuracy import load_set, normalize_words, telephone, word_error_rate
+from voiceplat.audio.pcm import Pcm
+from voiceplat.providers.asr.faster_whisper import FasterWhisperASR, FasterWhisperSettings
+
+pytestmark = pytest.mark.e2e
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+WER_MARGIN = 0.03
+
+
+def make_asr(**settings: object) -> FasterWhisperASR:
+    return FasterWhisperASR(FasterWhisperSettings(provider="faster_whisper", **settings), {})
+
+
+@pytest.fixture(scope="module")
+def asr() -> Iterator[FasterWhisperASR]:
+    """One started provider for the module; the model stays loaded across tests' event loops."""
+    pytest.importorskip("faster_whisper")
+    provider = make_asr()
+    if problems := provider.problems():
+        pytest.skip("; ".join(problems))
+    asyncio.run(provider.start())
+    print(f"\nwhisper base: model load {provider.load_s:.2f} s")
+    yield provider
+    asyncio.run(provider.aclose())
+
+
+def words(text: str) -> set[str]:
+    return set(normalize_words(text))
+
+
+async def test_russian_and_english_telephone_speech(asr: FasterWhisperASR) -> None:
+    cases = [
+        ("ru_long.wav", "ru-RU", {"перенести", "запись", "следующую", "неделю"}),
+        ("ru_stop.wav", "ru-RU", {"подождите", "другой", "вопрос"}),
+        ("ru_hello.wav", "ru-RU", {"здравствуйте", "записаться", "врачу"}),
+    ]
+    for name, language, expected in cases:
+        started = time.perf_counter()
+        transcript = await asr.transcribe(telephone(FIXTURES / name), language)
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        print(f"{name}: {elapsed_ms:.0f} ms {transcript.details} {transcript.text!r}")
+        assert expected <= words(transcript.text), transcript.text
+        assert transcript.language == "ru"
+        assert transcript.details["path"] == "short"
+
+    english = load_set("en")[4]  # "I need to change my delivery address."
+    transcript = await asr.transcribe(telephone(english.path), "en-US")
+    assert {"change", "delivery", "address"} <= words(transcript.text), transcript.text
+
+
+async def test_language_is_detected_when_not_configured(asr: FasterWhisperASR) -> None:
+    transcript = await asr.transcribe(telephone(FIXTURES / "ru_question.wav"), None)
+    assert transcript.language == "ru"
+    assert {"сколько", "стоит"} <= words(transcript.text)
+
+
+async def test_silence_and_noise_give_no_words(asr: FasterWhisperASR) -> None:
+    assert (await asr.transcribe(Pcm.silence(2000), "ru-RU")).text == ""
+    assert (await asr.transcribe(telephone(FIXTURES / "cough.wav"), "ru-RU")).text == ""
+
+
+async def test_short_backchannel_is_not_a_loop(asr: FasterWhisperASR) -> None:
+    transcript = await asr.transcribe(telephone(FIXTURES / "ru_aga.wav"), "ru-RU")
+    assert normalize_words(transcript.text) == ["ага"]
+
+
+async def test_long_audio_takes_the_30_s_path(asr: FasterWhisperASR) -> None:
+    utterances = load_set("ru")[:9]
+    audio = Pcm(b"")
+    for utterance in utterances:
+        audio = audio + telephone(utterance.path) + Pcm.silence(300)
+    assert audio.duration_s > 25
+
+    transcript = await asr.transcribe(audio, "ru-RU")
+
+    assert transcript.details["path"] == "full"
+    assert {"адрес", "пятницу", "оператором", "утро"} <= words(transcript.text)
+
+
+async def test_concurrent_utterances_queue_on_one_model(asr: FasterWhisperASR) -> None:
+    utterances = load_set("ru")[:4]
+    alone = [(await asr.transcribe(telephone(u.path), u.language)).text for u in utterances]
+
+    together = await asyncio.gather(
+        *(asr.transcribe(telephone(u.path), u.language) for u in utterances)
+    )
+
+    assert [t.text for t in together] == alone  # same model, same greedy decoding
+    assert max(t.details["queue_ms"] for t in together) > 0
+
+
+@pytest.mark.timeout(900)
+async def test_fast_path_does_not_degrade_transcripts(asr: FasterWhisperASR) -> None:
+    full = make_asr(fast_path=False)
+    await full.start()  # shares the loaded model
+    try:
+        for lang in ("ru", "en"):
+            utterances = load_set(lang)
+            references = [u.reference for u in utterances]
+            results = {}
+            for label, provider in (("short", asr), ("30 s", full)):
+                texts, elapsed = [], []
+                for utterance in utterances:
+                    started = time.perf_counter()
+                    transcript = await provider.transcribe(telephone(utterance.path), lang)
+                    elapsed.append((time.perf_counter() - started) * 1000)
+                    texts.append(transcript.text)
+                results[label] = word_error_rate(references, texts)
+                mean_ms = sum(elapsed) / len(elapsed)
+                print(f"{lang} {label}: WER {results[label]:.1%}, {mean_ms:.0f} ms/utterance")
+            assert results["short"] <= results["30 s"] + WER_MARGIN
+    finally:
+        await full.aclose()

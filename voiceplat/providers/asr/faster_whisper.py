@@ -1,0 +1,315 @@
+"""`faster_whisper` ASR: Whisper (CTranslate2, int8 on CPU) from the local model cache.
+
+One model per process, shared by every call and robot that asks for the same model, runs on a
+single worker thread: utterances queue instead of oversubscribing the cores (two threads of
+CTranslate2 per utterance already use them all). The queue is bounded by `max_queue`; beyond it a
+call fails fast with ProviderError rather than waiting for minutes. A queued utterance whose caller
+gave up (barge-in, hang-up) is dropped before it runs.
+
+Call audio (8 kHz) is resampled to 16 kHz with soxr. Utterances up to 25 s go through the
+short-window path (`whisper_short`), longer ones through `WhisperModel.transcribe()` (30 s
+windows). Greedy decoding at temperature 0 either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import zlib
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+from pydantic import Field
+
+from voiceplat.audio.pcm import Pcm
+from voiceplat.audio.resample import resample
+from voiceplat.providers.asr import whisper_short
+from voiceplat.providers.base import ASR, ASRSettings, ProviderError, Transcript, register
+
+if TYPE_CHECKING:
+    import numpy as np
+    from faster_whisper import WhisperModel
+
+FASTER_WHISPER_REQUIREMENT = "faster-whisper==1.2.1"
+MODEL_NAMES = {"base": "whisper-base", "tiny.en": "whisper-tiny.en"}
+"""`model` values -> model cache names (voiceplat.models.catalog)."""
+COMPRESSION_RATIO_LIMIT = 2.4
+"""transcribe()'s threshold for repetitive output (a decoding loop)."""
+
+T = TypeVar("T")
+
+
+class FasterWhisperSettings(ASRSettings):
+    """Settings of the `faster_whisper` ASR."""
+
+    model: str = Field(
+        "base",
+        description="'base' (multilingual), 'tiny.en' (English only), or a path to a "
+        "CTranslate2 Whisper model directory.",
+    )
+    compute_type: str = Field("int8", description="CTranslate2 compute type on CPU.")
+    cpu_threads: int = Field(2, ge=1, description="Threads one utterance's decoding uses.")
+    beam_size: int = Field(1, ge=1, description="1 is greedy decoding (fastest).")
+    fast_path: bool = Field(
+        True, description="Encode a window as long as the utterance (< 25 s), not 30 s."
+    )
+    max_queue: int = Field(
+        16, ge=1, description="Utterances waiting for the model before new ones fail fast."
+    )
+
+
+def whisper_language(language: str | None) -> str | None:
+    """'ru-RU' -> 'ru', 'en_US' -> 'en'; None or '' means detect."""
+    if not language:
+        return None
+    return language.replace("_", "-").split("-")[0].lower()
+
+
+def _whisper_languages() -> tuple[str, ...]:
+    try:
+        from faster_whisper.tokenizer import _LANGUAGE_CODES
+    except ImportError:  # reported as a missing package instead
+        return ()
+    return tuple(_LANGUAGE_CODES)
+
+
+def compression_ratio(text: str) -> float:
+    data = text.encode("utf-8")
+    return len(data) / len(zlib.compress(data)) if data else 0.0
+
+
+@dataclass
+class _SharedModel:
+    """A loaded model and the single worker thread that runs it."""
+
+    model: WhisperModel
+    executor: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="whisper")
+    )
+    users: int = 0
+    pending: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def run(self, job: Callable[[], T], max_queue: int) -> asyncio.Future[T]:
+        """Queues `job` now (or raises ProviderError when the queue is full); await the result.
+
+        A job whose future was cancelled before it started (the caller hung up or barged in)
+        is skipped, so a stale utterance never holds up the ones queued behind it.
+        """
+        with self.lock:
+            if self.pending >= max_queue:
+                raise ProviderError(f"speech recognition is overloaded: {self.pending} queued")
+            self.pending += 1
+        loop = asyncio.get_running_loop()
+        outcome: asyncio.Future[T] = loop.create_future()
+
+        def work() -> None:
+            try:
+                if outcome.cancelled():
+                    return
+                try:
+                    value = job()
+                except Exception as exc:
+                    _settle(loop, outcome, exc, None)
+                else:
+                    _settle(loop, outcome, None, value)
+            finally:
+                with self.lock:
+                    self.pending -= 1
+
+        self.executor.submit(work)
+        return outcome
+
+
+def _settle(
+    loop: asyncio.AbstractEventLoop,
+    outcome: asyncio.Future[T],
+    error: Exception | None,
+    value: T | None,
+) -> None:
+    """Hands a worker's result to the event loop (if it is still running and anyone waits)."""
+
+    def deliver() -> None:
+        if outcome.done():
+            return
+        if error is not None:
+            outcome.set_exception(error)
+        else:
+            outcome.set_result(value)  # type: ignore[arg-type]
+
+    try:
+        loop.call_soon_threadsafe(deliver)
+    except RuntimeError:  # the loop is closed: nobody waits for this result
+        pass
+
+
+_MODELS: dict[tuple[str, str, int], _SharedModel] = {}
+_MODELS_LOCK = threading.Lock()
+
+
+def _acquire(path: Path, compute_type: str, cpu_threads: int) -> _SharedModel:
+    key = (str(path), compute_type, cpu_threads)
+    with _MODELS_LOCK:
+        shared = _MODELS.get(key)
+        if shared is None:
+            from faster_whisper import WhisperModel
+
+            model = WhisperModel(
+                str(path),
+                device="cpu",
+                compute_type=compute_type,
+                cpu_threads=cpu_threads,
+                num_workers=1,
+            )
+            shared = _MODELS[key] = _SharedModel(model)
+        shared.users += 1
+        return shared
+
+
+def _release(shared: _SharedModel) -> None:
+    with _MODELS_LOCK:
+        shared.users -= 1
+        if shared.users > 0:
+            return
+        for key, value in list(_MODELS.items()):
+            if value is shared:
+                del _MODELS[key]
+    shared.executor.shutdown(wait=False)  # utterances already queued still get their answer
+
+
+@register("asr", "faster_whisper")
+class FasterWhisperASR(ASR):
+    Settings = FasterWhisperSettings
+    settings: FasterWhisperSettings
+
+    def __init__(self, settings: FasterWhisperSettings, env: Mapping[str, str]) -> None:
+        super().__init__(settings, env)
+        self._shared: _SharedModel | None = None
+        self.load_s: float | None = None
+
+    def problems(self) -> list[str]:
+        found: list[str] = []
+        try:
+            import faster_whisper  # noqa: F401
+        except ImportError:
+            found.append(
+                f"faster-whisper is not installed: pip install {FASTER_WHISPER_REQUIREMENT}"
+            )
+        model = self.settings.model
+        if model in MODEL_NAMES:
+            from voiceplat.models.assemble import install_command, model_status
+            from voiceplat.models.catalog import CATALOG
+
+            status = model_status(MODEL_NAMES[model])
+            if status.state == "missing-packages":
+                packages = CATALOG[status.name].packages
+                found.append(
+                    f"model {model!r}: "
+                    + "; ".join(status.problems)
+                    + f" (install: {install_command(packages)})"
+                )
+        elif not Path(model).expanduser().is_dir():
+            found.append(
+                f"model {model!r}: not a known model ({', '.join(MODEL_NAMES)}) "
+                "nor a CTranslate2 model directory"
+            )
+        language = whisper_language(self.settings.language)
+        if model.endswith(".en") and language not in (None, "en"):
+            found.append(f"model {model!r} is English-only; language {self.settings.language!r}")
+        elif language and (known := _whisper_languages()) and language not in known:
+            found.append(f"language {self.settings.language!r} is not one Whisper knows")
+        return found
+
+    def _model_path(self) -> Path:
+        name = MODEL_NAMES.get(self.settings.model)
+        if name is None:
+            return Path(self.settings.model).expanduser()
+        from voiceplat.models.assemble import ensure_model
+
+        return ensure_model(name, progress=False)
+
+    async def start(self) -> None:
+        if self._shared is not None:
+            return
+        from voiceplat.models.assemble import ModelError
+
+        started = time.perf_counter()
+        try:
+            path = await asyncio.to_thread(self._model_path)
+            self._shared = await asyncio.to_thread(
+                _acquire, path, self.settings.compute_type, self.settings.cpu_threads
+            )
+        except ModelError as exc:
+            raise ProviderError(str(exc)) from exc
+        except ImportError as exc:
+            raise ProviderError(
+                f"faster-whisper is not installed ({exc}): pip install {FASTER_WHISPER_REQUIREMENT}"
+            ) from exc
+        self.load_s = time.perf_counter() - started
+
+    async def aclose(self) -> None:
+        shared, self._shared = self._shared, None
+        if shared is not None:
+            _release(shared)
+
+    async def transcribe(self, audio: Pcm, language: str | None) -> Transcript:
+        shared = self._shared
+        if shared is None:
+            raise ProviderError("faster_whisper ASR used before start()")
+        code = whisper_language(language or self.settings.language)
+        queued = time.perf_counter()
+        try:
+            async with asyncio.timeout(self.settings.timeout_s):
+                return await shared.run(
+                    lambda: self._recognize(shared.model, audio, code, queued),
+                    self.settings.max_queue,
+                )
+        except TimeoutError:
+            raise ProviderError(
+                f"speech recognition took longer than {self.settings.timeout_s} s"
+            ) from None
+        except ProviderError:
+            raise
+        except Exception as exc:  # CTranslate2, tokenizer or resampler errors
+            raise ProviderError(f"faster_whisper failed: {exc}") from exc
+
+    def _recognize(
+        self, model: WhisperModel, audio: Pcm, language: str | None, queued: float
+    ) -> Transcript:
+        """Runs on the model's worker thread."""
+        started = time.perf_counter()
+        samples = resample(audio, whisper_short.SAMPLE_RATE).to_float32()
+        details: dict[str, object] = {"queue_ms": round((started - queued) * 1000, 1)}
+        text, detected = None, language
+        if self.settings.fast_path and audio.duration_s <= whisper_short.MAX_SHORT_S:
+            decoded = whisper_short.decode_short(model, samples, language, self.settings.beam_size)
+            details.update(no_speech_prob=round(decoded.no_speech_prob, 3), frames=decoded.frames)
+            # A decoding loop ("ага, ага, ага, ...") is rare but ugly; the 30 s window avoids it.
+            if decoded.looped or compression_ratio(decoded.text) > COMPRESSION_RATIO_LIMIT:
+                details["fallback"] = "repetitive"
+            else:
+                text, detected, details["path"] = decoded.text, decoded.language, "short"
+        if text is None:
+            text, detected = self._transcribe_full(model, samples, language)
+            details["path"] = "full"
+        details["decode_ms"] = round((time.perf_counter() - started) * 1000, 1)
+        return Transcript(text=text, language=detected, details=details)
+
+    def _transcribe_full(
+        self, model: WhisperModel, samples: np.ndarray, language: str | None
+    ) -> tuple[str, str]:
+        segments, info = model.transcribe(
+            samples,
+            language=language,
+            beam_size=self.settings.beam_size,
+            temperature=0.0,
+            condition_on_previous_text=False,
+            without_timestamps=True,
+            vad_filter=False,
+        )
+        text = " ".join(segment.text.strip() for segment in segments).strip()
+        return text, info.language

