@@ -77,6 +77,7 @@ class RobotConfig(Strict):
     asr: dict[str, Any] = Field(default_factory=lambda: {"provider": "faster_whisper"})
     llm: dict[str, Any] = Field(default_factory=lambda: {"provider": "llama_cpp"})
     tts: dict[str, Any] = Field(default_factory=lambda: {"provider": "festival"})
+    realtime: dict[str, Any] | None = Field(None, description="realtime mode: the speech-to-speech API")
     vad: VadSettings = Field(default_factory=VadSettings)
     barge_in: BargeInSettings = Field(default_factory=BargeInSettings)
     no_input: NoInputSettings = Field(default_factory=NoInputSettings)

@@ -15,10 +15,17 @@ from voiceplat.config import RobotConfig, load_config, read_env_files
 from voiceplat.config_errors import describe_errors, format_value
 from voiceplat.errors import RobotError
 from voiceplat.providers import base as providers
-from voiceplat.providers.base import ASR, KINDS, LLM, TTS, ProviderSettings
+from voiceplat.providers.base import ASR, LLM, TTS, Kind, Provider, ProviderSettings, Realtime
 
 MODES_AVAILABLE = ("pipeline",)
 T = TypeVar("T")
+
+
+def kinds_for(config: RobotConfig) -> tuple[Kind, ...]:
+    """The providers a robot's mode needs; realtime robots use a TTS only for fallback phrases."""
+    if config.mode == "realtime":
+        return ("realtime", "tts") if "tts" in config.model_fields_set else ("realtime",)
+    return ("asr", "llm", "tts")
 
 
 @dataclass
@@ -27,11 +34,9 @@ class Robot:
     config: RobotConfig
     prompt: str
     env: Mapping[str, str]
-    settings: dict[str, ProviderSettings]
+    settings: dict[Kind, ProviderSettings]
     greeting_audio: Pcm | None = None
-    asr: ASR = field(init=False)
-    llm: LLM = field(init=False)
-    tts: TTS = field(init=False)
+    providers: dict[Kind, Provider] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -41,36 +46,54 @@ class Robot:
     def logs_dir(self) -> Path:
         return self.directory / self.config.logs_dir
 
+    @property
+    def asr(self) -> ASR:
+        return self.providers["asr"]  # type: ignore[return-value]
+
+    @property
+    def llm(self) -> LLM:
+        return self.providers["llm"]  # type: ignore[return-value]
+
+    @property
+    def tts(self) -> TTS:
+        return self.providers["tts"]  # type: ignore[return-value]
+
+    @property
+    def realtime(self) -> Realtime:
+        return self.providers["realtime"]  # type: ignore[return-value]
+
     def create_providers(self) -> None:
-        self.asr = providers.create("asr", self.settings["asr"], self.env)  # type: ignore[assignment]
-        self.llm = providers.create("llm", self.settings["llm"], self.env)  # type: ignore[assignment]
-        self.tts = providers.create("tts", self.settings["tts"], self.env)  # type: ignore[assignment]
+        self.providers = {
+            kind: providers.create(kind, settings, self.env)
+            for kind, settings in self.settings.items()
+        }
 
     def problems(self) -> list[str]:
         """Things that stop the providers from running (missing keys, packages)."""
         return [
             f"{self.directory / 'config.json'}: {kind}: {problem}"
-            for kind, provider in (("asr", self.asr), ("llm", self.llm), ("tts", self.tts))
+            for kind, provider in self.providers.items()
             for problem in provider.problems()
         ]
 
     async def start(self) -> None:
-        for provider in (self.asr, self.llm, self.tts):
+        for provider in self.providers.values():
             await provider.start()
-        await self.llm.warm(self.prompt)
+        if "llm" in self.providers:
+            await self.llm.warm(self.prompt)
 
     async def aclose(self) -> None:
-        for provider in (self.asr, self.llm, self.tts):
+        for provider in self.providers.values():
             await provider.aclose()
 
 
 def _provider_settings(
     config_path: Path, config: RobotConfig
-) -> tuple[dict[str, ProviderSettings], list[str]]:
-    settings: dict[str, ProviderSettings] = {}
+) -> tuple[dict[Kind, ProviderSettings], list[str]]:
+    settings: dict[Kind, ProviderSettings] = {}
     problems: list[str] = []
-    for kind in KINDS:
-        section = getattr(config, kind)
+    for kind in kinds_for(config):
+        section = getattr(config, kind) or {}
         name = section.get("provider")
         if not isinstance(name, str) or not name:
             problems.append(

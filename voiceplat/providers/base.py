@@ -18,8 +18,8 @@ from pydantic import BaseModel, ConfigDict
 
 from voiceplat.audio.pcm import Pcm
 
-Kind = Literal["asr", "llm", "tts"]
-KINDS: tuple[Kind, ...] = ("asr", "llm", "tts")
+Kind = Literal["asr", "llm", "tts", "realtime"]
+KINDS: tuple[Kind, ...] = ("asr", "llm", "tts", "realtime")
 
 
 class ProviderError(RuntimeError):
@@ -60,6 +60,11 @@ class LLMSettings(ProviderSettings):
 class TTSSettings(ProviderSettings):
     voice: str | None = None
     sample_rate: int | None = None
+    timeout_s: float = 15.0
+
+
+class RealtimeSettings(ProviderSettings):
+    voice: str | None = None
     timeout_s: float = 15.0
 
 
@@ -114,6 +119,13 @@ class TTS(Provider):
         raise NotImplementedError
 
 
+class Realtime(Provider):
+    """A full-duplex speech-to-speech service (OpenAI Realtime protocol); see sessions/realtime.py."""
+
+    kind = "realtime"
+    settings: RealtimeSettings
+
+
 _REGISTRY: dict[Kind, dict[str, type[Provider]]] = {kind: {} for kind in KINDS}
 _loaded = False
 
@@ -128,7 +140,7 @@ def register(kind: Kind, name: str) -> Callable[[type[Provider]], type[Provider]
 
 
 def _load_all() -> None:
-    """Imports every module under providers/asr, llm, tts so their @register calls run."""
+    """Imports every module under providers/<kind>/ so their @register calls run."""
     global _loaded
     if _loaded:
         return
