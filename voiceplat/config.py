@@ -45,6 +45,11 @@ class VadSettings(Strict):
     silence_ms: PositiveInt | None = Field(None, description="overrides silence_frames")
     min_speech_ms: PositiveInt | None = Field(None, description="overrides min_speech_frames")
     pre_roll_ms: int = Field(300, ge=0, le=2000)
+    speculative_pause_ms: int = Field(
+        200,
+        ge=0,
+        description="start ASR after this much silence, keep it if the caller stays silent",
+    )
     max_utterance_s: PositiveFloat = 30.0
 
     @property
@@ -77,7 +82,9 @@ class RobotConfig(Strict):
     asr: dict[str, Any] = Field(default_factory=lambda: {"provider": "faster_whisper"})
     llm: dict[str, Any] = Field(default_factory=lambda: {"provider": "llama_cpp"})
     tts: dict[str, Any] = Field(default_factory=lambda: {"provider": "festival"})
-    realtime: dict[str, Any] | None = Field(None, description="realtime mode: the speech-to-speech API")
+    realtime: dict[str, Any] | None = Field(
+        None, description="realtime mode: the speech-to-speech API"
+    )
     vad: VadSettings = Field(default_factory=VadSettings)
     barge_in: BargeInSettings = Field(default_factory=BargeInSettings)
     no_input: NoInputSettings = Field(default_factory=NoInputSettings)

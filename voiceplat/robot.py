@@ -15,7 +15,16 @@ from voiceplat.config import RobotConfig, load_config, read_env_files
 from voiceplat.config_errors import describe_errors, format_value
 from voiceplat.errors import RobotError
 from voiceplat.providers import base as providers
-from voiceplat.providers.base import ASR, LLM, TTS, Kind, Provider, ProviderSettings, Realtime
+from voiceplat.providers.base import (
+    ASR,
+    LLM,
+    TTS,
+    Kind,
+    Message,
+    Provider,
+    ProviderSettings,
+    Realtime,
+)
 
 MODES_AVAILABLE = ("pipeline",)
 T = TypeVar("T")
@@ -80,7 +89,13 @@ class Robot:
         for provider in self.providers.values():
             await provider.start()
         if "llm" in self.providers:
-            await self.llm.warm(self.prompt)
+            await self.llm.warm(self.opening())
+
+    def opening(self) -> list[Message]:
+        """How every dialog begins: the system prompt, then the spoken greeting."""
+        greeting = self.config.greeting_text
+        system = Message("system", self.prompt)
+        return [system, Message("assistant", greeting)] if greeting else [system]
 
     async def aclose(self) -> None:
         for provider in self.providers.values():

@@ -95,7 +95,7 @@ def prompt_evaluated(llm: LlamaCppLLM, evaluated: list[int], history: list[Messa
 async def test_warm_system_prompt_is_not_evaluated_again(
     llm: LlamaCppLLM, evaluated: list[int]
 ) -> None:
-    await llm.warm(SYSTEM)
+    await llm.warm([Message("system", SYSTEM)])
     evaluated.clear()
     history = [Message("system", SYSTEM), Message("user", "Сколько стоит приём терапевта?")]
 
@@ -111,7 +111,7 @@ async def test_warm_system_prompt_is_not_evaluated_again(
 async def test_interleaved_calls_reuse_their_own_history(
     llm: LlamaCppLLM, evaluated: list[int]
 ) -> None:
-    await llm.warm(SYSTEM)
+    await llm.warm([Message("system", SYSTEM)])
     questions = ["Вы работаете в субботу?", "А до скольких?", "Можно записаться на утро?"]
     calls: dict[str, list[Message]] = {
         "A": [Message("system", SYSTEM), Message("user", "Здравствуйте, это клиника?")],

@@ -214,3 +214,24 @@ async def test_metadata_extras_are_kept(make_robot, robot_server) -> None:
     (record,) = await final_records(robot)
     assert record["call"]["metadata"]["campaign"] == {"id": 7}
     assert json.dumps(record, ensure_ascii=False)
+
+
+async def test_speculative_transcription_is_used_when_the_caller_stays_silent(
+    make_robot, robot_server
+) -> None:
+    robot = make_robot(
+        asr={"provider": "fake", "texts": ["@dur"], "delay_ms": 150},
+        vad={"speculative_pause_ms": 200},
+    )
+    url, _, _ = await robot_server(robot)
+    result = await run_call(url, [Say(HELLO)])
+    assert result.ok, result.errors
+    (record,) = await final_records(robot)
+    log = record["pipeline_log"]
+    used = [e for e in log if e["event"] == "asr_speculative" and e["data"]["used"]]
+    assert len(used) == 1
+    asr = [e for e in log if e["event"] == "asr_done"]
+    assert asr[-1]["data"]["speculative"] is True
+    (user,) = [t for t in record["turns"] if t["role"] == "user"]
+    assert user["text"].startswith("<speech ")
+    assert record["turns"][-1]["role"] == "robot"

@@ -218,3 +218,48 @@ def test_a_cough_never_barges_in(engine: str) -> None:
         assert policy.during_speech(endpointer.speech_ms) == "ignore"
         most = max(most, endpointer.speech_ms)
     assert most > 0  # the burst was heard, and still ignored
+
+
+def test_pause_then_silence_gives_paused_then_ended_with_the_same_end() -> None:
+    from voiceplat.turns.endpointer import SpeechPaused
+
+    ep = Endpointer(EndpointerSettings(min_speech_ms=60, silence_ms=200, pause_ms=60))
+    events = []
+    t = 0.0
+    for is_speech in [True] * 10 + [False] * 12:
+        t += 0.02
+        events += ep.push(bytes(320), is_speech, t)
+    kinds = [type(e).__name__ for e in events]
+    assert kinds == ["SpeechStarted", "SpeechPaused", "SpeechEnded"]
+    paused, ended = events[1], events[2]
+    assert isinstance(paused, SpeechPaused)
+    assert paused.ended_at == ended.ended_at  # the speculative transcript stays valid
+    assert ended.audio.startswith(paused.audio)
+
+
+def test_speech_after_a_pause_resumes_and_pauses_again() -> None:
+    ep = Endpointer(EndpointerSettings(min_speech_ms=60, silence_ms=400, pause_ms=60))
+    events = []
+    t = 0.0
+    for is_speech in [True] * 5 + [False] * 4 + [True] * 5 + [False] * 25:
+        t += 0.02
+        events += ep.push(bytes(320), is_speech, t)
+    kinds = [type(e).__name__ for e in events]
+    assert kinds == [
+        "SpeechStarted",
+        "SpeechPaused",
+        "SpeechResumed",
+        "SpeechPaused",
+        "SpeechEnded",
+    ]
+    assert events[1].ended_at < events[3].ended_at == events[4].ended_at
+
+
+def test_no_pause_events_unless_asked() -> None:
+    ep = Endpointer(EndpointerSettings(min_speech_ms=60, silence_ms=200))
+    events = []
+    t = 0.0
+    for is_speech in [True] * 10 + [False] * 12:
+        t += 0.02
+        events += ep.push(bytes(320), is_speech, t)
+    assert [type(e).__name__ for e in events] == ["SpeechStarted", "SpeechEnded"]

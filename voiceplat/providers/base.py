@@ -106,8 +106,8 @@ class LLM(Provider):
         """Yields text chunks of the answer as they are produced."""
         raise NotImplementedError
 
-    async def warm(self, system_prompt: str) -> None:
-        """Precomputes what it can for a robot's system prompt (prefix cache); optional."""
+    async def warm(self, prefix: list[Message]) -> None:
+        """Precomputes what it can for the opening of every dialog (system prompt, greeting)."""
 
 
 class TTS(Provider):

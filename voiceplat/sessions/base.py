@@ -120,6 +120,7 @@ class Session:
         )
 
     async def _finish(self, status: str, reason: str, detail: str | None) -> str:
+        self.release()
         if detail:
             log.warning("call %s ended: %s: %s", self.call.record.call_id, reason, detail)
             self.call.event("error", reason=reason, detail=detail)
@@ -131,6 +132,9 @@ class Session:
 
     async def main(self) -> None:
         raise NotImplementedError
+
+    def release(self) -> None:
+        """Cancels work a mode keeps outside the call's TaskGroup."""
 
     # -- time and records --------------------------------------------------------------------
     def wall(self, t: float) -> datetime:
@@ -228,7 +232,7 @@ class Session:
         try:
             try:
                 if audio is not None:
-                    self._queue_audio(turn, audio.data, " ".join(sentences))  # type: ignore[arg-type]
+                    self._queue_audio(turn, audio.data, " ".join(sentences) or None)  # type: ignore[arg-type]
                 else:
                     await self._speak_sentences(turn, sentences)
             except (asyncio.CancelledError, CallEnded):

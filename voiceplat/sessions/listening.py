@@ -7,11 +7,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 
 from voiceplat.audio.pcm import FRAME_MS, Framer, Pcm
 from voiceplat.sessions.base import CallEnded, Session
 from voiceplat.turns.barge_in import BargeInPolicy
-from voiceplat.turns.endpointer import Endpointer, EndpointerSettings, SpeechEnded, SpeechStarted
+from voiceplat.turns.endpointer import (
+    Endpointer,
+    EndpointerSettings,
+    SpeechEnded,
+    SpeechPaused,
+    SpeechResumed,
+    SpeechStarted,
+)
 from voiceplat.turns.vad import VAD, make_vad
 
 log = logging.getLogger(__name__)
@@ -29,6 +37,7 @@ class ListeningSession(Session):
                 silence_ms=vad.end_silence_ms,
                 pre_roll_ms=vad.pre_roll_ms,
                 max_utterance_s=vad.max_utterance_s,
+                pause_ms=vad.speculative_pause_ms,
             )
         )
         self.policy = BargeInPolicy(self.config.barge_in)
@@ -38,6 +47,7 @@ class ListeningSession(Session):
         self.carry_audio = b""
         """Audio of an utterance whose answer was cancelled before ASR finished: heard again."""
         self.reprompts = 0
+        self.speculation: Speculation | None = None
 
     async def main(self) -> None:
         vad = self.config.vad
@@ -63,7 +73,7 @@ class ListeningSession(Session):
         audio = self.robot.greeting_audio
         if audio is None and not config.greeting_text:
             return
-        text = [config.greeting_text or "(greeting.wav)"]
+        text = [config.greeting_text] if config.greeting_text else []
         interruptible = config.greeting_interruptible
         self.start_speaker(lambda: self.speak(text, audio=audio, interruptible=interruptible))
 
@@ -73,6 +83,10 @@ class ListeningSession(Session):
                 self._on_speech_started(event)
             elif isinstance(event, SpeechEnded):
                 self._on_speech_ended(event)
+            elif isinstance(event, SpeechPaused):
+                self._speculate(event)
+            elif isinstance(event, SpeechResumed):
+                self._drop_speculation()
         if self.endpointer.in_speech and self.robot_talking() and self.turn is not None:
             decision = self.policy.during_speech(self.endpointer.speech_ms, self.turn.interruptible)
             if decision == "interrupt":
@@ -102,8 +116,38 @@ class ListeningSession(Session):
             self.barge_pending = False
             return
         audio = self.carry_audio + event.audio
+        speculation = self.speculation if not self.carry_audio else None
+        self.speculation = None
         self.carry_audio = b""
+        if speculation is not None and speculation.ended_at == event.ended_at:
+            self.call.event("asr_speculative", used=True)
+            self.start_speaker(
+                lambda: self.answer(audio, event.started_at, event.ended_at, early=speculation.task)
+            )
+            return
+        if speculation is not None:
+            speculation.task.cancel()
         self.start_speaker(lambda: self.answer(audio, event.started_at, event.ended_at))
+
+    def release(self) -> None:
+        if self.speculation is not None:
+            self.speculation.task.cancel()
+
+    def _speculate(self, event: SpeechPaused) -> None:
+        """The caller paused: transcribe now; if they stay silent, the answer starts sooner."""
+        if self.robot_talking() or self.carry_audio:
+            return
+        self._drop_speculation()
+        # Not in the call's TaskGroup: a failed speculation must not end the call.
+        task = asyncio.create_task(self.transcribe(event.audio, log=False))
+        task.add_done_callback(_consume_result)
+        self.speculation = Speculation(event.ended_at, task)
+
+    def _drop_speculation(self) -> None:
+        if self.speculation is not None:
+            self.speculation.task.cancel()
+            self.call.event("asr_speculative", used=False)
+            self.speculation = None
 
     async def _confirm_barge_in(self, event: SpeechEnded) -> None:
         """A short burst while the robot spoke: interrupt only if ASR heard more than 'ага'."""
@@ -120,13 +164,14 @@ class ListeningSession(Session):
             lambda: self.answer(b"", event.started_at, event.ended_at, text=text, asr_ms=asr_ms)
         )
 
-    async def transcribe(self, audio: bytes) -> tuple[str, float]:
+    async def transcribe(self, audio: bytes, *, log: bool = True) -> tuple[str, float]:
         asr = self.robot.asr
         asked = self.clock()
         async with asyncio.timeout(asr.settings.timeout_s):
             transcript = await asr.transcribe(Pcm(audio), asr.settings.language)
         asr_ms = (self.clock() - asked) * 1000
-        self.call.event("asr_done", ms=round(asr_ms), text=transcript.text)
+        if log:
+            self.call.event("asr_done", ms=round(asr_ms), text=transcript.text)
         return transcript.text.strip(), asr_ms
 
     async def answer(
@@ -137,7 +182,9 @@ class ListeningSession(Session):
         *,
         text: str | None = None,
         asr_ms: float | None = None,
+        early: asyncio.Task[tuple[str, float]] | None = None,
     ) -> None:
+        """Answers one utterance; `early` is a speculative transcription of the same audio."""
         raise NotImplementedError
 
     async def _no_input_timer(self) -> None:
@@ -160,6 +207,19 @@ class ListeningSession(Session):
             else:
                 self.start_speaker(lambda: self.speak([settings.reprompt_text]))
             await asyncio.sleep(0)
+
+
+@dataclass(slots=True)
+class Speculation:
+    ended_at: float
+    """End of speech the transcription covers; valid if the utterance ends there too."""
+    task: asyncio.Task[tuple[str, float]]
+
+
+def _consume_result(task: asyncio.Task[tuple[str, float]]) -> None:
+    """A dropped speculation's failure is not the call's failure."""
+    if not task.cancelled():
+        task.exception()
 
 
 __all__ = ["CallEnded", "ListeningSession"]

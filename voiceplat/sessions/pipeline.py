@@ -28,11 +28,18 @@ class PipelineSession(ListeningSession):
         *,
         text: str | None = None,
         asr_ms: float | None = None,
+        early: asyncio.Task[tuple[str, float]] | None = None,
     ) -> None:
         if text is None:
             try:
-                text, asr_ms = await self.transcribe(audio)
+                if early is not None:
+                    text, asr_ms = await early
+                    self.call.event("asr_done", ms=round(asr_ms), text=text, speculative=True)
+                else:
+                    text, asr_ms = await self.transcribe(audio)
             except asyncio.CancelledError:
+                if early is not None:
+                    early.cancel()
                 self.carry_audio = audio + self.carry_audio
                 raise
             except Exception as exc:

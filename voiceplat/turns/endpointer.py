@@ -28,6 +28,8 @@ class EndpointerSettings:
     """Audio kept from before the onset, so ASR hears the first phoneme whole."""
     max_utterance_s: float = 30.0
     """An utterance is cut (forced=True) once it has lasted this long."""
+    pause_ms: int = 0
+    """Non-speech after which a SpeechPaused is emitted (0: never), for speculative ASR."""
 
     def __post_init__(self) -> None:
         if self.frame_ms <= 0:
@@ -58,7 +60,22 @@ class SpeechEnded:
     """True when max_utterance_s cut the utterance while the caller was still talking."""
 
 
-EndpointEvent = SpeechStarted | SpeechEnded
+@dataclass(frozen=True, slots=True)
+class SpeechPaused:
+    """The caller has been silent for pause_ms: the utterance may be over (ASR can start early)."""
+
+    audio: bytes
+    started_at: float
+    ended_at: float
+    """End of the last speech frame; equals the SpeechEnded's ended_at if the caller stays silent."""
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechResumed:
+    """Speech came back after a SpeechPaused: the paused audio was not the whole utterance."""
+
+
+EndpointEvent = SpeechStarted | SpeechEnded | SpeechPaused | SpeechResumed
 
 
 class _State(enum.Enum):
@@ -86,6 +103,7 @@ class Endpointer:
         """Consecutive non-speech frames since the last speech frame."""
         self._started_at = 0.0
         self._last_speech_end = 0.0
+        self._paused = False
 
     @property
     def speech_ms(self) -> float:
@@ -108,10 +126,14 @@ class Endpointer:
             return self._confirm_if_ready()
 
         self._frames.append(frame)
+        resumed: list[EndpointEvent] = []
         if is_speech:
             self._speech_frames += 1
             self._gap_frames = 0
             self._last_speech_end = now
+            if self._paused:
+                self._paused = False
+                resumed.append(SpeechResumed())
         else:
             self._gap_frames += 1
 
@@ -123,10 +145,21 @@ class Endpointer:
 
         if now - self._started_at >= self.settings.max_utterance_s:
             return [self._end(forced=True)]
-        if self._gap_frames * self.settings.frame_ms >= self.settings.silence_ms:
+        gap_ms = self._gap_frames * self.settings.frame_ms
+        if gap_ms >= self.settings.silence_ms:
             return [self._end(forced=False)]
         self._state = _State.TRAILING if self._gap_frames else _State.SPEAKING
-        return []
+        if self.settings.pause_ms and gap_ms >= self.settings.pause_ms and not self._paused:
+            self._paused = True
+            return [self._paused_event()]
+        return resumed
+
+    def _paused_event(self) -> SpeechPaused:
+        return SpeechPaused(
+            audio=b"".join((*self._pre_roll, *self._frames)),
+            started_at=self._started_at,
+            ended_at=self._last_speech_end,
+        )
 
     def _start_onset(self, frame: bytes, now: float) -> None:
         self._state = _State.ONSET
@@ -168,4 +201,5 @@ class Endpointer:
         self._frames = []
         self._speech_frames = 0
         self._gap_frames = 0
+        self._paused = False
         return event

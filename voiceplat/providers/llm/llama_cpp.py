@@ -117,9 +117,9 @@ class _Engine:
             tokens = self.tokens(messages)
         return tokens
 
-    def warm(self, system_prompt: str) -> None:
-        """Runs on the worker: evaluates the system prompt's tokens and snapshots them."""
-        tokens = self.tokens([{"role": "system", "content": system_prompt}], False)
+    def warm(self, prefix: list[dict[str, str]]) -> None:
+        """Runs on the worker: evaluates the dialog opening's tokens and snapshots them."""
+        tokens = self.tokens(prefix, False)
         prefill(self.llm, tokens, threading.Event(), leave_last=False)
         self.states.save(self.llm)
 
@@ -281,9 +281,10 @@ class LlamaCppLLM(LLM):
         if engine is not None:
             _release(engine)
 
-    async def warm(self, system_prompt: str) -> None:
+    async def warm(self, prefix: list[Message]) -> None:
         engine = self._require_engine()
-        future = engine.submit(lambda: engine.warm(system_prompt), self.settings.max_queue)
+        opening = [{"role": m.role, "content": m.content} for m in prefix]
+        future = engine.submit(lambda: engine.warm(opening), self.settings.max_queue)
         await asyncio.wrap_future(future)
 
     async def stream(self, messages: list[Message]) -> AsyncIterator[str]:
