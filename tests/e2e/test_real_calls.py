@@ -1,0 +1,112 @@
+"""Whole calls against the shipped robots with their real local models (Whisper, llama.cpp,
+Festival, Piper), over the real protocol with the simulated caller."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import pytest_asyncio
+
+from tests.conftest import FIXTURES, ROOT, read_call_records
+from voiceplat.robot import load_robot
+from voiceplat.simulator import Say, run_call, run_calls
+from voiceplat.storage.jsonfile import JsonFileSink
+from voiceplat.storage.recorder import Recorder
+from voiceplat.telephony.server import RobotServer
+
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
+
+
+async def serve_copy(name: str, tmp: Path) -> AsyncIterator[tuple[str, Path]]:
+    robot_dir = tmp / name
+    shutil.copytree(ROOT / "robots" / name, robot_dir, ignore=shutil.ignore_patterns("logs"))
+    robot = load_robot(robot_dir)
+    if problems := robot.problems():
+        pytest.skip("; ".join(problems))
+    recorder = Recorder([JsonFileSink(robot.logs_dir)])
+    await recorder.start()
+    await robot.start()
+    server = RobotServer(robot, recorder)
+    await server.start("127.0.0.1", 0)
+    yield f"ws://127.0.0.1:{server.port}/", robot_dir
+    await server.shutdown(grace_s=5)
+    await recorder.aclose()
+    await robot.aclose()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def russian(tmp_path_factory) -> AsyncIterator[tuple[str, Path]]:
+    async for served in serve_copy("pipeline_russian", tmp_path_factory.mktemp("ru")):
+        yield served
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def english(tmp_path_factory) -> AsyncIterator[tuple[str, Path]]:
+    async for served in serve_copy("pipeline_english", tmp_path_factory.mktemp("en")):
+        yield served
+
+
+async def record_of(robot_dir: Path, call_id: str) -> dict:
+    async with asyncio.timeout(10):
+        while True:
+            for record in read_call_records(robot_dir):
+                if (
+                    record["call"]["call_id"] == call_id
+                    and record["call"]["status"] != "in_progress"
+                ):
+                    return record
+            await asyncio.sleep(0.05)
+
+
+def loudness(audio: bytes) -> float:
+    samples = np.frombuffer(audio, dtype="<i2").astype(np.float64)
+    return float(np.sqrt(np.mean(samples**2))) if len(samples) else 0.0
+
+
+async def test_russian_caller_gets_a_spoken_russian_answer(russian) -> None:
+    url, robot_dir = russian
+    result = await run_call(
+        url, [Say(FIXTURES / "ru_question.wav")], metadata={"callId": "ru-e2e"}, timeout_s=90
+    )
+    assert result.ok, result.errors
+    assert len(result.answers) >= 2  # greeting and the answer
+    answer = result.answers[-1]
+    assert answer.duration_ms > 500 and answer.underruns == 0
+    assert loudness(result.robot_audio) > 300  # speech, not silence
+
+    record = await record_of(robot_dir, "ru-e2e")
+    user, robot = record["turns"][1], record["turns"][2]
+    assert user["role"] == "user" and "стоит" in user["text"].lower()
+    assert robot["role"] == "robot" and re.search("[а-яё]", robot["text"].lower())
+    for field in ("asr_ms", "llm_ttft_ms", "tts_ttfb_ms", "v2v_ms"):
+        assert robot[field] is not None, field
+
+
+async def test_three_calls_at_once_keep_every_answer_smooth(russian) -> None:
+    """Models queue the calls' work off the event loop: answers come, without gaps inside them."""
+    url, _ = russian
+    result = await run_calls(url, [Say(FIXTURES / "ru_hello.wav")], 3, timeout_s=120)
+    assert not result.errors, result.errors
+    for call in result.calls:
+        assert len(call.answers) >= 2, call.call_id
+        assert all(a.underruns == 0 for a in call.answers), call.answers
+    assert result.underruns == 0
+
+
+async def test_english_caller_gets_a_spoken_english_answer(english) -> None:
+    url, robot_dir = english
+    result = await run_call(
+        url, [Say(FIXTURES / "en_hello.wav")], metadata={"callId": "en-e2e"}, timeout_s=90
+    )
+    assert result.ok, result.errors
+    assert result.answers[-1].duration_ms > 500
+    record = await record_of(robot_dir, "en-e2e")
+    user, robot = record["turns"][1], record["turns"][2]
+    assert "appointment" in user["text"].lower() or "book" in user["text"].lower()
+    assert re.search("[a-z]", robot["text"].lower())
