@@ -72,16 +72,25 @@ class PipelineSession(ListeningSession):
         llm = self.robot.llm
         splitter = SentenceSplitter()
         asked = self.clock()
+        first_ready = False
+
+        def emit(sentences: list[str]) -> None:
+            nonlocal first_ready
+            if sentences and not first_ready:
+                first_ready = True
+                ms = round((self.clock() - asked) * 1000)
+                self.call.event("first_sentence", turn=turn.idx, ms=ms)
+            for sentence in sentences:
+                queue.put_nowait(sentence)
+
         try:
             stream = with_gap_timeout(llm.stream(self.dialog()), llm.settings.timeout_s, "LLM")
             async for chunk in stream:
                 if turn.llm_ttft_ms is None:
                     turn.llm_ttft_ms = (self.clock() - asked) * 1000
                     self.call.event("llm_first_token", ms=round(turn.llm_ttft_ms))
-                for sentence in splitter.push(chunk):
-                    queue.put_nowait(sentence)
-            for sentence in splitter.flush():
-                queue.put_nowait(sentence)
+                emit(splitter.push(chunk))
+            emit(splitter.flush())
             queue.put_nowait(_DONE)
         except asyncio.CancelledError:
             raise

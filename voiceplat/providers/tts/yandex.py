@@ -1,0 +1,131 @@
+"""`yandex` TTS: Yandex SpeechKit synthesis (API v1), raw LPCM straight at the call's rate.
+
+`POST https://tts.api.cloud.yandex.net/speech/v1/tts:synthesize`, a URL-encoded form: `text`,
+`lang`, `voice`, `emotion` (the voice's role or tone, e.g. good, neutral, friendly, strict — which
+ones depend on the voice), `speed` (0.1-3.0), `format=lpcm`, `sampleRateHertz` (8000 by default, so
+the audio needs no resampling; the seed's `sample_rate: 48000` is honoured), `folderId`. The answer
+is headerless 16-bit little-endian mono PCM, yielded as it arrives. Credentials: see
+providers/yandex_cloud.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Mapping
+from typing import Literal
+
+from pydantic import Field
+
+from voiceplat.audio.pcm import CALL_RATE, Pcm
+from voiceplat.providers import http
+from voiceplat.providers.base import TTS, ProviderError, TTSSettings, register
+from voiceplat.providers.tts.local_audio import speakable
+from voiceplat.providers.yandex_cloud import YandexAuthOptions, YandexCredentials
+
+URL = "https://tts.api.cloud.yandex.net/speech/v1/tts:synthesize"
+MAX_TEXT = 5000
+
+
+class YandexTTSSettings(TTSSettings, YandexAuthOptions, http.HttpOptions):
+    """Settings of the `yandex` TTS."""
+
+    voice: str = Field(
+        "alena",
+        pattern=r"^[a-z_]+$",
+        description="SpeechKit voice: alena, jane, filipp, ermil, zahar, omazh, madirus, …",
+    )
+    language: str = Field("ru-RU", description="`lang` of the request.")
+    emotion: str | None = Field(
+        None, description="Role or tone where the voice has them: neutral, good, evil, friendly…"
+    )
+    speed: float = Field(1.0, ge=0.1, le=3.0, description="Speech rate, 1.0 is normal.")
+    sample_rate: Literal[8000, 16000, 48000] | None = Field(
+        None, description="Rate asked of the service; none: 8000, the call's own rate."
+    )
+    url: str = Field(URL, description="Synthesis endpoint (tests point it at a fake server).")
+
+
+@register("tts", "yandex")
+class YandexTTS(TTS):
+    Settings = YandexTTSSettings
+    settings: YandexTTSSettings
+
+    def __init__(self, settings: YandexTTSSettings, env: Mapping[str, str]) -> None:
+        super().__init__(settings, env)
+        self.credentials = YandexCredentials(settings, env)
+        self._http = http.ClientHolder(
+            lambda: http.make_client(settings, env, read_timeout_s=settings.timeout_s)
+        )
+
+    @property
+    def rate(self) -> int:
+        return self.settings.sample_rate or CALL_RATE
+
+    def problems(self) -> list[str]:
+        return self.credentials.problems() + http.options_problems(self.settings, self.env)
+
+    async def start(self) -> None:
+        self._http.get()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    def _error(self, message: str) -> ProviderError:
+        secrets = [*self.credentials.secrets, *http.option_secrets(self.settings, self.env)]
+        message = http.mask(message, secrets)
+        return ProviderError(f"Yandex SpeechKit TTS (voice {self.settings.voice}): {message}")
+
+    def form(self, text: str) -> dict[str, str]:
+        settings = self.settings
+        form = {
+            "text": text,
+            "lang": settings.language,
+            "voice": settings.voice,
+            "speed": f"{settings.speed:g}",
+            "format": "lpcm",
+            "sampleRateHertz": str(self.rate),
+        }
+        if settings.emotion:
+            form["emotion"] = settings.emotion
+        if self.credentials.folder_id:
+            form["folderId"] = self.credentials.folder_id
+        return form
+
+    async def synthesize(self, text: str) -> AsyncIterator[Pcm]:
+        if not speakable(text):
+            return
+        if len(text) > MAX_TEXT:
+            raise self._error(f"text of {len(text)} characters; SpeechKit takes {MAX_TEXT}")
+        chunks = http.retrying_stream(
+            lambda: self._attempt(text),
+            retries=self.settings.retries,
+            backoff_s=self.settings.retry_backoff_s,
+            first_timeout_s=self.settings.timeout_s,
+            fail=self._error,
+            first_what="audio",
+        )
+        async with contextlib.aclosing(chunks):
+            async for pcm in chunks:
+                yield pcm
+
+    async def _attempt(self, text: str) -> AsyncIterator[Pcm]:
+        client = self._http.get()
+        request = client.build_request(
+            "POST", self.settings.url, data=self.form(text), headers=self.credentials.headers()
+        )
+        response = await http.send(client, request)
+        try:
+            kind = response.headers.get("content-type", "")
+            if kind.startswith(("application/json", "text/")):
+                # A 200 with a JSON or text body is an error report, not audio.
+                body = await http.read_limited(response, 1 << 16)
+                raise http.HttpFailure(f"expected audio, got {http.error_message(body)!r}")
+            carry = b""
+            async for data in response.aiter_bytes():
+                data = carry + data
+                cut = len(data) - len(data) % 2  # an odd byte waits for its partner
+                carry = data[cut:]
+                if cut:
+                    yield Pcm(data[:cut], self.rate)
+        finally:
+            await response.aclose()
