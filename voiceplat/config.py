@@ -96,6 +96,9 @@ class RobotConfig(Strict):
     greeting_interruptible: bool = True
     fallback_text: str = "Извините, у меня техническая заминка. Повторите, пожалуйста."
     end_call_marker: str = Field("[END]", min_length=1)
+    first_clause_min_chars: int = Field(
+        15, ge=0, description="speak the answer's first clause as soon as it is this long"
+    )
     max_call_s: PositiveFloat = 600.0
     max_call_text: str = "Время разговора истекло. Спасибо за звонок, до свидания!"
     history_turns: int = Field(20, ge=0, description="dialog turns sent to the LLM")

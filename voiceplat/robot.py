@@ -26,7 +26,7 @@ from voiceplat.providers.base import (
     Realtime,
 )
 
-MODES_AVAILABLE = ("pipeline",)
+MODES_AVAILABLE = ("pipeline", "realtime")
 T = TypeVar("T")
 
 

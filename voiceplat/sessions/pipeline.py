@@ -70,7 +70,7 @@ class PipelineSession(ListeningSession):
 
     async def _stream_llm(self, turn: RobotTurn, queue: asyncio.Queue[object]) -> None:
         llm = self.robot.llm
-        splitter = SentenceSplitter()
+        splitter = SentenceSplitter(first_clause_min_chars=self.config.first_clause_min_chars)
         asked = self.clock()
         first_ready = False
 

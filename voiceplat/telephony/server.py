@@ -29,6 +29,10 @@ def session_class(mode: str) -> type[Session]:
         from voiceplat.sessions.pipeline import PipelineSession
 
         return PipelineSession
+    if mode == "realtime":
+        from voiceplat.sessions.realtime import RealtimeSession
+
+        return RealtimeSession
     raise RobotError(f"mode {mode!r} is not available in this version")
 
 

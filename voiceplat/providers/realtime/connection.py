@@ -14,7 +14,6 @@ import itertools
 import json
 import logging
 from collections import OrderedDict
-from collections.abc import Mapping
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -71,7 +70,9 @@ class ProtocolRealtimeSettings(RealtimeSettings):
     transcription_language: str | None = Field(None, description="e.g. ru; None: auto")
     timeout_s: float = Field(15.0, gt=0, description="connect and session.created within this")
     reconnect: bool = Field(True, description="reconnect when the session ends or drops")
-    max_reconnects: int = Field(3, ge=0, le=50, description="failed reconnects a call may use")
+    max_reconnects: int = Field(
+        3, ge=0, le=50, description="reconnects after a drop or expiry (not renewals) per call"
+    )
     renew_after_s: float | None = Field(
         None, gt=0, description="open a fresh session at a quiet moment after this long"
     )
@@ -167,9 +168,6 @@ class ProtocolRealtime(Realtime):
 
     Settings: ClassVar[type[ProtocolRealtimeSettings]] = ProtocolRealtimeSettings
     settings: ProtocolRealtimeSettings
-
-    def __init__(self, settings: ProtocolRealtimeSettings, env: Mapping[str, str]) -> None:
-        super().__init__(settings, env)
 
     # -- what a provider says ---------------------------------------------------------------
     def endpoint(self) -> str:
