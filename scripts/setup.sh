@@ -10,7 +10,8 @@ purpose=${1:-run}
 
 apt_packages=(festival festvox-ru espeak-ng sox)
 if [ "$purpose" = test ]; then
-  apt_packages+=()
+  # The storage tests start their own PostgreSQL and Redis (tests/storage_servers.py).
+  apt_packages+=(postgresql redis-server)
 fi
 if ! python3 -m venv --help >/dev/null 2>&1; then apt_packages+=(python3-venv); fi
 
@@ -29,8 +30,8 @@ if [ ! -x .venv/bin/python ]; then
   echo "==> creating .venv"
   python3 -m venv .venv
 fi
-extras="local"
-[ "$purpose" = test ] && extras="local,test"
+extras="local,stores"
+[ "$purpose" = test ] && extras="local,stores,test"
 echo "==> pip: voiceplat[$extras] (llama-cpp-python compiles once, ~5-20 min; pip caches the wheel)"
 # A portable llama.cpp build (AVX2 baseline, not this CPU's every extension) without the unused
 # multimodal library, so the cached wheel runs on any x86-64 server from the last decade.

@@ -39,15 +39,15 @@ def make_robot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[...,
 async def robot_server() -> AsyncIterator[Callable[..., Any]]:
     """Starts robots on 127.0.0.1:<free port>; yields a starter returning (url, server, recorder)."""
     from voiceplat.robot import load_robot
-    from voiceplat.storage.jsonfile import JsonFileSink
     from voiceplat.storage.recorder import Recorder
+    from voiceplat.storage.sinks import sinks_from_env
     from voiceplat.telephony.server import RobotServer
 
     started: list[tuple[RobotServer, Recorder]] = []
 
     async def start(robot_dir: Path) -> tuple[str, RobotServer, Recorder]:
         robot = load_robot(robot_dir)
-        recorder = Recorder([JsonFileSink(robot.logs_dir)])
+        recorder = Recorder(sinks_from_env(robot.env, robot.logs_dir, robot.directory / "spool"))
         await recorder.start()
         await robot.start()
         server = RobotServer(robot, recorder)

@@ -10,13 +10,20 @@ file. File I/O runs in a thread, off the event loop.
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import os
 import re
 import tempfile
 from pathlib import Path
 
+from pydantic_core import PydanticSerializationError
+
+from voiceplat.storage.clean import Cleaner
 from voiceplat.storage.recorder import Sink
 from voiceplat.storage.records import CallRecord, CallSnapshot
+
+log = logging.getLogger(__name__)
 
 CALL_ID_MAX = 64
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
@@ -48,6 +55,20 @@ def write_atomically(path: Path, text: str) -> None:
         raise
 
 
+def cleaned_json(snapshot: CallSnapshot, error: Exception) -> str:
+    """The snapshot with what JSON cannot hold fixed (a lone surrogate in the caller's metadata,
+    absurd nesting), as the store sinks store it; the fixes are logged."""
+    cleaner = Cleaner()
+    value = cleaner.value(snapshot.model_dump(mode="python"))
+    log.warning(
+        "jsonfile: call %s: %s; written with changes: %s",
+        snapshot.call.call_id,
+        error,
+        "; ".join(cleaner.fixes[:20]),
+    )
+    return json.dumps(value, ensure_ascii=False, indent=2) + "\n"
+
+
 class JsonFileSink(Sink):
     name = "jsonfile"
 
@@ -59,5 +80,8 @@ class JsonFileSink(Sink):
 
     async def write(self, snapshot: CallSnapshot) -> None:
         # pydantic writes non-ASCII text as is (readable Cyrillic) and NaN/inf as null.
-        text = snapshot.model_dump_json(indent=2) + "\n"
+        try:
+            text = snapshot.model_dump_json(indent=2) + "\n"
+        except PydanticSerializationError as exc:
+            text = cleaned_json(snapshot, exc)
         await asyncio.to_thread(write_atomically, self.path_for(snapshot.call), text)

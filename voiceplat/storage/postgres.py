@@ -1,0 +1,172 @@
+"""PostgreSQL sink: tables `calls` and `turns` for analysts (schema in migrations/).
+
+Every item carries the call, so every batch upserts the call rows it touches (ON CONFLICT
+(call_id)) and then the turn rows (ON CONFLICT (call_id, idx)), in one transaction. Writing an
+item twice, or replaying a spool, leaves the same rows. A finished call's snapshot rewrites all
+its turns, so the final record is whole even if the recorder dropped an item on the way.
+Pipeline events are not kept here (MongoDB and the JSON file have them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from voiceplat.storage.clean import parse_time
+from voiceplat.storage.migrations import MIGRATIONS_DIR, migrate_postgres
+from voiceplat.storage.records import EventLogged, RecordItem
+from voiceplat.storage.spool import Entry, RetryPolicy, SpooledSink
+
+log = logging.getLogger(__name__)
+
+UPSERT_CALL = """
+INSERT INTO calls (call_id, robot, mode, source, caller, callee, started_at, answered_at,
+                   ended_at, duration_sec, status, end_reason, turns, metadata, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14::jsonb, now())
+ON CONFLICT (call_id) DO UPDATE SET
+    robot = EXCLUDED.robot, mode = EXCLUDED.mode, source = EXCLUDED.source,
+    caller = EXCLUDED.caller, callee = EXCLUDED.callee, started_at = EXCLUDED.started_at,
+    answered_at = EXCLUDED.answered_at, ended_at = EXCLUDED.ended_at,
+    duration_sec = EXCLUDED.duration_sec, status = EXCLUDED.status,
+    end_reason = EXCLUDED.end_reason, turns = EXCLUDED.turns, metadata = EXCLUDED.metadata,
+    updated_at = now()
+-- A finished call is final: an older in-progress write arriving late never reopens it.
+WHERE calls.status = 'in_progress' OR EXCLUDED.status <> 'in_progress'
+"""
+
+UPSERT_TURN = """
+INSERT INTO turns (call_id, idx, role, text, heard_text, started_at, ended_at, interrupted,
+                   asr_ms, llm_ttft_ms, tts_ttfb_ms, v2v_ms, track, error)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+ON CONFLICT (call_id, idx) DO UPDATE SET
+    role = EXCLUDED.role, text = EXCLUDED.text, heard_text = EXCLUDED.heard_text,
+    started_at = EXCLUDED.started_at, ended_at = EXCLUDED.ended_at,
+    interrupted = EXCLUDED.interrupted, asr_ms = EXCLUDED.asr_ms,
+    llm_ttft_ms = EXCLUDED.llm_ttft_ms, tts_ttfb_ms = EXCLUDED.tts_ttfb_ms,
+    v2v_ms = EXCLUDED.v2v_ms, track = EXCLUDED.track, error = EXCLUDED.error
+"""
+
+# SQLSTATE classes meaning "the server is unavailable or busy", not "the data is wrong":
+# 08 connection, 40 rollback (deadlock, serialization), 53 resources, 57 operator intervention
+# (shutdown, starting up), 58 system error.
+_TRANSIENT_CLASSES = {"08", "40", "53", "57", "58"}
+# The schema is gone (a recreated database): connect again, which applies the migrations.
+_SCHEMA_MISSING = {"42P01", "3F000", "3D000"}
+
+
+def call_row(call: dict[str, Any]) -> tuple[Any, ...]:
+    return (
+        call["call_id"],
+        call["robot"],
+        call["mode"],
+        call["source"],
+        call["caller"],
+        call["callee"],
+        parse_time(call["started_at"]),
+        parse_time(call["answered_at"]),
+        parse_time(call["ended_at"]),
+        call["duration_sec"],
+        call["status"],
+        call["end_reason"],
+        call["turns"],
+        json.dumps(call["metadata"], ensure_ascii=False),
+    )
+
+
+def turn_row(turn: dict[str, Any]) -> tuple[Any, ...]:
+    return (
+        turn["call_id"],
+        turn["idx"],
+        turn["role"],
+        turn["text"],
+        turn["heard_text"],
+        parse_time(turn["started_at"]),
+        parse_time(turn["ended_at"]),
+        turn["interrupted"],
+        turn["asr_ms"],
+        turn["llm_ttft_ms"],
+        turn["tts_ttfb_ms"],
+        turn["v2v_ms"],
+        turn["track"],
+        turn["error"],
+    )
+
+
+def batch_rows(entries: list[Entry]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """The call and turn rows of a batch, the latest version of each (entries are in order)."""
+    calls: dict[str, tuple[Any, ...]] = {}
+    turns: dict[tuple[str, int], tuple[Any, ...]] = {}
+    for entry in entries:
+        call = entry["call"]
+        calls[call["call_id"]] = call_row(call)
+        for turn in entry.get("turns") or ([entry["turn"]] if "turn" in entry else []):
+            # A turn belongs to the call that carries it, whatever its own call_id says.
+            turns[(call["call_id"], turn["idx"])] = turn_row({**turn, "call_id": call["call_id"]})
+    return list(calls.values()), list(turns.values())
+
+
+class PostgresSink(SpooledSink):
+    name = "postgres"
+
+    def __init__(
+        self,
+        dsn: str,
+        spool_dir: Path,
+        retry: RetryPolicy | None = None,
+        *,
+        migrations_dir: Path = MIGRATIONS_DIR,
+    ) -> None:
+        super().__init__(spool_dir, retry)
+        self.dsn = dsn
+        self.migrations_dir = migrations_dir
+        self.pool: asyncpg.Pool | None = None
+
+    def wants(self, item: RecordItem) -> bool:
+        return not isinstance(item, EventLogged)
+
+    async def connect(self) -> None:
+        if self.pool is None:
+            self.pool = await asyncpg.create_pool(
+                self.dsn,
+                # No floor to keep: asyncpg would log a traceback per try while the server is down.
+                min_size=0,
+                max_size=2,
+                timeout=self.retry.op_timeout_s,
+                command_timeout=self.retry.op_timeout_s,
+                server_settings={"application_name": "voiceplat"},
+            )
+        async with self.pool.acquire() as conn:
+            await migrate_postgres(conn, self.migrations_dir)
+
+    async def write_batch(self, entries: list[Entry]) -> None:
+        assert self.pool is not None
+        calls, turns = batch_rows(entries)
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.executemany(UPSERT_CALL, calls)
+            if turns:
+                await conn.executemany(UPSERT_TURN, turns)
+
+    def is_transient(self, exc: Exception) -> bool:
+        if isinstance(exc, asyncpg.PostgresError):
+            state = exc.sqlstate or ""
+            return state[:2] in _TRANSIENT_CLASSES or state in _SCHEMA_MISSING
+        if isinstance(exc, asyncpg.InterfaceError):
+            # "connection is closed", "pool is closing": the link, not the data.
+            return not isinstance(exc, asyncpg.DataError | ValueError)
+        return super().is_transient(exc)
+
+    def needs_reconnect(self, exc: Exception) -> bool:
+        return isinstance(exc, asyncpg.PostgresError) and exc.sqlstate in _SCHEMA_MISSING
+
+    async def disconnect(self) -> None:
+        if self.pool is not None:
+            pool, self.pool = self.pool, None
+            try:
+                await asyncio.wait_for(pool.close(), self.retry.close_timeout_s)
+            except TimeoutError:
+                pool.terminate()
