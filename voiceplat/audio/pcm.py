@@ -78,6 +78,8 @@ class Framer:
         self._buffer = bytearray()
 
     def push(self, data: bytes) -> list[bytes]:
+        if not self._buffer and len(data) == self.size:
+            return [data]  # the usual 20 ms message: no copying
         self._buffer += data
         count = len(self._buffer) // self.size
         frames = [bytes(self._buffer[i * self.size : (i + 1) * self.size]) for i in range(count)]

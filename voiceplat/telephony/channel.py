@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from websockets.exceptions import ConnectionClosed
+
 from voiceplat.audio.pcm import CALL_RATE, duration_ms, frame_bytes
 from voiceplat.telephony import audio_fork
 from voiceplat.telephony.events import AudioIn, CallMetadata, MarkReply, ProtocolError
@@ -85,8 +87,6 @@ class CallChannel:
                     self._on_mark_reply(event)
 
     async def _recv(self) -> str | bytes:
-        from websockets.exceptions import ConnectionClosed
-
         try:
             return await self._transport.recv()
         except ConnectionClosed as exc:
@@ -186,8 +186,6 @@ class CallChannel:
     async def _send(self, message: str | bytes) -> None:
         if self.closed:
             return
-        from websockets.exceptions import ConnectionClosed
-
         try:
             await self._transport.send(message)
         except ConnectionClosed:

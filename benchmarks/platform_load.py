@@ -1,8 +1,8 @@
 """Platform benchmark: the robot's own latency per turn, and how many calls one process carries.
 
-    .venv/bin/python benchmarks/platform.py                    # full run (about 10 minutes)
-    .venv/bin/python benchmarks/platform.py --quick            # a smoke run (about 2 minutes)
-    .venv/bin/python benchmarks/platform.py --skip-overhead --calls 300 --py-spy /tmp/prof
+    .venv/bin/python benchmarks/platform_load.py                    # full run (about 10 minutes)
+    .venv/bin/python benchmarks/platform_load.py --quick            # a smoke run (about 2 minutes)
+    .venv/bin/python benchmarks/platform_load.py --skip-overhead --calls 300 --py-spy /tmp/prof
 
 The robot is the `echo` test robot (fake ASR/LLM/TTS with zero delay, webrtc VAD, end of utterance
 after `vad.silence_ms` = 600 ms), served by `voiceplat serve` in its own process; the callers are
@@ -20,16 +20,7 @@ the real speech fixtures of tests/fixtures/. So every millisecond measured is th
 Prints Markdown tables (and `--json PATH` writes everything); asserts nothing.
 """
 
-# ruff: noqa: E402  (the sys.path fix below must run before anything imports `platform`)
 from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-# This file shares its name with the standard library's `platform` module, which numpy and
-# pydantic import; run as a script, its own folder heads sys.path and would shadow it.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
 import argparse
 import asyncio
@@ -51,9 +42,8 @@ import numpy as np
 import psutil
 
 from voiceplat.audio.pcm import FRAME_MS
-from voiceplat.config import deep_merge
+from voiceplat.config import VadSettings, deep_merge
 from voiceplat.simulator import CallResult, MultiResult, Say, run_call, run_calls
-from voiceplat.simulator.script import compile_script
 from voiceplat.turns.endpointer import Endpointer, EndpointerSettings, SpeechEnded
 from voiceplat.turns.vad import make_vad
 
@@ -95,34 +85,63 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+GC_BOOTSTRAP = """
+import atexit, gc, json, sys, time
+pauses, started = [], [0.0]
+def on_gc(phase, info):
+    if phase == "start":
+        started[0] = time.perf_counter()
+    else:
+        ms = (time.perf_counter() - started[0]) * 1000.0
+        gen = info["generation"]
+        pauses.append([gen, ms, len(gc.get_objects(2)) if gen == 2 else 0])
+gc.callbacks.append(on_gc)
+def dump():
+    with open(sys.argv[1], "w") as file:
+        json.dump(pauses, file)
+atexit.register(dump)
+from voiceplat.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+"""`voiceplat serve` with a log of the garbage collector's pauses (--gc-stats): the GC stops the
+event loop, and with it every call's audio. A full (gen2) collection also counts the objects it
+keeps, which is what makes it long."""
+
+
 class RobotProcess:
     """`voiceplat serve <robot>` on a free port, in its own process."""
 
-    def __init__(self, robot: Path) -> None:
+    def __init__(self, robot: Path, *, gc_stats: bool = False) -> None:
         self.robot = robot
         self.port = free_port()
         self.url = f"ws://127.0.0.1:{self.port}/"
         self.log_path = robot / "serve.log"
+        self.gc_path = robot / "gc.json" if gc_stats else None
         self._log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "voiceplat.cli",
-                "serve",
-                str(robot),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--grace",
-                "2",
-            ],
-            cwd=ROOT,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
+        serve = ["serve", str(robot), "--host", "127.0.0.1", "--port", str(self.port)]
+        serve += ["--grace", "2"]
+        if self.gc_path is None:
+            command = [sys.executable, "-m", "voiceplat.cli", *serve]
+        else:
+            command = [sys.executable, "-c", GC_BOOTSTRAP, str(self.gc_path), *serve]
+        self.proc = subprocess.Popen(command, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT)
         self._wait_listening(timeout_s=60.0)
+
+    def gc_pauses(self) -> dict[str, Any] | None:
+        """Per generation: collections and their pauses in ms (after stop(); None without)."""
+        if self.gc_path is None or not self.gc_path.exists():
+            return None
+        pauses = json.loads(self.gc_path.read_text(encoding="utf-8"))
+        stats: dict[str, Any] = {
+            f"gen{gen}": {
+                "count": sum(1 for g, _, _ in pauses if g == gen),
+                "total_ms": round(sum(ms for g, ms, _ in pauses if g == gen), 1),
+                "max_ms": max((round(ms, 1) for g, ms, _ in pauses if g == gen), default=None),
+            }
+            for gen in (0, 1, 2)
+        }
+        stats["gen2"]["max_objects"] = max((n for g, _, n in pauses if g == 2), default=None)
+        return stats
 
     @property
     def pid(self) -> int:
@@ -183,6 +202,27 @@ def call_records(robot: Path, expected: int, timeout_s: float = 20.0) -> dict[st
 # --- CPU sampling ---------------------------------------------------------------------------
 
 
+MACHINE = "machine"
+"""The sampler's name for the whole machine: busy time of all cores (200 % = two cores busy)."""
+
+
+WAIT = ":wait"
+"""Suffix of the sampler's series of a process's run-queue wait (main thread)."""
+
+
+def run_queue_wait_s(pid: int) -> float | None:
+    """Seconds the process's main thread (the event loop) has been runnable but not running.
+
+    The second field of /proc/<pid>/schedstat: time spent waiting for a CPU. When it grows, the
+    loop is late because other processes hold the cores, not because of its own work.
+    """
+    try:
+        fields = Path(f"/proc/{pid}/schedstat").read_text().split()
+    except OSError:
+        return None
+    return int(fields[1]) / 1e9 if len(fields) >= 2 else None
+
+
 class CpuSampler(threading.Thread):
     """Samples the CPU time (user + system, all threads) and RSS of some processes."""
 
@@ -190,12 +230,18 @@ class CpuSampler(threading.Thread):
         super().__init__(daemon=True)
         self.procs = {name: psutil.Process(pid) for name, pid in pids.items()}
         self.samples: dict[str, list[tuple[float, float, int]]] = {name: [] for name in pids}
+        self.samples[MACHINE] = []
+        self.samples.update({f"{name}{WAIT}": [] for name in pids})
         self.period_s = period_s
-        self._stop = threading.Event()
+        self._done = threading.Event()
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._done.is_set():
             now = time.time()
+            machine = psutil.cpu_times()
+            # guest time is already counted in user time.
+            idle = sum(getattr(machine, f, 0.0) for f in ("idle", "iowait", "guest", "guest_nice"))
+            self.samples[MACHINE].append((now, sum(machine) - idle, 0))
             for name, proc in self.procs.items():
                 try:
                     times = proc.cpu_times()
@@ -203,10 +249,13 @@ class CpuSampler(threading.Thread):
                 except psutil.Error:
                     continue
                 self.samples[name].append((now, times.user + times.system, rss))
-            self._stop.wait(self.period_s)
+                wait = run_queue_wait_s(proc.pid)
+                if wait is not None:
+                    self.samples[f"{name}{WAIT}"].append((now, wait, 0))
+            self._done.wait(self.period_s)
 
     def stop(self) -> None:
-        self._stop.set()
+        self._done.set()
         self.join()
 
     def cpu_percent(self, name: str, start: float, end: float) -> float | None:
@@ -216,6 +265,19 @@ class CpuSampler(threading.Thread):
             return None
         (t0, c0, _), (t1, c1, _) = inside[0], inside[-1]
         return round(100.0 * (c1 - c0) / (t1 - t0), 1)
+
+    def cpu_peak(self, name: str, start: float, end: float, window_s: float = 1.0) -> float | None:
+        """The busiest `window_s` in [start, end], in CPU % (a saturated loop shows ~100)."""
+        inside = [s for s in self.samples[name] if start <= s[0] <= end]
+        peaks = []
+        j = 0
+        for i, (t1, c1, _) in enumerate(inside):
+            while j < i and t1 - inside[j + 1][0] >= window_s:
+                j += 1
+            t0, c0, _ = inside[j]
+            if t1 - t0 >= window_s * 0.9:
+                peaks.append(100.0 * (c1 - c0) / (t1 - t0))
+        return round(max(peaks), 1) if peaks else None
 
     def max_rss_mb(self, name: str) -> float | None:
         values = [s[2] for s in self.samples[name]]
@@ -268,30 +330,38 @@ def markdown(header: list[str], rows: list[list[Any]]) -> str:
 # --- 1. platform overhead -------------------------------------------------------------------
 
 
-def vad_hangover_ms(clip_name: str, vad_settings: dict[str, Any]) -> list[float]:
-    """Endpointer's end of speech minus the WAV's end of speech, replayed offline.
+def replay_hangover_ms(call: CallResult, vad: VadSettings) -> list[float | None]:
+    """Per caller utterance: the endpointer's end of speech minus the WAV's end of speech.
 
-    The frames are exactly what the simulator sends (silence, then the clip's 20 ms frames, then
-    silence) through the robot's VAD and endpointer with the benchmark robot's settings. One value
-    per utterance the endpointer finds (more than one means it split the clip).
+    Replays the exact audio the caller sent (frame i went out at (i + 1) * 20 ms on the call's
+    clock, the clock of `speech_end_ms`) through a fresh VAD and endpointer built like the
+    robot's, so the VAD's history (adaptive noise model) is the same as in the call. None where
+    the replay found no end of speech for that utterance.
     """
-    (item,) = compile_script([Say(FIXTURES / clip_name)], FRAME_MS)
-    clip = item.clip
-    assert clip.speech_last is not None
-    silence = bytes(len(clip.frames[0]))
-    lead = 50
-    frames = [silence] * lead + list(clip.frames) + [silence] * (SILENCE_MS // FRAME_MS + 50)
-    vad = make_vad("webrtc", aggressiveness=vad_settings.get("aggressiveness", 2))
+    detector = make_vad(vad.engine, aggressiveness=vad.aggressiveness)
     endpointer = Endpointer(
-        EndpointerSettings(frame_ms=FRAME_MS, min_speech_ms=160, silence_ms=SILENCE_MS)
+        EndpointerSettings(
+            frame_ms=FRAME_MS,
+            min_speech_ms=vad.start_speech_ms,
+            silence_ms=vad.end_silence_ms,
+            pre_roll_ms=vad.pre_roll_ms,
+            max_utterance_s=vad.max_utterance_s,
+        )
     )
-    true_end = (lead + clip.speech_last + 1) * FRAME_MS / 1000.0
-    ends = []
-    for i, frame in enumerate(frames):
-        for event in endpointer.push(frame, vad.is_speech(frame), (i + 1) * FRAME_MS / 1000.0):
+    size = len(call.caller_audio) // max(1, call.frames_sent)
+    ends: list[float] = []
+    for i in range(call.frames_sent):
+        frame = call.caller_audio[i * size : (i + 1) * size]
+        for event in endpointer.push(frame, detector.is_speech(frame), (i + 1) * FRAME_MS / 1e3):
             if isinstance(event, SpeechEnded):
-                ends.append(round((event.ended_at - true_end) * 1000.0, 1))
-    return ends
+                ends.append(event.ended_at * 1000.0)
+    values: list[float | None] = []
+    spoken = [u for u in call.utterances if u.speech_end_ms is not None]
+    for i, u in enumerate(spoken):
+        until = spoken[i + 1].sent_start_ms if i + 1 < len(spoken) else float("inf")
+        found = [e for e in ends if u.speech_start_ms <= e < until]  # type: ignore[operator]
+        values.append(round(found[-1] - u.speech_end_ms, 1) if found else None)  # type: ignore[operator]
+    return values
 
 
 @dataclass
@@ -302,12 +372,23 @@ class TurnSample:
     """Caller side: v2v_arrival_ms - silence_ms."""
     robot_ms: float | None
     """Robot side: record v2v_ms - silence_ms."""
+    hangover_ms: float | None
+    """VAD hangover: the endpointer's end of speech minus the WAV's (replayed)."""
     asr_ms: float | None = None
     llm_ttft_ms: float | None = None
     tts_ttfb_ms: float | None = None
 
+    @property
+    def transport_ms(self) -> float | None:
+        """caller - robot - hangover: caller audio in, robot audio out, and the robot's reading."""
+        if self.caller_ms is None or self.robot_ms is None or self.hangover_ms is None:
+            return None
+        return round(self.caller_ms - self.robot_ms - self.hangover_ms, 1)
 
-def pair_turns(calls: list[CallResult], records: dict[str, dict]) -> tuple[list[TurnSample], int]:
+
+def pair_turns(
+    calls: list[CallResult], records: dict[str, dict], vad: VadSettings
+) -> tuple[list[TurnSample], int]:
     """Caller utterances matched in order with the robot's answers (turns with a v2v_ms)."""
     samples: list[TurnSample] = []
     unpaired = 0
@@ -317,6 +398,7 @@ def pair_turns(calls: list[CallResult], records: dict[str, dict]) -> tuple[list[
             t for t in (record or {}).get("turns", []) if t["role"] == "robot" and t["v2v_ms"]
         ]
         utterances = [u for u in call.utterances if u.speech_end_ms is not None]
+        hangovers = replay_hangover_ms(call, vad)
         if len(answers) != len(utterances):
             unpaired += len(utterances)
             answers = []
@@ -327,7 +409,8 @@ def pair_turns(calls: list[CallResult], records: dict[str, dict]) -> tuple[list[
                     call_id=call.call_id,
                     clip=u.source,
                     caller_ms=None if u.v2v_arrival_ms is None else u.v2v_arrival_ms - SILENCE_MS,
-                    robot_ms=turn["v2v_ms"] - SILENCE_MS if turn else None,
+                    robot_ms=round(turn["v2v_ms"] - SILENCE_MS, 1) if turn else None,
+                    hangover_ms=hangovers[i],
                     asr_ms=turn.get("asr_ms"),
                     llm_ttft_ms=turn.get("llm_ttft_ms"),
                     tts_ttfb_ms=turn.get("tts_ttfb_ms"),
@@ -340,9 +423,8 @@ async def _sequential_calls(url: str, steps: list[Say], count: int, parallel: in
     results: list[CallResult] = []
     for start in range(0, count, parallel):
         batch = range(start, min(count, start + parallel))
-        results += await asyncio.gather(
-            *(run_call(url, steps, keep_audio=False, timeout_s=300) for _ in batch)
-        )
+        # keep_audio: the caller's audio is replayed through the VAD afterwards (hangover).
+        results += await asyncio.gather(*(run_call(url, steps, timeout_s=300) for _ in batch))
     return results
 
 
@@ -357,15 +439,19 @@ def measure_overhead(work: Path, calls: int, turns: int, parallel: int) -> dict[
         records = call_records(robot_dir, calls)
     finally:
         robot.stop()
-    samples, unpaired = pair_turns(results, records)
-    caller = [s.caller_ms for s in samples if s.caller_ms is not None]
-    robot_side = [s.robot_ms for s in samples if s.robot_ms is not None]
-    both = [s for s in samples if s.caller_ms is not None and s.robot_ms is not None]
-    vad = json.loads((robot_dir / "config.json").read_text())["vad"]
-    hangover = {name: vad_hangover_ms(name, vad) for name in sorted(set(clips))}
-    per_clip: dict[str, list[float]] = {}
-    for s in both:
-        per_clip.setdefault(s.clip, []).append(s.caller_ms - s.robot_ms)  # type: ignore[operator]
+    config = json.loads((robot_dir / "config.json").read_text(encoding="utf-8"))
+    samples, unpaired = pair_turns(results, records, VadSettings.model_validate(config["vad"]))
+
+    def stats(values: list[float | None]) -> dict[str, Any]:
+        return pct([v for v in values if v is not None])
+
+    caller_net = [
+        None if s.caller_ms is None or s.hangover_ms is None else s.caller_ms - s.hangover_ms
+        for s in samples
+    ]
+    per_clip: dict[str, list[TurnSample]] = {}
+    for s in samples:
+        per_clip.setdefault(s.clip, []).append(s)
     return {
         "calls": calls,
         "turns_per_call": turns,
@@ -374,19 +460,23 @@ def measure_overhead(work: Path, calls: int, turns: int, parallel: int) -> dict[
         "errors": [e for c in results for e in c.errors],
         "unanswered": sum(1 for c in results for u in c.utterances if not u.answered),
         "unpaired": unpaired,
-        "caller_ms": pct(caller),
-        "robot_ms": pct(robot_side),
-        "caller_minus_robot_ms": pct([s.caller_ms - s.robot_ms for s in both]),  # type: ignore[operator]
-        "asr_ms": pct([s.asr_ms for s in samples if s.asr_ms is not None]),
-        "llm_ttft_ms": pct([s.llm_ttft_ms for s in samples if s.llm_ttft_ms is not None]),
-        "tts_ttfb_ms": pct([s.tts_ttfb_ms for s in samples if s.tts_ttfb_ms is not None]),
+        "robot_ms": stats([s.robot_ms for s in samples]),
+        "caller_ms": stats([s.caller_ms for s in samples]),
+        "hangover_ms": stats([s.hangover_ms for s in samples]),
+        "caller_minus_hangover_ms": stats(caller_net),
+        "transport_ms": stats([s.transport_ms for s in samples]),
+        "asr_ms": stats([s.asr_ms for s in samples]),
+        "llm_ttft_ms": stats([s.llm_ttft_ms for s in samples]),
+        "tts_ttfb_ms": stats([s.tts_ttfb_ms for s in samples]),
         "per_clip": {
             name: {
-                "vad_hangover_offline_ms": hangover[name],
-                "caller_minus_robot_ms": pct(per_clip.get(name, [])),
+                "hangover_ms": sorted({s.hangover_ms for s in group if s.hangover_ms is not None}),
+                "robot_ms": stats([s.robot_ms for s in group]),
+                "caller_ms": stats([s.caller_ms for s in group]),
             }
-            for name in hangover
+            for name, group in sorted(per_clip.items())
         },
+        "turns": [asdict(s) for s in samples],
     }
 
 
@@ -398,10 +488,22 @@ def overhead_tables(o: dict[str, Any]) -> str:
     rows = [
         row("**robot side**: record v2v_ms − silence_ms", o["robot_ms"]),
         row("**caller side**: v2v_arrival_ms − silence_ms", o["caller_ms"]),
-        row("caller − robot (VAD hangover + transport)", o["caller_minus_robot_ms"]),
-        row("asr_ms (fake, 0 delay)", o["asr_ms"]),
-        row("llm_ttft_ms (fake, 0 delay)", o["llm_ttft_ms"]),
-        row("tts_ttfb_ms (fake, 0 delay)", o["tts_ttfb_ms"]),
+        row("VAD hangover (endpointer end − WAV speech end)", o["hangover_ms"]),
+        row("caller side − VAD hangover", o["caller_minus_hangover_ms"]),
+        row("caller − robot − hangover (transport)", o["transport_ms"]),
+        row("asr_ms (fake, no delay)", o["asr_ms"]),
+        row("llm_ttft_ms (fake, no delay)", o["llm_ttft_ms"]),
+        row("tts_ttfb_ms (fake, no delay)", o["tts_ttfb_ms"]),
+    ]
+    per_clip = [
+        [
+            name,
+            ", ".join(f"{v:g}" for v in c["hangover_ms"]),
+            f"{cell(c['robot_ms']['p50'])} / {cell(c['robot_ms']['max'])}",
+            f"{cell(c['caller_ms']['p50'])} / {cell(c['caller_ms']['max'])}",
+            c["caller_ms"]["n"],
+        ]
+        for name, c in o["per_clip"].items()
     ]
     text = [
         f"Platform overhead: {o['calls']} calls × {o['turns_per_call']} turns "
@@ -411,17 +513,14 @@ def overhead_tables(o: dict[str, Any]) -> str:
         markdown(header, rows),
         "",
         markdown(
-            ["fixture", "VAD hangover, offline (ms)", "caller − robot p50 (ms)", "max (ms)", "n"],
             [
-                [
-                    name,
-                    ", ".join(f"{v:g}" for v in c["vad_hangover_offline_ms"]),
-                    c["caller_minus_robot_ms"]["p50"],
-                    c["caller_minus_robot_ms"]["max"],
-                    c["caller_minus_robot_ms"]["n"],
-                ]
-                for name, c in o["per_clip"].items()
+                "fixture",
+                "VAD hangover ms",
+                "robot side p50 / max",
+                "caller side p50 / max",
+                "turns",
             ],
+            per_clip,
         ),
     ]
     return "\n".join(text)
@@ -503,7 +602,11 @@ class ConcurrencyRow:
     calls: int
     load_1m: float
     robot_cpu_pct: float | None
+    robot_cpu_peak_pct: float | None
+    robot_wait_pct: float | None
+    """Time the robot's event loop was runnable but had no CPU (other processes had them)."""
     sim_cpu_pct: float | None
+    machine_cpu_pct: float | None
     steady: bool
     steady_s: float
     wall_s: float
@@ -518,7 +621,15 @@ class ConcurrencyRow:
     sim_lag_ms: dict[str, Any]
     robot_rss_mb: float | None
     robot_log: dict[str, int]
+    robot_gc: dict[str, Any] | None
     errors: list[str] = field(default_factory=list)
+
+    @property
+    def cpu_ms_per_call_s(self) -> float | None:
+        """Robot CPU per second of one call: the platform's cost of a call (10 ms = 1 % core)."""
+        if self.robot_cpu_pct is None:
+            return None
+        return round(self.robot_cpu_pct * 10.0 / self.calls, 2)
 
     @property
     def sim_late(self) -> bool:
@@ -526,11 +637,17 @@ class ConcurrencyRow:
 
 
 def measure_concurrency(
-    work: Path, n: int, turns: int, ramp_s: float, procs: int, py_spy: Path | None
+    work: Path,
+    n: int,
+    turns: int,
+    ramp_s: float,
+    procs: int,
+    py_spy: Path | None,
+    gc_stats: bool = False,
 ) -> ConcurrencyRow:
     robot_dir = make_robot(work, f"calls{n}")
     load = os.getloadavg()[0]
-    robot = RobotProcess(robot_dir)
+    robot = RobotProcess(robot_dir, gc_stats=gc_stats)
     spy: subprocess.Popen[bytes] | None = None
     try:
         if py_spy is not None:
@@ -545,7 +662,7 @@ def measure_concurrency(
         robot.stop()
     multi = MultiResult.of(calls, wall, lags)
     start, end, steady = steady_window(calls)
-    sim_names = [name for name in sampler.samples if name.startswith("sim")]
+    sim_names = [n for n in sampler.samples if n.startswith("sim") and not n.endswith(WAIT)]
     sim_cpu = [sampler.cpu_percent(name, start, end) for name in sim_names]
     robot_v2v = [
         t["v2v_ms"] - SILENCE_MS
@@ -557,6 +674,9 @@ def measure_concurrency(
         calls=n,
         load_1m=round(load, 2),
         robot_cpu_pct=sampler.cpu_percent("robot", start, end),
+        robot_cpu_peak_pct=sampler.cpu_peak("robot", start, end),
+        robot_wait_pct=sampler.cpu_percent(f"robot{WAIT}", start, end),
+        machine_cpu_pct=sampler.cpu_percent(MACHINE, start, end),
         sim_cpu_pct=None if None in sim_cpu else round(sum(sim_cpu), 1),  # type: ignore[arg-type]
         steady=steady,
         steady_s=round(end - start, 1),
@@ -572,6 +692,7 @@ def measure_concurrency(
         sim_lag_ms=multi.sim_lag_ms.model_dump(),
         robot_rss_mb=sampler.max_rss_mb("robot"),
         robot_log=dict(robot.log_counts()),
+        robot_gc=robot.gc_pauses(),
         errors=multi.errors[:20],
     )
 
@@ -579,7 +700,9 @@ def measure_concurrency(
 def concurrency_table(rows: list[ConcurrencyRow]) -> str:
     header = [
         "calls",
-        "robot CPU %",
+        "robot CPU % avg / peak 1 s",
+        "robot CPU ms per call·s",
+        "robot waits for CPU %",
         "jitter p50 / p99 / max ms",
         "underruns (calls)",
         "errors",
@@ -588,6 +711,7 @@ def concurrency_table(rows: list[ConcurrencyRow]) -> str:
         "robot v2v−silence p95 ms",
         "sim lag p99 ms",
         "sim CPU %",
+        "machine CPU % (of 200)",
         "load 1m",
     ]
 
@@ -597,7 +721,10 @@ def concurrency_table(rows: list[ConcurrencyRow]) -> str:
     body = [
         [
             r.calls,
-            cell(r.robot_cpu_pct) + ("" if r.steady else " (whole run)"),
+            f"{cell(r.robot_cpu_pct)} / {cell(r.robot_cpu_peak_pct)}"
+            + ("" if r.steady else " (whole run)"),
+            r.cpu_ms_per_call_s,
+            r.robot_wait_pct,
             three(r.jitter_ms, ("p50", "p99", "max")),
             f"{r.underruns} ({r.calls_with_underruns})",
             r.errored_calls,
@@ -606,6 +733,7 @@ def concurrency_table(rows: list[ConcurrencyRow]) -> str:
             r.robot_v2v_minus_silence_ms["p95"],
             cell(r.sim_lag_ms["p99"]) + (" **SIM LATE**" if r.sim_late else ""),
             r.sim_cpu_pct,
+            r.machine_cpu_pct,
             r.load_1m,
         ]
         for r in rows
@@ -616,37 +744,76 @@ def concurrency_table(rows: list[ConcurrencyRow]) -> str:
 # --- profiling ------------------------------------------------------------------------------
 
 
-def start_py_spy(pid: int, out: Path, ramp_s: float) -> subprocess.Popen[bytes]:
-    """py-spy on the robot for 15 s from the end of the ramp, as collapsed stacks (`raw`)."""
+PY_SPY_RATE = 200
+PY_SPY_SECONDS = 15
+
+
+def start_py_spy(pid: int, out: Path, delay_s: float) -> subprocess.Popen[bytes]:
+    """py-spy on the robot for 15 s from `delay_s` on, as collapsed stacks (`--format raw`).
+
+    `--nonblocking` reads the stacks without pausing the robot, so the profile barely changes
+    what it measures (an occasional torn stack is the price).
+    """
     exe = Path(sys.executable).with_name("py-spy")
     out.parent.mkdir(parents=True, exist_ok=True)
-    command = f"sleep {ramp_s:g}; exec {exe} record --pid {pid} --duration 15 --rate 200"
-    command += f" --nonblocking --format raw -o {out}"
+    command = (
+        f"sleep {delay_s:g}; exec {exe} record --pid {pid} --duration {PY_SPY_SECONDS} "
+        f"--rate {PY_SPY_RATE} --nonblocking --format raw -o {out}"
+    )
     return subprocess.Popen(["sh", "-c", command], stdout=subprocess.DEVNULL)
 
 
-def hot_spots(collapsed: Path, top: int = 15) -> str:
-    """Self and inclusive shares of the busiest functions in a py-spy `raw` profile."""
+def _function(frame: str) -> str:
+    """'f (file.py:12)' -> 'f (file.py)': lines of one function are summed."""
+    name, _, where = frame.partition(" (")
+    return f"{name} ({where.rsplit(':', 1)[0].rstrip(')')})" if where else name
+
+
+def hot_spots(collapsed: Path, top: int = 20) -> str:
+    """Self and inclusive shares of the busiest functions in a py-spy `raw` profile.
+
+    Percentages are of the CPU samples (py-spy leaves idle ones out); "core %" is the share of
+    one core, i.e. samples / (rate x duration).
+    """
     self_time: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
+    lines_self: Counter[str] = Counter()
     total = 0
     for line in collapsed.read_text(encoding="utf-8", errors="replace").splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not stack or not count_text.isdigit():
             continue
         count = int(count_text)
-        frames = [f.split(" (")[0] + " (" + f.split(" (")[-1] for f in stack.split(";")]
+        frames = stack.split(";")
         total += count
-        self_time[frames[-1]] += count
-        for frame in set(frames):
-            inclusive[frame] += count
+        lines_self[frames[-1]] += count
+        self_time[_function(frames[-1])] += count
+        for function in {_function(f) for f in frames}:
+            inclusive[function] += count
     if not total:
         return f"{collapsed}: no samples"
-    rows = [[f"{100 * c / total:.1f}", frame] for frame, c in self_time.most_common(top)]
-    lines = [f"{collapsed.name}: {total} samples", "", markdown(["self %", "function"], rows), ""]
-    rows = [[f"{100 * c / total:.1f}", frame] for frame, c in inclusive.most_common(top + 10)]
-    lines.append(markdown(["inclusive %", "function"], rows))
-    return "\n".join(lines)
+    budget = PY_SPY_RATE * PY_SPY_SECONDS
+
+    def rows(counter: Counter[str], n: int, skip_root: bool = False) -> list[list[str]]:
+        root = max(counter.values())  # the interpreter's entry frames are in every whole stack
+        chosen = [(f, c) for f, c in counter.most_common() if not (skip_root and c >= root * 0.97)]
+        return [
+            [f"{100 * c / total:.1f}", f"{100 * c / budget:.1f}", f"`{f}`"] for f, c in chosen[:n]
+        ]
+
+    header = ["% of samples", "core %"]
+    return "\n".join(
+        [
+            f"{collapsed.name}: {total} CPU samples in {PY_SPY_SECONDS} s at {PY_SPY_RATE} Hz "
+            f"= {100 * total / budget:.0f} % of one core",
+            "",
+            markdown([*header, "function (self)"], rows(self_time, top)),
+            "",
+            markdown([*header, "line (self)"], rows(lines_self, top // 2)),
+            "",
+            markdown([*header, "function (inclusive)"], rows(inclusive, top + 5, skip_root=True)),
+        ]
+    )
 
 
 # --- main -----------------------------------------------------------------------------------
@@ -664,6 +831,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--sim-procs", type=int, default=1, help="simulator processes")
     parser.add_argument("--skip-overhead", action="store_true")
     parser.add_argument("--skip-concurrency", action="store_true")
+    parser.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        help="scheduling priority of the robot and the simulator (negative: ahead of other "
+        "work on a shared machine; needs root)",
+    )
+    parser.add_argument(
+        "--gc-stats", action="store_true", help="log the robot's garbage-collector pauses"
+    )
     parser.add_argument("--py-spy", type=Path, help="profile the robot of each row into this dir")
     parser.add_argument("--json", type=Path, help="also write all figures to this JSON file")
     parser.add_argument("--keep", action="store_true", help="keep the robots' folders and logs")
@@ -684,9 +861,12 @@ def main(argv: list[str] | None = None) -> int:
     load = os.getloadavg()
     print(
         f"# voiceplat platform benchmark\n\nmachine: {os.cpu_count()} CPUs, load average at start "
-        f"{load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}; python {sys.version.split()[0]}\n",
+        f"{load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}; python {sys.version.split()[0]}; "
+        f"nice {args.nice}\n",
         flush=True,
     )
+    if args.nice:
+        os.setpriority(os.PRIO_PROCESS, 0, args.nice)  # the robot and the children inherit it
     work = Path(tempfile.mkdtemp(prefix="voiceplat-bench-"))
     report: dict[str, Any] = {"load_average_at_start": load, "cpus": os.cpu_count()}
     try:
@@ -707,14 +887,19 @@ def main(argv: list[str] | None = None) -> int:
             )
             for n in args.calls:
                 row = measure_concurrency(
-                    work, n, args.turns, args.ramp, args.sim_procs, args.py_spy
+                    work, n, args.turns, args.ramp, args.sim_procs, args.py_spy, args.gc_stats
                 )
                 rows.append(row)
                 print(f"- {n} calls done in {row.wall_s:g} s", flush=True)
                 for error in row.errors[:5]:
                     print(f"  ERROR: {error}")
+                if row.robot_gc is not None:
+                    print(f"  robot GC pauses: {row.robot_gc}", flush=True)
             print("\n" + concurrency_table(rows) + "\n")
-            report["concurrency"] = [asdict(r) for r in rows]
+            report["concurrency"] = [
+                {**asdict(r), "cpu_ms_per_call_s": r.cpu_ms_per_call_s, "sim_late": r.sim_late}
+                for r in rows
+            ]
             steady = {r.calls: (r.steady_s, r.steady) for r in rows}
             print(f"steady windows (s, all calls live): {steady}\n")
         if args.py_spy is not None:
