@@ -31,11 +31,13 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -47,7 +49,7 @@ from voiceplat.simulator import CallResult, MultiResult, Say, run_call, run_call
 from voiceplat.turns.endpointer import Endpointer, EndpointerSettings, SpeechEnded
 from voiceplat.turns.vad import make_vad
 
-ROOT = _HERE.parent
+ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
 ECHO_ROBOT = FIXTURES / "robots" / "echo"
 SILENCE_MS = 600
