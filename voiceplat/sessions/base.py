@@ -203,6 +203,9 @@ class Session:
 
     def start_speaker(self, work: Callable[[], Awaitable[None]]) -> None:
         """Runs `work` (which may open robot turns) as the one speaker of this call."""
+        if self.speaker is not None and not self.speaker.done():
+            # Two robot turns must never play at once: the newer reason to speak wins.
+            self.speaker.cancel()
         self.idle.clear()
         self.speaker = self._tasks.create_task(self._run_speaker(work))
 
