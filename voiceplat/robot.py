@@ -1,4 +1,4 @@
-"""A loaded robot: its folder, config, prompt, greeting audio, env and providers."""
+"""A loaded robot: its folder, config, prompt, greeting audio, tracks, env and providers."""
 
 from __future__ import annotations
 
@@ -25,8 +25,10 @@ from voiceplat.providers.base import (
     ProviderSettings,
     Realtime,
 )
+from voiceplat.tracks import TrackSet, load_tracks
 
-MODES_AVAILABLE = ("pipeline", "realtime")
+MODES_AVAILABLE = ("pipeline", "realtime", "llm_script")
+VAD_MODES = ("pipeline", "llm_script")
 T = TypeVar("T")
 
 
@@ -42,9 +44,12 @@ class Robot:
     directory: Path
     config: RobotConfig
     prompt: str
+    """The LLM's system prompt: prompt.txt (llm_script: followed by the menu of tracks)."""
     env: Mapping[str, str]
     settings: dict[Kind, ProviderSettings]
     greeting_audio: Pcm | None = None
+    tracks: TrackSet | None = None
+    """llm_script: the prerecorded tracks, audio at 8 kHz."""
     providers: dict[Kind, Provider] = field(default_factory=dict)
 
     @property
@@ -93,7 +98,9 @@ class Robot:
 
     def opening(self) -> list[Message]:
         """How every dialog begins: the system prompt, then the spoken greeting."""
-        greeting = self.config.greeting_text
+        track = self.tracks.greeting if self.tracks else None
+        # llm_script dialogs show robot turns as track ids (sessions/llm_script.py)
+        greeting = track.id if track else self.config.greeting_text
         system = Message("system", self.prompt)
         return [system, Message("assistant", greeting)] if greeting else [system]
 
@@ -180,17 +187,21 @@ def load_robot(robot_dir: str | Path, *, root_dir: Path | None = None) -> Robot:
             f"{directory / 'config.json'}: mode: {format_value(config.mode)} is not available "
             f"in this version; available: {', '.join(MODES_AVAILABLE)}"
         )
-    if config.mode == "pipeline" and not config.vad.enabled:
+    if config.mode in VAD_MODES and not config.vad.enabled:
         problems.append(
-            f"{directory / 'config.json'}: vad.enabled: false is not allowed in pipeline mode; "
-            "the pipeline needs VAD to find where the caller stops speaking"
+            f"{directory / 'config.json'}: vad.enabled: false is not allowed in {config.mode} "
+            "mode; it needs VAD to find where the caller stops speaking"
         )
     settings, provider_problems = _provider_settings(directory / "config.json", config)
     problems += provider_problems
     prompt = _collecting(problems, _read_prompt, directory)
     greeting = _collecting(problems, _read_greeting, directory, config)
+    tracks = None
+    if config.mode == "llm_script":
+        tracks = _collecting(problems, load_tracks, directory, config)
     if problems:
         raise RobotError(problems)
-    robot = Robot(directory, config, prompt or "", env, settings, greeting)
+    prompt = tracks.system_prompt(prompt or "") if tracks else prompt or ""
+    robot = Robot(directory, config, prompt, env, settings, greeting, tracks)
     robot.create_providers()
     return robot

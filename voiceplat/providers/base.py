@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import re
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
@@ -108,6 +109,35 @@ class LLM(Provider):
 
     async def warm(self, prefix: list[Message]) -> None:
         """Precomputes what it can for the opening of every dialog (system prompt, greeting)."""
+
+    async def choose(self, messages: list[Message], options: list[str]) -> str:
+        """Picks one of `options` (e.g. track ids) for the dialog; ProviderError if it cannot.
+
+        This default streams a free answer and matches it (`match_option`); providers that can
+        constrain the output (a grammar, a JSON schema) override it so nothing else can come out.
+        """
+        answer = "".join([piece async for piece in self.stream(messages)])
+        return match_option(answer, options)
+
+
+def match_option(answer: str, options: list[str]) -> str:
+    """The option `answer` names: the answer itself (quotes, spaces, a final dot and case aside),
+    else the option that occurs in it as a whole word first (the longest, if several start there).
+    """
+    cleaned = answer.strip().strip("\"'`«»").rstrip(".!").strip()
+    for option in options:
+        if cleaned.casefold() == option.casefold():
+            return option
+    found: list[tuple[int, int, str]] = []
+    for option in options:
+        hit = re.search(rf"(?<![\w-]){re.escape(option)}(?![\w-])", answer, re.IGNORECASE)
+        if hit:
+            found.append((hit.start(), -len(option), option))
+    if not found:
+        raise ProviderError(
+            f"the answer {answer.strip()[:80]!r} names none of the options: {', '.join(options)}"
+        )
+    return min(found)[2]
 
 
 class TTS(Provider):

@@ -4,6 +4,11 @@ The reply is `reply` with `{text}` replaced by the last user message. It is spli
 streamed so that the chunks join back to the exact reply (every chunk but the last keeps its
 trailing space). If the user text contains one of `end_call_on` (case-insensitive), the reply ends
 with the marker ` [END]`: the robot says goodbye and hangs up.
+
+`choose` (llm_script) is deterministic: the id mapped by the first `choices` keyword found in the
+last user message (case-insensitive), else the user message itself; that answer is then matched to
+the options as any LLM's is (an option id occurring in it), and an answer naming none of them is a
+ProviderError. `delay_ms` and `fail` ('raise', 'hang'; 'mid' counts as 'raise') apply too.
 """
 
 from __future__ import annotations
@@ -14,7 +19,14 @@ from typing import Literal
 
 from pydantic import Field
 
-from voiceplat.providers.base import LLM, LLMSettings, Message, ProviderError, register
+from voiceplat.providers.base import (
+    LLM,
+    LLMSettings,
+    Message,
+    ProviderError,
+    match_option,
+    register,
+)
 
 END_MARKER = "[END]"
 
@@ -30,6 +42,10 @@ class FakeLLMSettings(LLMSettings):
     end_call_on: list[str] = Field(
         default_factory=list,
         description="Words that make the robot end the call: the reply then ends with ' [END]'.",
+    )
+    choices: dict[str, str] = Field(
+        default_factory=dict,
+        description="llm_script: keyword -> answer of `choose` when the keyword is in the user text.",
     )
     delay_ms: float = Field(0.0, ge=0, description="Delay before the first token.")
     token_delay_ms: float = Field(0.0, ge=0, description="Delay between tokens.")
@@ -90,3 +106,21 @@ class FakeLLM(LLM):
         if fail_at is not None:
             # A one-token reply still fails, after that token.
             raise ProviderError("fake LLM failed on purpose mid-stream")
+
+    async def choose(self, messages: list[Message], options: list[str]) -> str:
+        text = last_user_text(messages).strip()
+        folded = text.casefold()
+        answer = next(
+            (
+                chosen
+                for word, chosen in self.settings.choices.items()
+                if word and word.casefold() in folded
+            ),
+            text,
+        )
+        await _sleep_ms(self.settings.delay_ms)
+        if self.settings.fail == "hang":
+            await asyncio.get_running_loop().create_future()
+        if self.settings.fail in ("raise", "mid"):
+            raise ProviderError("fake LLM failed on purpose")
+        return match_option(answer, options)

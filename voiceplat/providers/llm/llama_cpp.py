@@ -11,6 +11,9 @@ Prompts are rendered with the chat template stored in the GGUF. The context keep
 evaluated last, and `StateCache` snapshots it after every generation, so each call's next turn
 evaluates only its new user message even when other calls took turns in between. `warm()` evaluates
 a robot's system prompt once at start, so the first caller does not pay for it.
+
+`choose()` (llm_script) runs through the same queue with a GBNF grammar (`root ::= "id1" | "id2"`),
+greedy (temperature 0) and a few tokens: the model can only write one of the ids, then stop.
 """
 
 from __future__ import annotations
@@ -26,7 +29,14 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
-from voiceplat.providers.base import LLM, LLMSettings, Message, ProviderError, register
+from voiceplat.providers.base import (
+    LLM,
+    LLMSettings,
+    Message,
+    ProviderError,
+    match_option,
+    register,
+)
 from voiceplat.providers.llm.llama_state_cache import StateCache, prefill
 
 if TYPE_CHECKING:
@@ -67,6 +77,25 @@ class _Request:
     temperature: float
     top_p: float
     stop: list[str]
+    grammar: str | None = None
+    """GBNF text constraining the output (llama.cpp grammar syntax)."""
+
+
+def options_grammar(options: list[str]) -> str:
+    """A GBNF grammar whose only sentences are the `options`, as string literals."""
+    return "root ::= " + " | ".join(_gbnf_literal(option) for option in options)
+
+
+def _gbnf_literal(text: str) -> str:
+    escaped = []
+    for char in text:
+        if char in '"\\':
+            escaped.append("\\" + char)
+        elif ord(char) < 0x20 or ord(char) == 0x7F:
+            escaped.append(f"\\x{ord(char):02X}")
+        else:
+            escaped.append(char)
+    return '"' + "".join(escaped) + '"'
 
 
 @dataclass
@@ -140,6 +169,7 @@ class _Engine:
                     top_p=request.top_p,
                     stop=request.stop,
                     stream=True,
+                    grammar=_grammar(request.grammar),
                 ):
                     if stop.is_set():
                         break
@@ -151,6 +181,14 @@ class _Engine:
             emit("error", exc)
         finally:
             emit("end", None)
+
+
+def _grammar(text: str | None) -> Any:
+    if text is None:
+        return None
+    from llama_cpp import LlamaGrammar
+
+    return LlamaGrammar.from_string(text, verbose=False)
 
 
 _ENGINES: dict[tuple[str, int, int, int], _Engine] = {}
@@ -288,14 +326,31 @@ class LlamaCppLLM(LLM):
         await asyncio.wrap_future(future)
 
     async def stream(self, messages: list[Message]) -> AsyncIterator[str]:
-        engine = self._require_engine()
         request = _Request(
-            messages=[{"role": m.role, "content": m.content} for m in messages],
+            messages=_dicts(messages),
             max_tokens=self.settings.max_tokens,
             temperature=self.settings.temperature,
             top_p=self.settings.top_p,
             stop=list(self.settings.stop),
         )
+        async for text in self._generate(request):
+            yield text
+
+    async def choose(self, messages: list[Message], options: list[str]) -> str:
+        request = _Request(
+            messages=_dicts(messages),
+            # Every token holds at least one character: the longest id always fits.
+            max_tokens=max(len(option) for option in options) + 4,
+            temperature=0.0,
+            top_p=1.0,
+            stop=[],
+            grammar=options_grammar(options),
+        )
+        answer = "".join([text async for text in self._generate(request)])
+        return match_option(answer, options)
+
+    async def _generate(self, request: _Request) -> AsyncIterator[str]:
+        engine = self._require_engine()
         loop = asyncio.get_running_loop()
         chunks: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         stop = threading.Event()
@@ -332,3 +387,7 @@ class LlamaCppLLM(LLM):
         if self._engine is None:
             raise ProviderError("llama_cpp LLM used before start()")
         return self._engine
+
+
+def _dicts(messages: list[Message]) -> list[dict[str, str]]:
+    return [{"role": m.role, "content": m.content} for m in messages]

@@ -10,6 +10,11 @@ Timeouts: `timeout_s` bounds the wait for the first token (connect, retries and 
 thinking included) and then every gap between chunks. Retries: connect failures and 5xx answers are
 retried up to `retries` times with exponential backoff, but only before any token was yielded — a
 half-spoken answer must not be repeated (providers/http.py).
+
+`choose` (llm_script) asks for structured output: `response_format` `json_schema` (strict) with one
+property `id` whose `enum` is the options, temperature 0, so the model can only answer
+`{"id": "<one of them>"}`. A server that ignores `response_format` (some Ollama or llama.cpp server
+builds) answers in free text; the id is then looked for in that text (`match_option`).
 """
 
 from __future__ import annotations
@@ -24,7 +29,14 @@ from urllib.parse import urlsplit
 from pydantic import Field
 
 from voiceplat.providers import http
-from voiceplat.providers.base import LLM, LLMSettings, Message, ProviderError, register
+from voiceplat.providers.base import (
+    LLM,
+    LLMSettings,
+    Message,
+    ProviderError,
+    match_option,
+    register,
+)
 from voiceplat.providers.sse import iter_events
 
 DONE = "[DONE]"
@@ -106,6 +118,27 @@ async def chat_pieces(
         raise fail("stream ended before the answer was complete (no [DONE])")
 
 
+def choice_format(options: list[str]) -> dict[str, Any]:
+    """A strict JSON-schema response format: an object whose only key `id` is one of `options`."""
+    return {
+        "type": "json_schema",
+        "json_schema": {
+            "name": "choice",
+            "strict": True,
+            "schema": {
+                "type": "object",
+                "properties": {"id": {"type": "string", "enum": list(options)}},
+                "required": ["id"],
+                "additionalProperties": False,
+            },
+        },
+    }
+
+
+def format_id(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)[:80]
+
+
 @register("llm", "openai")
 class OpenAILLM(LLM):
     Settings = OpenAILLMSettings
@@ -150,6 +183,26 @@ class OpenAILLM(LLM):
 
     async def stream(self, messages: list[Message]) -> AsyncIterator[str]:
         body = chat_body(self.settings.model, messages, self.settings, self.settings.extra_body)
+        async for piece in self._pieces(body):
+            yield piece
+
+    async def choose(self, messages: list[Message], options: list[str]) -> str:
+        body = chat_body(self.settings.model, messages, self.settings, self.settings.extra_body)
+        body.update(
+            temperature=0,
+            max_tokens=max(len(option) for option in options) + 32,
+            response_format=choice_format(options),
+        )
+        answer = "".join([piece async for piece in self._pieces(body)])
+        try:
+            chosen = json.loads(answer)["id"]
+        except (ValueError, TypeError, KeyError):
+            return match_option(answer, options)  # a server that ignored response_format
+        if chosen not in options:
+            raise self._error(f"chose {format_id(chosen)}, not one of: {', '.join(options)}")
+        return chosen
+
+    async def _pieces(self, body: dict[str, Any]) -> AsyncIterator[str]:
         pieces = http.retrying_stream(
             lambda: self._attempt(body),
             retries=self.settings.retries,
