@@ -52,44 +52,17 @@ class LlmScriptSession(ListeningSession):
         interruptible = self.config.greeting_interruptible
         self.start_speaker(lambda: self.play_track(track, interruptible=interruptible))
 
-    async def answer(
-        self,
-        audio: bytes,
-        started: float,
-        ended: float,
-        *,
-        text: str | None = None,
-        asr_ms: float | None = None,
-        early: asyncio.Task[tuple[str, float]] | None = None,
-    ) -> None:
-        if text is None:
-            try:
-                if early is not None:
-                    text, asr_ms = await early
-                    self.call.event("asr_done", ms=round(asr_ms), text=text, speculative=True)
-                else:
-                    text, asr_ms = await self.transcribe(audio)
-            except asyncio.CancelledError:
-                if early is not None:
-                    early.cancel()
-                self.carry_audio = audio + self.carry_audio
-                raise
-            except Exception as exc:
-                await self._play_fallback(RobotTurn(self.next_idx()), exc)
-                return
-        if not text:
-            self.call.event("empty_transcript")
-            return
-        self.record_user_turn(text, started, ended, asr_ms)
+    async def not_heard(self, error: Exception) -> None:
+        await self._play_fallback(RobotTurn(self.next_idx()), error)
+
+    async def reply(self, turn: RobotTurn) -> None:
         asked = self.clock()
         try:
             chosen = await self._choose()
         except Exception as exc:  # a failed choice is the fallback track, never a silent robot
-            turn = RobotTurn(self.next_idx(), asr_ms=asr_ms, user_speech_ended=ended)
             turn.llm_ttft_ms = (self.clock() - asked) * 1000
             await self._play_fallback(turn, exc)
             return
-        turn = RobotTurn(self.next_idx(), asr_ms=asr_ms, user_speech_ended=ended)
         turn.llm_ttft_ms = (self.clock() - asked) * 1000  # the time the LLM took to choose
         self.call.event("track_chosen", turn=turn.idx, track=chosen.id, ms=round(turn.llm_ttft_ms))
         await self.play_track(chosen, turn)

@@ -20,36 +20,7 @@ _DONE = object()
 class PipelineSession(ListeningSession):
     mode = "pipeline"
 
-    async def answer(
-        self,
-        audio: bytes,
-        started: float,
-        ended: float,
-        *,
-        text: str | None = None,
-        asr_ms: float | None = None,
-        early: asyncio.Task[tuple[str, float]] | None = None,
-    ) -> None:
-        if text is None:
-            try:
-                if early is not None:
-                    text, asr_ms = await early
-                    self.call.event("asr_done", ms=round(asr_ms), text=text, speculative=True)
-                else:
-                    text, asr_ms = await self.transcribe(audio)
-            except asyncio.CancelledError:
-                if early is not None:
-                    early.cancel()
-                self.carry_audio = audio + self.carry_audio
-                raise
-            except Exception as exc:
-                await self.speak_fallback(exc)
-                return
-        if not text:
-            self.call.event("empty_transcript")
-            return
-        self.record_user_turn(text, started, ended, asr_ms)
-        turn = RobotTurn(self.next_idx(), asr_ms=asr_ms, user_speech_ended=ended)
+    async def reply(self, turn: RobotTurn) -> None:
         sentences = self._reply_sentences(turn)
         try:
             await self.speak(sentences, turn=turn)
