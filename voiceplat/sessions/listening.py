@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from voiceplat.audio.pcm import FRAME_MS, Framer, Pcm
 from voiceplat.sessions.base import CallEnded, Session
+from voiceplat.sessions.turn import RobotTurn
 from voiceplat.turns.barge_in import BargeInPolicy
 from voiceplat.turns.endpointer import (
     Endpointer,
@@ -184,8 +185,35 @@ class ListeningSession(Session):
         asr_ms: float | None = None,
         early: asyncio.Task[tuple[str, float]] | None = None,
     ) -> None:
-        """Answers one utterance; `early` is a speculative transcription of the same audio."""
+        """Hears one utterance and has the mode reply; `early` is a speculative transcription."""
+        if text is None:
+            try:
+                if early is not None:
+                    text, asr_ms = await early
+                    self.call.event("asr_done", ms=round(asr_ms), text=text, speculative=True)
+                else:
+                    text, asr_ms = await self.transcribe(audio)
+            except asyncio.CancelledError:
+                if early is not None:
+                    early.cancel()
+                self.carry_audio = audio + self.carry_audio
+                raise
+            except Exception as exc:
+                await self.not_heard(exc)
+                return
+        if not text:
+            self.call.event("empty_transcript")
+            return
+        self.record_user_turn(text, started, ended, asr_ms)
+        await self.reply(RobotTurn(self.next_idx(), asr_ms=asr_ms, user_speech_ended=ended))
+
+    async def reply(self, turn: RobotTurn) -> None:
+        """The mode's robot turn answering the caller's last message (already in the history)."""
         raise NotImplementedError
+
+    async def not_heard(self, error: Exception) -> None:
+        """ASR failed: the robot says so in its own words."""
+        await self.speak_fallback(error)
 
     async def _no_input_timer(self) -> None:
         settings = self.config.no_input

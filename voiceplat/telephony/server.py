@@ -33,6 +33,10 @@ def session_class(mode: str) -> type[Session]:
         from voiceplat.sessions.realtime import RealtimeSession
 
         return RealtimeSession
+    if mode == "llm_script":
+        from voiceplat.sessions.llm_script import LlmScriptSession
+
+        return LlmScriptSession
     raise RobotError(f"mode {mode!r} is not available in this version")
 
 
