@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from voiceplat.audio.pcm import FRAME_MS, Framer, Pcm
 from voiceplat.sessions.base import CallEnded, Session
 from voiceplat.sessions.turn import RobotTurn
+from voiceplat.telephony.events import AudioIn
 from voiceplat.turns.barge_in import BargeInPolicy
 from voiceplat.turns.endpointer import (
     Endpointer,
@@ -24,6 +27,8 @@ from voiceplat.turns.endpointer import (
 from voiceplat.turns.vad import VAD, make_vad
 
 log = logging.getLogger(__name__)
+
+FRAME_S = FRAME_MS / 1000
 
 
 class ListeningSession(Session):
@@ -62,12 +67,9 @@ class ListeningSession(Session):
         )
         await self.greet()
         self._tasks.create_task(self._no_input_timer())
-        while True:
-            audio = await self.channel.audio()
-            frames = self.framer.push(audio.data)
-            now = self.clock()
-            for i, frame in enumerate(frames):
-                await self._on_frame(frame, now - (len(frames) - 1 - i) * FRAME_MS / 1000)
+        # Frames are handled in the connection's reader as they arrive (no task wake-up per
+        # frame); only a barge-in, which must finish before the next frame, runs in this task.
+        await self.channel.receive_audio(self._on_audio)
 
     async def greet(self) -> None:
         config = self.config
@@ -78,7 +80,29 @@ class ListeningSession(Session):
         interruptible = config.greeting_interruptible
         self.start_speaker(lambda: self.speak(text, audio=audio, interruptible=interruptible))
 
-    async def _on_frame(self, frame: bytes, t: float) -> None:
+    def _on_audio(self, audio: AudioIn) -> Coroutine[Any, Any, None] | None:
+        frames = self.framer.push(audio.data)
+        now = self.clock()
+        last = len(frames) - 1
+        for i, frame in enumerate(frames):
+            barge_in = self._on_frame(frame, now - (last - i) * FRAME_S)
+            if barge_in is not None:
+                rest = [(f, now - (last - j) * FRAME_S) for j, f in enumerate(frames) if j > i]
+                return self._barge_in_then(barge_in, rest)
+        return None
+
+    async def _barge_in_then(
+        self, barge_in: Coroutine[Any, Any, None], frames: list[tuple[bytes, float]]
+    ) -> None:
+        """Runs a barge-in, then the frames of the same message that came after its frame."""
+        await barge_in
+        for frame, t in frames:
+            later = self._on_frame(frame, t)
+            if later is not None:
+                await later
+
+    def _on_frame(self, frame: bytes, t: float) -> Coroutine[Any, Any, None] | None:
+        """Handles one 20 ms frame; returns the barge-in to run before the next frame, if any."""
         for event in self.endpointer.push(frame, self.vad.is_speech(frame), t):
             if isinstance(event, SpeechStarted):
                 self._on_speech_started(event)
@@ -92,9 +116,10 @@ class ListeningSession(Session):
             decision = self.policy.during_speech(self.endpointer.speech_ms, self.turn.interruptible)
             if decision == "interrupt":
                 self.barge_pending = False
-                await self.barge_in(self.speech_started_at)
-            elif decision == "pending":
+                return self.barge_in(self.speech_started_at)
+            if decision == "pending":
                 self.barge_pending = True
+        return None
 
     def _on_speech_started(self, event: SpeechStarted) -> None:
         self.speech_started_at = event.started_at

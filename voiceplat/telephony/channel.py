@@ -8,28 +8,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from websockets.exceptions import ConnectionClosed
 
 from voiceplat.audio.pcm import CALL_RATE, duration_ms, frame_bytes
 from voiceplat.telephony import audio_fork
+from voiceplat.telephony.connection import Receiver
 from voiceplat.telephony.events import AudioIn, CallMetadata, MarkReply, ProtocolError
+from voiceplat.telephony.pacer import Pacer, shared_pacer
 from voiceplat.telephony.playout import PlayoutModel
 
 log = logging.getLogger(__name__)
 
-Clock = Callable[[], float]
+WRITE_BLOCKED_RETRY_S = 0.02
 
 
 class Transport(Protocol):
-    """A message socket: websockets' ServerConnection satisfies it."""
+    """A message socket that pushes what it receives: `connection.CallConnection` is one."""
 
-    async def recv(self) -> str | bytes: ...
-    async def send(self, message: str | bytes) -> None: ...
+    def attach(self, receiver: Receiver) -> None: ...
+    def send_now(self, message: str | bytes) -> bool: ...
+    def write_ready(self) -> bool: ...
     async def close(self, code: int = 1000, reason: str = "") -> None: ...
 
 
@@ -42,6 +46,10 @@ class _Mark:
     name: str
 
 
+AudioHandler = Callable[[AudioIn], Coroutine[Any, Any, None] | None]
+"""Handles one piece of caller audio at once; returns work the next audio must wait for, if any."""
+
+
 class CallChannel:
     def __init__(
         self,
@@ -50,51 +58,157 @@ class CallChannel:
         lead_ms: int = 200,
         chunk_ms: int = 60,
         max_audio_ahead_s: float = 3.0,
-        clock: Clock | None = None,
+        pacer: Pacer | None = None,
     ) -> None:
+        loop = asyncio.get_running_loop()
         self._transport = transport
         self._decoder = audio_fork.AudioForkDecoder()
-        self._clock = clock or asyncio.get_running_loop().time
-        self._lead_ms = lead_ms
+        self._clock = loop.time  # the pacer's clock too
         self._chunk_bytes = frame_bytes(chunk_ms)
+        # The first burst fills the peer's buffer with whole chunks up to lead_ms (rounded up);
+        # after it, a chunk goes out each time exactly one chunk of room has opened, so audio
+        # arrives at a steady real-time pace with the lead between refill_s and refill_s + chunk.
+        self._refill_s = (max(1, math.ceil(lead_ms / chunk_ms)) - 1) * chunk_ms / 1000.0
         self._max_ahead_s = max_audio_ahead_s
         self._queue: deque[bytes | _Mark] = deque()
         self._queued_bytes = 0
-        self._wake = asyncio.Event()
+        self._pacer = pacer or shared_pacer()
+        self._ended: asyncio.Future[None] = loop.create_future()
         self._marks: dict[str, asyncio.Future[str]] = {}
         self.playout = PlayoutModel()
         self._audio_in_ms = 0.0
         self._audio_in_started: float | None = None
         self.closed = False
         self._drains = 0
+        # Inbound: decoded events not yet handed over, the task waiting for them, the failure
+        # (Hangup, ProtocolError) that ends the stream once they are consumed.
+        self._inbox: deque[CallMetadata | AudioIn] = deque()
+        self._reader: asyncio.Future[None] | None = None
+        self._failure: Exception | None = None
+        self._handler: AudioHandler | None = None
+        self._handler_work: Coroutine[Any, Any, None] | None = None
+        self._handler_error: Exception | None = None
+        transport.attach(self)
 
-    # -- inbound ---------------------------------------------------------------------------
+    # -- inbound: called by the transport's reader -----------------------------------------
+    def on_message(self, message: str | bytes) -> None:
+        if self._failure is not None:
+            return  # the stream is already broken; the call is ending
+        try:
+            events = self._decode(message)
+            for event in events:
+                if isinstance(event, MarkReply):
+                    self._on_mark_reply(event)
+                    continue
+                if isinstance(event, AudioIn):
+                    self._check_rate(event)
+                self._inbox.append(event)
+        except ProtocolError as exc:
+            self._fail(exc)
+            return
+        if self._inbox:
+            self._deliver()
+
+    def on_closed(self, exc: ConnectionClosed) -> None:
+        self._set_closed()
+        codes = {frame.code for frame in (exc.rcvd, exc.sent) if frame is not None}
+        if 1009 in codes:  # we refused a message over the size limit
+            self._fail(ProtocolError("a message larger than the frame limit arrived"))
+        else:
+            self._fail(Hangup())
+
+    def _fail(self, exc: Exception) -> None:
+        if self._failure is None:
+            self._failure = exc
+        self._wake_reader()
+
+    def _wake_reader(self) -> None:
+        if self._reader is not None and not self._reader.done():
+            self._reader.set_result(None)
+
+    def _deliver(self) -> None:
+        """Runs the audio handler on what has arrived, or wakes the task that waits for it."""
+        handler = self._handler
+        if handler is None:
+            self._wake_reader()
+            return
+        if self._handler_work is not None or self._handler_error is not None:
+            return  # the reading task goes on once that work is done
+        inbox = self._inbox
+        while inbox:
+            event = inbox.popleft()
+            if not isinstance(event, AudioIn):
+                continue
+            try:
+                work = handler(event)
+            except Exception as exc:
+                self._handler_error = exc
+                self._wake_reader()
+                return
+            if work is not None:
+                self._handler_work = work
+                self._wake_reader()
+                return
+
+    async def _wait_inbound(self) -> None:
+        self._reader = asyncio.get_running_loop().create_future()
+        try:
+            await self._reader
+        finally:
+            self._reader = None
+
+    # -- inbound: what a session calls -----------------------------------------------------
     async def metadata(self) -> CallMetadata:
         """Waits for the first message, which must be the metadata."""
-        events = self._decode(await self._recv())
-        if not events or not isinstance(events[0], CallMetadata):
+        while not self._inbox:
+            if self._failure is not None:
+                raise self._failure
+            await self._wait_inbound()
+        event = self._inbox.popleft()
+        if not isinstance(event, CallMetadata):
             raise ProtocolError("expected the metadata TEXT message first")
-        return events[0]
+        return event
 
     async def audio(self) -> AudioIn:
         """Next caller audio; mark replies are consumed on the way. Raises Hangup, ProtocolError."""
         while True:
-            for event in self._decode(await self._recv()):
+            while self._inbox:
+                event = self._inbox.popleft()
                 if isinstance(event, AudioIn):
-                    self._check_rate(event)
                     return event
-                if isinstance(event, MarkReply):
-                    self._on_mark_reply(event)
+            if self._failure is not None:
+                raise self._failure
+            await self._wait_inbound()
 
-    async def _recv(self) -> str | bytes:
+    async def receive_audio(self, handler: AudioHandler) -> None:
+        """Hands every caller audio to `handler` as it arrives, in the transport's reader.
+
+        No task wakes up per message. When the handler returns a coroutine, this task runs it
+        and later audio waits until it is done (order is kept). Returns never: raises Hangup,
+        ProtocolError, or what the handler raised.
+        """
+        self._handler = handler
         try:
-            return await self._transport.recv()
-        except ConnectionClosed as exc:
-            self.closed = True
-            codes = {frame.code for frame in (exc.rcvd, exc.sent) if frame is not None}
-            if 1009 in codes:  # we refused a message over the size limit
-                raise ProtocolError("a message larger than the frame limit arrived") from None
-            raise Hangup() from None
+            while True:
+                if self._handler_work is not None:
+                    work = self._handler_work
+                    try:
+                        await work
+                    finally:
+                        self._handler_work = None
+                if self._handler_error is not None:
+                    raise self._handler_error
+                self._deliver()
+                if self._handler_work is not None or self._handler_error is not None:
+                    continue
+                if self._failure is not None and not self._inbox:
+                    raise self._failure
+                await self._wait_inbound()
+        finally:
+            self._handler = None
+            if self._handler_work is not None:  # cancelled before it ran
+                self._handler_work.close()
+                self._handler_work = None
 
     def _decode(self, message: str | bytes) -> list[audio_fork.Event]:
         if isinstance(message, str):
@@ -135,7 +249,7 @@ class CallChannel:
         if data:
             self._queue.append(data)
             self._queued_bytes += len(data)
-            self._wake.set()
+            self._pacer.wake(self)
         return start, self.queued_ms
 
     def mark(self, name: str) -> asyncio.Future[str]:
@@ -143,7 +257,7 @@ class CallChannel:
         waiter: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._marks[name] = waiter
         self._queue.append(_Mark(name))
-        self._wake.set()
+        self._pacer.wake(self)
         return waiter
 
     async def clear(self) -> float:
@@ -155,7 +269,7 @@ class CallChannel:
             if not waiter.done():
                 waiter.set_result("cleared")
             del self._marks[name]
-        await self._send(audio_fork.kill_audio())
+        self._send(audio_fork.kill_audio())
         return heard
 
     async def wait_heard(self, timeout_s: float) -> None:
@@ -172,47 +286,59 @@ class CallChannel:
         await asyncio.sleep(min(remaining, timeout_s))
 
     async def disconnect(self) -> None:
-        await self._send(audio_fork.disconnect())
+        self._send(audio_fork.disconnect())
         await self.close()
 
     async def transfer(self, target: str) -> None:
-        await self._send(audio_fork.transfer(target))
+        self._send(audio_fork.transfer(target))
 
     async def close(self) -> None:
-        self.closed = True
+        self._set_closed()
         with contextlib.suppress(Exception):
             await self._transport.close()
 
-    async def _send(self, message: str | bytes) -> None:
-        if self.closed:
-            return
-        try:
-            await self._transport.send(message)
-        except ConnectionClosed:
-            self.closed = True
+    def _set_closed(self) -> None:
+        self.closed = True
+        self._pacer.remove(self)
+        if not self._ended.done():
+            self._ended.set_result(None)
+
+    def _send(self, message: str | bytes) -> None:
+        """Writes at once, in order with the audio the pacer sends (nothing is buffered here)."""
+        if not self.closed and not self._transport.send_now(message):
+            self._set_closed()
 
     async def run_pacer(self) -> None:
-        """Sends queued audio so the peer's buffer holds about lead_ms; marks follow their audio."""
-        lead_s = self._lead_ms / 1000.0
-        while not self.closed:
-            if not self._queue:
-                self._wake.clear()
-                await self._wake.wait()
-                continue
-            item = self._queue[0]
+        """Lives as long as the call's pacing: ends when the channel closes, raises if pacing failed.
+
+        The sending itself is done by the process's shared pacer (`pace`), not by this task.
+        """
+        self._pacer.wake(self)
+        await asyncio.shield(self._ended)
+
+    def pacing_failed(self, exc: Exception) -> None:
+        if not self._ended.done():
+            self._ended.set_exception(exc)
+
+    def pace(self, now: float, horizon: float) -> float | None:
+        """Called by the pacer: sends the marks at the head of the queue and the audio due by
+        `horizon`; returns when the next chunk is due, or None when nothing is queued."""
+        queue = self._queue
+        while queue and not self.closed:
+            item = queue[0]
             if isinstance(item, _Mark):
-                self._queue.popleft()
-                await self._send(audio_fork.mark(item.name))
+                queue.popleft()
+                self._send(audio_fork.mark(item.name))
                 continue
-            now = self._clock()
-            ahead_s = self.playout.ahead_ms(now) / 1000.0
-            if ahead_s >= lead_s:
-                # Wake when one chunk's room has opened up in the lead.
-                await asyncio.sleep(ahead_s - lead_s + duration_ms(self._chunk_bytes) / 2000.0)
-                continue
+            due = self.playout.playout_end - self._refill_s
+            if due > horizon + 1e-6:  # (float sums of chunk lengths)
+                return due
+            if not self._transport.write_ready():
+                return now + WRITE_BLOCKED_RETRY_S  # the peer does not read: wait, keep order
             chunk = self._take_audio()
             self.playout.on_send(duration_ms(len(chunk), CALL_RATE), now)
-            await self._send(chunk)
+            self._send(chunk)
+        return None
 
     def _take_audio(self) -> bytes:
         parts: list[bytes] = []

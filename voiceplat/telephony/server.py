@@ -7,7 +7,7 @@ import errno
 import logging
 from collections.abc import Callable
 
-from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.asyncio.server import Server, serve
 
 from voiceplat.errors import RobotError
 from voiceplat.robot import Robot
@@ -15,6 +15,7 @@ from voiceplat.sessions.base import Session
 from voiceplat.storage.recorder import Recorder
 from voiceplat.telephony.audio_fork import SUBPROTOCOL
 from voiceplat.telephony.channel import CallChannel
+from voiceplat.telephony.connection import CallConnection
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ class RobotServer:
         self.calls: set[asyncio.Task[object]] = set()
         self._server: Server | None = None
 
-    async def _handle(self, connection: ServerConnection) -> None:
+    async def _handle(self, connection: CallConnection) -> None:
         playout = self.robot.config.playout
         channel = CallChannel(connection, lead_ms=playout.lead_ms, chunk_ms=playout.chunk_ms)
         task = asyncio.current_task()
@@ -66,6 +67,7 @@ class RobotServer:
                 host,
                 port,
                 subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
+                create_connection=CallConnection,
                 max_size=MAX_MESSAGE_BYTES,
                 ping_interval=None,  # FreeSWITCH does not answer pings on every version
                 compression=None,

@@ -8,6 +8,7 @@ keep it free of clicks.
 from __future__ import annotations
 
 import asyncio
+import functools
 import zlib
 from collections.abc import AsyncIterator
 from typing import Literal
@@ -50,21 +51,45 @@ def audio_ms(text: str, ms_per_char: float, min_ms: float) -> float:
 
 
 def render(settings: FakeTTSSettings, text: str) -> np.ndarray:
-    """The whole utterance as int16 samples."""
-    rate = settings.sample_rate
-    count = round(audio_ms(text, settings.ms_per_char, settings.min_ms) * rate / 1000)
-    if settings.noise:
+    """The whole utterance as int16 samples (read-only: the same sentence is rendered once)."""
+    return _render(
+        text,
+        settings.sample_rate,
+        settings.ms_per_char,
+        settings.min_ms,
+        settings.noise,
+        settings.frequency,
+        settings.amplitude,
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _render(
+    text: str,
+    rate: int,
+    ms_per_char: float,
+    min_ms: float,
+    noise: bool,
+    frequency: float,
+    amplitude: float,
+) -> np.ndarray:
+    # Cached: load tests speak the same few sentences thousands of times, and this fake must
+    # cost next to nothing so that what a benchmark measures is the platform.
+    count = round(audio_ms(text, ms_per_char, min_ms) * rate / 1000)
+    if noise:
         # Seeded by the text, so the same sentence always sounds the same (deterministic tests).
         rng = np.random.default_rng(zlib.crc32(text.encode()))
         wave = rng.uniform(-1.0, 1.0, count)
     else:
-        wave = np.sin(2 * np.pi * settings.frequency * np.arange(count) / rate)
+        wave = np.sin(2 * np.pi * frequency * np.arange(count) / rate)
     fade = min(count // 2, round(FADE_MS * rate / 1000))
     if fade:
         ramp = np.linspace(0.0, 1.0, fade, endpoint=False)
         wave[:fade] *= ramp
         wave[count - fade :] *= ramp[::-1]
-    return np.round(wave * settings.amplitude * 32767).astype("<i2")
+    samples = np.round(wave * amplitude * 32767).astype("<i2")
+    samples.flags.writeable = False
+    return samples
 
 
 async def _sleep_ms(ms: float) -> None:
