@@ -172,6 +172,13 @@ def row(label: str, m: dict) -> str:
     )
 
 
+VARIANTS: dict[str, dict[str, Any]] = {
+    "no speculative ASR": {"vad.speculative_pause_ms": 0},
+    "first clause only at 30 chars": {"first_clause_min_chars": 30},
+    "Qwen2.5 0.5B instead of 1.5B": {"llm.model": "qwen2.5-coder-0.5b"},
+}
+"""What each way to a faster answer buys: each variant turns one of them off (or swaps the model)."""
+
 HEADER = (
     "| run | turns | v2v heard p50 | v2v heard p95 | end silence | ASR med | LLM first token med |"
     " LLM first sentence med | TTS first audio med | v2v robot-side p50 |\n"
@@ -182,7 +189,7 @@ HEADER = (
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--languages", default="ru,en")
-    parser.add_argument("--variants", action="store_true", help="also without speculative ASR")
+    parser.add_argument("--variants", action="store_true", help="also each of VARIANTS")
     parser.add_argument("--concurrency", default="1", help="e.g. 1,2,3: calls at once")
     args = parser.parse_args()
     robots = {"ru": "pipeline_russian", "en": "pipeline_english"}
@@ -196,8 +203,9 @@ async def main() -> None:
             m = await measure(robots[language], language, {}, n)
             print(row(f"{language}, {n} at once", m), flush=True)
         if args.variants:
-            m = await measure(robots[language], language, {"vad.speculative_pause_ms": 0}, 1)
-            print(row(f"{language}, no speculative ASR", m), flush=True)
+            for label, overrides in VARIANTS.items():
+                m = await measure(robots[language], language, overrides, 1)
+                print(row(f"{language}, {label}", m), flush=True)
 
 
 if __name__ == "__main__":
