@@ -7,6 +7,7 @@
 - `retrying_stream` / `retrying_call`: run an attempt, retrying with exponential backoff, but only
   until the first item (a text piece, an audio chunk) was produced: a caller must never hear half
   an answer twice. One time limit covers all attempts up to that first item.
+- `read_body`: `send`, then the whole (size-limited) body.
 - `mask`: removes secrets from any text that may reach a log, a call record or an exception.
 - `missing_env`: the `check` line for a secret that is not set.
 """
@@ -262,6 +263,15 @@ async def read_limited(response: httpx.Response, limit: int) -> bytes:
         if len(data) > limit:
             raise HttpFailure(f"response larger than {limit} bytes")
     return bytes(data)
+
+
+async def read_body(client: httpx.AsyncClient, request: httpx.Request, limit: int) -> bytes:
+    """Sends `request` and reads its whole body (at most `limit` bytes), closing the response."""
+    response = await send(client, request)
+    try:
+        return await read_limited(response, limit)
+    finally:
+        await response.aclose()
 
 
 # Retries

@@ -14,14 +14,11 @@ windows). Greedy decoding at temperature 0 either way.
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 import zlib
-from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 from pydantic import Field
 
@@ -29,6 +26,7 @@ from voiceplat.audio.pcm import Pcm
 from voiceplat.audio.resample import resample
 from voiceplat.providers.asr import whisper_short
 from voiceplat.providers.base import ASR, ASRSettings, ProviderError, Transcript, register
+from voiceplat.providers.worker import SharedModels, SingleWorker
 
 if TYPE_CHECKING:
     import numpy as np
@@ -39,8 +37,6 @@ MODEL_NAMES = {"base": "whisper-base", "tiny.en": "whisper-tiny.en"}
 """`model` values -> model cache names (voiceplat.models.catalog)."""
 COMPRESSION_RATIO_LIMIT = 2.4
 """transcribe()'s threshold for repetitive output (a decoding loop)."""
-
-T = TypeVar("T")
 
 
 class FasterWhisperSettings(ASRSettings):
@@ -82,103 +78,36 @@ def compression_ratio(text: str) -> float:
     return len(data) / len(zlib.compress(data)) if data else 0.0
 
 
-@dataclass
-class _SharedModel:
+class _SharedModel(SingleWorker):
     """A loaded model and the single worker thread that runs it."""
 
-    model: WhisperModel
-    executor: ThreadPoolExecutor = field(
-        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="whisper")
-    )
-    users: int = 0
-    pending: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def run(self, job: Callable[[], T], max_queue: int) -> asyncio.Future[T]:
-        """Queues `job` now (or raises ProviderError when the queue is full); await the result.
-
-        A job whose future was cancelled before it started (the caller hung up or barged in)
-        is skipped, so a stale utterance never holds up the ones queued behind it.
-        """
-        with self.lock:
-            if self.pending >= max_queue:
-                raise ProviderError(f"speech recognition is overloaded: {self.pending} queued")
-            self.pending += 1
-        loop = asyncio.get_running_loop()
-        outcome: asyncio.Future[T] = loop.create_future()
-
-        def work() -> None:
-            try:
-                if outcome.cancelled():
-                    return
-                try:
-                    value = job()
-                except Exception as exc:
-                    _settle(loop, outcome, exc, None)
-                else:
-                    _settle(loop, outcome, None, value)
-            finally:
-                with self.lock:
-                    self.pending -= 1
-
-        self.executor.submit(work)
-        return outcome
+    def __init__(self, model: WhisperModel) -> None:
+        super().__init__("whisper", "speech recognition is overloaded: {pending} queued")
+        self.model = model
 
 
-def _settle(
-    loop: asyncio.AbstractEventLoop,
-    outcome: asyncio.Future[T],
-    error: Exception | None,
-    value: T | None,
-) -> None:
-    """Hands a worker's result to the event loop (if it is still running and anyone waits)."""
-
-    def deliver() -> None:
-        if outcome.done():
-            return
-        if error is not None:
-            outcome.set_exception(error)
-        else:
-            outcome.set_result(value)  # type: ignore[arg-type]
-
-    try:
-        loop.call_soon_threadsafe(deliver)
-    except RuntimeError:  # the loop is closed: nobody waits for this result
-        pass
-
-
-_MODELS: dict[tuple[str, str, int], _SharedModel] = {}
-_MODELS_LOCK = threading.Lock()
+_MODELS: SharedModels[tuple[str, str, int], _SharedModel] = SharedModels()
 
 
 def _acquire(path: Path, compute_type: str, cpu_threads: int) -> _SharedModel:
-    key = (str(path), compute_type, cpu_threads)
-    with _MODELS_LOCK:
-        shared = _MODELS.get(key)
-        if shared is None:
-            from faster_whisper import WhisperModel
+    def load() -> _SharedModel:
+        from faster_whisper import WhisperModel
 
-            model = WhisperModel(
-                str(path),
-                device="cpu",
-                compute_type=compute_type,
-                cpu_threads=cpu_threads,
-                num_workers=1,
-            )
-            shared = _MODELS[key] = _SharedModel(model)
-        shared.users += 1
-        return shared
+        model = WhisperModel(
+            str(path),
+            device="cpu",
+            compute_type=compute_type,
+            cpu_threads=cpu_threads,
+            num_workers=1,
+        )
+        return _SharedModel(model)
+
+    return _MODELS.acquire((str(path), compute_type, cpu_threads), load)
 
 
 def _release(shared: _SharedModel) -> None:
-    with _MODELS_LOCK:
-        shared.users -= 1
-        if shared.users > 0:
-            return
-        for key, value in list(_MODELS.items()):
-            if value is shared:
-                del _MODELS[key]
-    shared.executor.shutdown(wait=False)  # utterances already queued still get their answer
+    if _MODELS.release(shared):
+        shared.executor.shutdown(wait=False)  # utterances already queued still get their answer
 
 
 @register("asr", "faster_whisper")

@@ -17,7 +17,8 @@ from pydantic import Field
 from voiceplat.audio.pcm import Pcm
 from voiceplat.audio.resample import resample
 from voiceplat.providers import http
-from voiceplat.providers.base import ASR, ASRSettings, ProviderError, Transcript, register
+from voiceplat.providers.base import ASR, ASRSettings, Transcript, register
+from voiceplat.providers.http_provider import HttpProvider
 from voiceplat.providers.yandex_cloud import YandexAuthOptions, YandexCredentials
 
 URL = "https://stt.api.cloud.yandex.net/speech/v1/stt:recognize"
@@ -41,30 +42,22 @@ class YandexASRSettings(ASRSettings, YandexAuthOptions, http.HttpOptions):
 
 
 @register("asr", "yandex")
-class YandexASR(ASR):
+class YandexASR(HttpProvider, ASR):
     Settings = YandexASRSettings
     settings: YandexASRSettings
 
     def __init__(self, settings: YandexASRSettings, env: Mapping[str, str]) -> None:
         super().__init__(settings, env)
         self.credentials = YandexCredentials(settings, env)
-        self._http = http.ClientHolder(
-            lambda: http.make_client(settings, env, read_timeout_s=settings.timeout_s)
-        )
 
     def problems(self) -> list[str]:
         return self.credentials.problems() + http.options_problems(self.settings, self.env)
 
-    async def start(self) -> None:
-        self._http.get()
+    def _secrets(self) -> list[str]:
+        return self.credentials.secrets
 
-    async def aclose(self) -> None:
-        await self._http.aclose()
-
-    def _error(self, message: str) -> ProviderError:
-        secrets = [*self.credentials.secrets, *http.option_secrets(self.settings, self.env)]
-        message = http.mask(message, secrets)
-        return ProviderError(f"Yandex SpeechKit ASR at {self.settings.url}: {message}")
+    def _error_prefix(self) -> str:
+        return f"Yandex SpeechKit ASR at {self.settings.url}"
 
     def params(self, rate: int, language: str | None) -> dict[str, str]:
         params = {
@@ -97,21 +90,9 @@ class YandexASR(ASR):
                 content=data,
                 headers={**self.credentials.headers(), "Content-Type": "application/octet-stream"},
             )
-            response = await http.send(client, request)
-            try:
-                body = await http.read_limited(response, MAX_ANSWER_BYTES)
-            finally:
-                await response.aclose()
-            return self._text(body)
+            return self._text(await http.read_body(client, request, MAX_ANSWER_BYTES))
 
-        text = await http.retrying_call(
-            recognize,
-            retries=self.settings.retries,
-            backoff_s=self.settings.retry_backoff_s,
-            timeout_s=self.settings.timeout_s,
-            fail=self._error,
-            what="transcript",
-        )
+        text = await self._retrying_call(recognize, what="transcript")
         return Transcript(text=text, language=params["lang"])
 
     def _text(self, body: bytes) -> str:

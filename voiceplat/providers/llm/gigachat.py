@@ -29,7 +29,8 @@ import httpx
 from pydantic import Field
 
 from voiceplat.providers import http
-from voiceplat.providers.base import LLM, LLMSettings, Message, ProviderError, register
+from voiceplat.providers.base import LLM, LLMSettings, Message, register
+from voiceplat.providers.http_provider import HttpProvider
 from voiceplat.providers.llm.openai import chat_body, chat_pieces
 
 OAUTH_URL = "https://ngw.devices.sberbank.ru:9443/api/v2/oauth"
@@ -69,15 +70,12 @@ class _Token:
 
 
 @register("llm", "gigachat")
-class GigaChatLLM(LLM):
+class GigaChatLLM(HttpProvider, LLM):
     Settings = GigaChatSettings
     settings: GigaChatSettings
 
     def __init__(self, settings: GigaChatSettings, env: Mapping[str, str]) -> None:
         super().__init__(settings, env)
-        self._http = http.ClientHolder(
-            lambda: http.make_client(settings, env, read_timeout_s=settings.timeout_s)
-        )
         self._token: _Token | None = None
         self._token_lock = asyncio.Lock()
         self.clock: Callable[[], float] = time.time  # injectable for tests
@@ -99,19 +97,12 @@ class GigaChatLLM(LLM):
             )
         return found
 
-    async def start(self) -> None:
-        self._http.get()
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
-
     def _secrets(self) -> list[str]:
         token = self._token.value if self._token else ""
-        return [self._auth_key, token, *http.option_secrets(self.settings, self.env)]
+        return [self._auth_key, token]
 
-    def _error(self, message: str) -> ProviderError:
-        message = http.mask(message, self._secrets())
-        return ProviderError(f"GigaChat {self.settings.model!r} at {self.url}: {message}")
+    def _error_prefix(self) -> str:
+        return f"GigaChat {self.settings.model!r} at {self.url}"
 
     # Access token
 
@@ -146,18 +137,14 @@ class GigaChatLLM(LLM):
         )
         self.token_fetches += 1
         try:
-            response = await http.send(client, request)
+            body = await http.read_body(client, request, 1 << 16)
         except http.HttpFailure as failure:
-            if failure.status in (400, 401, 403):
+            if failure.status in (400, 401, 403):  # an answer's status; a too long body has none
                 failure.message = (
                     f"authorization failed ({failure.message}); check "
                     f"{self.settings.credentials_env} and scope {self.settings.scope}"
                 )
             raise
-        try:
-            body = await http.read_limited(response, 1 << 16)
-        finally:
-            await response.aclose()
         try:
             answer = json.loads(body)
             value = str(answer["access_token"])
@@ -170,13 +157,7 @@ class GigaChatLLM(LLM):
 
     async def stream(self, messages: list[Message]) -> AsyncIterator[str]:
         body = chat_body(self.settings.model, messages, self.settings, self.settings.extra_body)
-        pieces = http.retrying_stream(
-            lambda: self._attempt(body),
-            retries=self.settings.retries,
-            backoff_s=self.settings.retry_backoff_s,
-            first_timeout_s=self.settings.timeout_s,
-            fail=self._error,
-        )
+        pieces = self._retrying_stream(lambda: self._attempt(body))
         async with contextlib.aclosing(pieces):
             async for piece in pieces:
                 yield piece

@@ -22,8 +22,7 @@ import asyncio
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +37,7 @@ from voiceplat.providers.base import (
     register,
 )
 from voiceplat.providers.llm.llama_state_cache import StateCache, prefill
+from voiceplat.providers.worker import SharedModels, SingleWorker
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
@@ -98,32 +98,19 @@ def _gbnf_literal(text: str) -> str:
     return '"' + "".join(escaped) + '"'
 
 
-@dataclass
-class _Engine:
+class _Engine(SingleWorker):
     """A loaded model, its chat template, its snapshots and the one thread that runs it."""
 
-    llm: Llama
-    render: Callable[[list[dict[str, str]], bool], str]
-    states: StateCache
-    executor: ThreadPoolExecutor = field(
-        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="llama")
-    )
-    users: int = 0
-    pending: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def submit(self, job: Callable[[], Any], max_queue: int) -> Future[Any]:
-        with self.lock:
-            if self.pending >= max_queue:
-                raise ProviderError(f"the local LLM is overloaded: {self.pending} requests queued")
-            self.pending += 1
-        future = self.executor.submit(job)
-        future.add_done_callback(self._finished)  # also runs when cancelled before it started
-        return future
-
-    def _finished(self, _future: object) -> None:
-        with self.lock:
-            self.pending -= 1
+    def __init__(
+        self,
+        llm: Llama,
+        render: Callable[[list[dict[str, str]], bool], str],
+        states: StateCache,
+    ) -> None:
+        super().__init__("llama", "the local LLM is overloaded: {pending} requests queued")
+        self.llm = llm
+        self.render = render
+        self.states = states
 
     def tokens(self, messages: list[dict[str, str]], generation_prompt: bool = True) -> list[int]:
         text = self.render(messages, generation_prompt)
@@ -191,8 +178,7 @@ def _grammar(text: str | None) -> Any:
     return LlamaGrammar.from_string(text, verbose=False)
 
 
-_ENGINES: dict[tuple[str, int, int, int], _Engine] = {}
-_ENGINES_LOCK = threading.Lock()
+_ENGINES: SharedModels[tuple[str, int, int, int], _Engine] = SharedModels()
 
 
 def _chat_renderer(llm: Llama) -> Callable[[list[dict[str, str]], bool], str]:
@@ -219,36 +205,28 @@ def _chat_renderer(llm: Llama) -> Callable[[list[dict[str, str]], bool], str]:
 
 
 def _acquire(path: Path, settings: LlamaCppSettings) -> _Engine:
-    key = (str(path), settings.n_ctx, settings.n_threads, settings.n_batch)
-    with _ENGINES_LOCK:
-        engine = _ENGINES.get(key)
-        if engine is None:
-            from llama_cpp import Llama
+    def load() -> _Engine:
+        from llama_cpp import Llama
 
-            llm = Llama(
-                model_path=str(path),
-                n_ctx=settings.n_ctx,
-                n_threads=settings.n_threads,
-                n_threads_batch=settings.n_threads,
-                n_batch=settings.n_batch,
-                verbose=False,
-            )
-            states = StateCache(settings.state_cache_mb << 20)
-            engine = _ENGINES[key] = _Engine(llm, _chat_renderer(llm), states)
-        engine.users += 1
-        return engine
+        llm = Llama(
+            model_path=str(path),
+            n_ctx=settings.n_ctx,
+            n_threads=settings.n_threads,
+            n_threads_batch=settings.n_threads,
+            n_batch=settings.n_batch,
+            verbose=False,
+        )
+        states = StateCache(settings.state_cache_mb << 20)
+        return _Engine(llm, _chat_renderer(llm), states)
+
+    key = (str(path), settings.n_ctx, settings.n_threads, settings.n_batch)
+    return _ENGINES.acquire(key, load)
 
 
 def _release(engine: _Engine) -> None:
-    with _ENGINES_LOCK:
-        engine.users -= 1
-        if engine.users > 0:
-            return
-        for key, value in list(_ENGINES.items()):
-            if value is engine:
-                del _ENGINES[key]
-    engine.executor.submit(engine.llm.close)  # after any generation still finishing
-    engine.executor.shutdown(wait=False)
+    if _ENGINES.release(engine):
+        engine.executor.submit(engine.llm.close)  # after any generation still finishing
+        engine.executor.shutdown(wait=False)
 
 
 @register("llm", "llama_cpp")

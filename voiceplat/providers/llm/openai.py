@@ -37,6 +37,7 @@ from voiceplat.providers.base import (
     match_option,
     register,
 )
+from voiceplat.providers.http_provider import HttpProvider
 from voiceplat.providers.sse import iter_events
 
 DONE = "[DONE]"
@@ -140,15 +141,9 @@ def format_id(value: Any) -> str:
 
 
 @register("llm", "openai")
-class OpenAILLM(LLM):
+class OpenAILLM(HttpProvider, LLM):
     Settings = OpenAILLMSettings
     settings: OpenAILLMSettings
-
-    def __init__(self, settings: OpenAILLMSettings, env: Mapping[str, str]) -> None:
-        super().__init__(settings, env)
-        self._http = http.ClientHolder(
-            lambda: http.make_client(settings, env, read_timeout_s=settings.timeout_s)
-        )
 
     @property
     def _api_key(self) -> str:
@@ -164,22 +159,17 @@ class OpenAILLM(LLM):
             found.append(f"{self.settings.api_key_env} is not set in robots/<robot>/.env or .env")
         return found
 
-    async def start(self) -> None:
-        self._http.get()
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
-
     def _headers(self) -> dict[str, str]:
         headers = {"Accept": "text/event-stream", **self.settings.extra_headers}
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key}"
         return headers
 
-    def _error(self, message: str) -> ProviderError:
-        """A ProviderError naming the endpoint; the key is masked even if a server echoed it."""
-        message = http.mask(message, [self._api_key, *http.option_secrets(self.settings, self.env)])
-        return ProviderError(f"LLM {self.settings.model!r} at {self.url}: {message}")
+    def _secrets(self) -> list[str]:
+        return [self._api_key]  # masked even if a server echoed it
+
+    def _error_prefix(self) -> str:
+        return f"LLM {self.settings.model!r} at {self.url}"
 
     async def stream(self, messages: list[Message]) -> AsyncIterator[str]:
         body = chat_body(self.settings.model, messages, self.settings, self.settings.extra_body)
@@ -203,13 +193,7 @@ class OpenAILLM(LLM):
         return chosen
 
     async def _pieces(self, body: dict[str, Any]) -> AsyncIterator[str]:
-        pieces = http.retrying_stream(
-            lambda: self._attempt(body),
-            retries=self.settings.retries,
-            backoff_s=self.settings.retry_backoff_s,
-            first_timeout_s=self.settings.timeout_s,
-            fail=self._error,
-        )
+        pieces = self._retrying_stream(lambda: self._attempt(body))
         async with contextlib.aclosing(pieces):
             async for piece in pieces:
                 yield piece

@@ -24,6 +24,7 @@ from pydantic import Field
 
 from voiceplat.providers import http
 from voiceplat.providers.base import LLM, LLMSettings, Message, ProviderError, register
+from voiceplat.providers.http_provider import HttpProvider
 from voiceplat.providers.yandex_cloud import YandexAuthOptions, YandexCredentials
 
 URL = "https://llm.api.cloud.yandex.net/foundationModels/v1/completion"
@@ -107,16 +108,13 @@ async def json_objects(
 
 
 @register("llm", "yandex")
-class YandexLLM(LLM):
+class YandexLLM(HttpProvider, LLM):
     Settings = YandexLLMSettings
     settings: YandexLLMSettings
 
     def __init__(self, settings: YandexLLMSettings, env: Mapping[str, str]) -> None:
         super().__init__(settings, env)
         self.credentials = YandexCredentials(settings, env)
-        self._http = http.ClientHolder(
-            lambda: http.make_client(settings, env, read_timeout_s=settings.timeout_s)
-        )
 
     @property
     def model_uri(self) -> str:
@@ -133,16 +131,11 @@ class YandexLLM(LLM):
             http.options_problems(self.settings, self.env)
         )
 
-    async def start(self) -> None:
-        self._http.get()
+    def _secrets(self) -> list[str]:
+        return self.credentials.secrets
 
-    async def aclose(self) -> None:
-        await self._http.aclose()
-
-    def _error(self, message: str) -> ProviderError:
-        secrets = [*self.credentials.secrets, *http.option_secrets(self.settings, self.env)]
-        message = http.mask(message, secrets)
-        return ProviderError(f"YandexGPT {self.model_uri}: {message}")
+    def _error_prefix(self) -> str:
+        return f"YandexGPT {self.model_uri}"
 
     def body(self, messages: list[Message]) -> dict[str, Any]:
         return {
@@ -163,13 +156,7 @@ class YandexLLM(LLM):
 
     async def stream(self, messages: list[Message]) -> AsyncIterator[str]:
         body = self.body(messages)
-        pieces = http.retrying_stream(
-            lambda: self._attempt(body),
-            retries=self.settings.retries,
-            backoff_s=self.settings.retry_backoff_s,
-            first_timeout_s=self.settings.timeout_s,
-            fail=self._error,
-        )
+        pieces = self._retrying_stream(lambda: self._attempt(body))
         async with contextlib.aclosing(pieces):
             async for piece in pieces:
                 yield piece

@@ -11,7 +11,7 @@ it is synthesised: `ulaw_8000` is G.711 mu-law at 8 kHz (decoded here, no resamp
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from typing import Any, Literal
 from urllib.parse import quote
 
@@ -20,7 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from voiceplat.audio.g711 import ulaw_decode
 from voiceplat.audio.pcm import Pcm
 from voiceplat.providers import http
-from voiceplat.providers.base import TTS, ProviderError, TTSSettings, register
+from voiceplat.providers.base import TTS, TTSSettings, register
+from voiceplat.providers.http_provider import HttpProvider
 from voiceplat.providers.tts.local_audio import at_rate, speakable
 
 BASE_URL = "https://api.elevenlabs.io/v1"
@@ -63,15 +64,9 @@ class ElevenLabsSettings(TTSSettings, http.HttpOptions):
 
 
 @register("tts", "elevenlabs")
-class ElevenLabsTTS(TTS):
+class ElevenLabsTTS(HttpProvider, TTS):
     Settings = ElevenLabsSettings
     settings: ElevenLabsSettings
-
-    def __init__(self, settings: ElevenLabsSettings, env: Mapping[str, str]) -> None:
-        super().__init__(settings, env)
-        self._http = http.ClientHolder(
-            lambda: http.make_client(settings, env, read_timeout_s=settings.timeout_s)
-        )
 
     @property
     def _api_key(self) -> str:
@@ -88,16 +83,11 @@ class ElevenLabsTTS(TTS):
             found.append(http.missing_env(self.settings.api_key_env, what="ElevenLabs API key"))
         return found
 
-    async def start(self) -> None:
-        self._http.get()
+    def _secrets(self) -> list[str]:
+        return [self._api_key]
 
-    async def aclose(self) -> None:
-        await self._http.aclose()
-
-    def _error(self, message: str) -> ProviderError:
-        secrets = [self._api_key, *http.option_secrets(self.settings, self.env)]
-        message = http.mask(message, secrets)
-        return ProviderError(f"ElevenLabs TTS (voice {self.settings.voice}): {message}")
+    def _error_prefix(self) -> str:
+        return f"ElevenLabs TTS (voice {self.settings.voice})"
 
     def body(self, text: str) -> dict[str, Any]:
         body: dict[str, Any] = {"text": text, "model_id": self.settings.model_id}
@@ -111,14 +101,7 @@ class ElevenLabsTTS(TTS):
     async def synthesize(self, text: str) -> AsyncIterator[Pcm]:
         if not speakable(text):
             return
-        chunks = http.retrying_stream(
-            lambda: self._attempt(text),
-            retries=self.settings.retries,
-            backoff_s=self.settings.retry_backoff_s,
-            first_timeout_s=self.settings.timeout_s,
-            fail=self._error,
-            first_what="audio",
-        )
+        chunks = self._retrying_stream(lambda: self._attempt(text), first_what="audio")
         async with contextlib.aclosing(at_rate(chunks, self.settings.sample_rate)) as audio:
             async for pcm in audio:
                 yield pcm

@@ -18,7 +18,8 @@ from pydantic import Field
 
 from voiceplat.audio.pcm import CALL_RATE, Pcm
 from voiceplat.providers import http
-from voiceplat.providers.base import TTS, ProviderError, TTSSettings, register
+from voiceplat.providers.base import TTS, TTSSettings, register
+from voiceplat.providers.http_provider import HttpProvider
 from voiceplat.providers.tts.local_audio import speakable
 from voiceplat.providers.yandex_cloud import YandexAuthOptions, YandexCredentials
 
@@ -46,16 +47,13 @@ class YandexTTSSettings(TTSSettings, YandexAuthOptions, http.HttpOptions):
 
 
 @register("tts", "yandex")
-class YandexTTS(TTS):
+class YandexTTS(HttpProvider, TTS):
     Settings = YandexTTSSettings
     settings: YandexTTSSettings
 
     def __init__(self, settings: YandexTTSSettings, env: Mapping[str, str]) -> None:
         super().__init__(settings, env)
         self.credentials = YandexCredentials(settings, env)
-        self._http = http.ClientHolder(
-            lambda: http.make_client(settings, env, read_timeout_s=settings.timeout_s)
-        )
 
     @property
     def rate(self) -> int:
@@ -64,16 +62,11 @@ class YandexTTS(TTS):
     def problems(self) -> list[str]:
         return self.credentials.problems() + http.options_problems(self.settings, self.env)
 
-    async def start(self) -> None:
-        self._http.get()
+    def _secrets(self) -> list[str]:
+        return self.credentials.secrets
 
-    async def aclose(self) -> None:
-        await self._http.aclose()
-
-    def _error(self, message: str) -> ProviderError:
-        secrets = [*self.credentials.secrets, *http.option_secrets(self.settings, self.env)]
-        message = http.mask(message, secrets)
-        return ProviderError(f"Yandex SpeechKit TTS (voice {self.settings.voice}): {message}")
+    def _error_prefix(self) -> str:
+        return f"Yandex SpeechKit TTS (voice {self.settings.voice})"
 
     def form(self, text: str) -> dict[str, str]:
         settings = self.settings
@@ -96,14 +89,7 @@ class YandexTTS(TTS):
             return
         if len(text) > MAX_TEXT:
             raise self._error(f"text of {len(text)} characters; SpeechKit takes {MAX_TEXT}")
-        chunks = http.retrying_stream(
-            lambda: self._attempt(text),
-            retries=self.settings.retries,
-            backoff_s=self.settings.retry_backoff_s,
-            first_timeout_s=self.settings.timeout_s,
-            fail=self._error,
-            first_what="audio",
-        )
+        chunks = self._retrying_stream(lambda: self._attempt(text), first_what="audio")
         async with contextlib.aclosing(chunks):
             async for pcm in chunks:
                 yield pcm

@@ -15,17 +15,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from typing import Literal
 from urllib.parse import urljoin
 
-import httpx
 from pydantic import Field
 
 from voiceplat.audio.pcm import CALL_RATE, Pcm
 from voiceplat.audio.resample import resample
 from voiceplat.providers import http
-from voiceplat.providers.base import TTS, ProviderError, TTSSettings, register
+from voiceplat.providers.base import TTS, TTSSettings, register
+from voiceplat.providers.http_provider import HttpProvider
 from voiceplat.providers.tts import audio_files
 from voiceplat.providers.tts.local_audio import speakable
 
@@ -61,15 +61,9 @@ class ZvukogramSettings(TTSSettings, http.HttpOptions):
 
 
 @register("tts", "zvukogram")
-class ZvukogramTTS(TTS):
+class ZvukogramTTS(HttpProvider, TTS):
     Settings = ZvukogramSettings
     settings: ZvukogramSettings
-
-    def __init__(self, settings: ZvukogramSettings, env: Mapping[str, str]) -> None:
-        super().__init__(settings, env)
-        self._http = http.ClientHolder(
-            lambda: http.make_client(settings, env, read_timeout_s=settings.timeout_s)
-        )
 
     @property
     def _token(self) -> str:
@@ -92,15 +86,11 @@ class ZvukogramTTS(TTS):
             )
         return found
 
-    async def start(self) -> None:
-        self._http.get()
+    def _secrets(self) -> list[str]:
+        return [self._token]
 
-    async def aclose(self) -> None:
-        await self._http.aclose()
-
-    def _error(self, message: str) -> ProviderError:
-        message = http.mask(message, [self._token, *http.option_secrets(self.settings, self.env)])
-        return ProviderError(f"Zvukogram TTS (voice {self.settings.voice}): {message}")
+    def _error_prefix(self) -> str:
+        return f"Zvukogram TTS (voice {self.settings.voice})"
 
     def form(self, text: str) -> dict[str, str]:
         settings = self.settings
@@ -125,34 +115,19 @@ class ZvukogramTTS(TTS):
             return
         if len(text) > MAX_TEXT:
             raise self._error(f"text of {len(text)} characters; the API takes {MAX_TEXT}")
-        pcm = await http.retrying_call(
-            lambda: self._synthesize_once(text),
-            retries=self.settings.retries,
-            backoff_s=self.settings.retry_backoff_s,
-            timeout_s=self.settings.timeout_s,
-            fail=self._error,
-            what="audio",
-        )
+        pcm = await self._retrying_call(lambda: self._synthesize_once(text), what="audio")
         yield pcm
 
     async def _synthesize_once(self, text: str) -> Pcm:
         client = self._http.get()
         request = client.build_request("POST", self.settings.api_url, data=self.form(text))
-        link = self._file_link(await self._read(client, request, 1 << 16))
-        data = await self._read(client, client.build_request("GET", link), MAX_FILE_BYTES)
+        link = self._file_link(await http.read_body(client, request, 1 << 16))
+        data = await http.read_body(client, client.build_request("GET", link), MAX_FILE_BYTES)
         rate = self.settings.sample_rate or CALL_RATE
         try:
             return await asyncio.to_thread(lambda: resample(audio_files.decode(data), rate))
         except audio_files.AudioFileError as exc:
             raise http.HttpFailure(f"bad audio file at {link}: {exc}") from None
-
-    @staticmethod
-    async def _read(client: httpx.AsyncClient, request: httpx.Request, limit: int) -> bytes:
-        response = await http.send(client, request)
-        try:
-            return await http.read_limited(response, limit)
-        finally:
-            await response.aclose()
 
     def _file_link(self, body: bytes) -> str:
         try:
