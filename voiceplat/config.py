@@ -96,6 +96,21 @@ class RobotConfig(Strict):
     greeting_interruptible: bool = True
     fallback_text: str = "Извините, у меня техническая заминка. Повторите, пожалуйста."
     end_call_marker: str = Field("[END]", min_length=1)
+    goodbye_words: list[str] = Field(
+        default_factory=lambda: [
+            "до свидания",
+            "всего доброго",
+            "всего хорошего",
+            "пока",
+            "прощайте",
+            "до встречи",
+            "bye",
+            "goodbye",
+            "good bye",
+            "see you",
+        ],
+        description="the marker ends the call only after the caller said one of these ([] = always)",
+    )
     first_clause_min_chars: int = Field(
         15, ge=0, description="speak the answer's first clause as soon as it is this long"
     )

@@ -235,3 +235,20 @@ async def test_speculative_transcription_is_used_when_the_caller_stays_silent(
     (user,) = [t for t in record["turns"] if t["role"] == "user"]
     assert user["text"].startswith("<speech ")
     assert record["turns"][-1]["role"] == "robot"
+
+
+async def test_end_marker_without_a_goodbye_does_not_hang_up(make_robot, robot_server) -> None:
+    """A small LLM may write the marker anywhere; the caller who did not say goodbye stays on."""
+    robot = make_robot(
+        asr={"provider": "fake", "texts": ["Хочу записаться к врачу"]},
+        llm={"provider": "fake", "reply": "Записываю.", "end_call_on": ["записаться"]},
+    )
+    url, _, _ = await robot_server(robot)
+    result = await run_call(url, [Say(HELLO)])
+
+    assert result.ok, result.errors
+    assert not result.robot_hung_up
+    (record,) = await final_records(robot)
+    assert record["call"]["end_reason"] == "caller_hangup"
+    assert "end_marker_ignored" in [e["event"] for e in record["pipeline_log"]]
+    assert record["turns"][-1]["text"] == "Записываю."

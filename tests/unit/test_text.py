@@ -169,3 +169,7 @@ def test_strip_marker(text: str, expected: tuple[str, bool]) -> None:
 def test_settings_are_checked() -> None:
     with pytest.raises(ValueError, match="max_chars"):
         SentenceSplitter(max_chars=5)
+
+
+def test_strip_marker_leaves_no_dangling_comma() -> None:
+    assert strip_marker("Заказ готов, [END].", "[END]") == ("Заказ готов.", True)

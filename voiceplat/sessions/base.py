@@ -197,6 +197,15 @@ class Session:
                 merged.append(message)
         return [Message("system", self.robot.prompt), *merged]
 
+    def caller_said_goodbye(self) -> bool:
+        """Whether the caller's last words hold one of `goodbye_words` (always, if the list is empty)."""
+        words = self.config.goodbye_words
+        if not words:
+            return True
+        said = next((m.content for m in reversed(self.history) if m.role == "user"), "")
+        said = said.lower().replace("ё", "е")
+        return any(word.lower().replace("ё", "е") in said for word in words)
+
     # -- robot turns -------------------------------------------------------------------------
     def robot_talking(self) -> bool:
         return self.turn is not None and self.turn.first_audio_at is not None
@@ -272,6 +281,11 @@ class Session:
             sentences = _aiter_list(list(sentences))
         async for raw in sentences:
             text, marker = strip_marker(raw, self.config.end_call_marker)
+            if marker and not self.caller_said_goodbye():
+                # Small models write the marker where it does not belong; hanging up on a caller
+                # who did not say goodbye is worse than staying on the line.
+                self.call.event("end_marker_ignored", turn=turn.idx)
+                marker = False
             turn.ends_call = turn.ends_call or marker
             if text:
                 await self._synthesize(turn, text)

@@ -154,4 +154,7 @@ def strip_marker(text: str, marker: str) -> tuple[str, bool]:
     if not marker:
         return text, False
     cleaned, count = re.subn(r"\s*" + re.escape(marker), "", text, flags=re.IGNORECASE)
-    return (cleaned.strip(), True) if count else (text, False)
+    if not count:
+        return text, False
+    # "Готово, [END]." must not leave "Готово,." behind.
+    return re.sub(r"[,;:]\s*([.!?…])", r"\1", cleaned).strip(), True
