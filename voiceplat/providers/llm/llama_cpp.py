@@ -250,15 +250,10 @@ class LlamaCppLLM(LLM):
             )
         model = self.settings.model
         if model in MODEL_NAMES:
-            from voiceplat.models.assemble import install_command, model_status
-            from voiceplat.models.catalog import CATALOG
+            from voiceplat.models.assemble import packages_problem
 
-            status = model_status(model)
-            if status.state == "missing-packages":
-                found.append(
-                    f"model {model!r}: {len(status.problems)} packages missing, e.g. "
-                    f"{status.problems[0]} (install: {install_command(CATALOG[model].packages)})"
-                )
+            if problem := packages_problem(model, model):
+                found.append(problem)
         elif not Path(model).expanduser().is_file():
             found.append(
                 f"model {model!r}: not a known model ({', '.join(sorted(MODEL_NAMES))}) "
