@@ -173,3 +173,24 @@ def test_settings_are_checked() -> None:
 
 def test_strip_marker_leaves_no_dangling_comma() -> None:
     assert strip_marker("Заказ готов, [END].", "[END]") == ("Заказ готов.", True)
+
+
+def test_first_clause_is_emitted_without_waiting_for_the_next_token() -> None:
+    splitter = SentenceSplitter(first_clause_min_chars=10)
+    assert splitter.push("Конечно, записываю вас") == []  # too short to cut at the comma
+    assert splitter.push(" на завтра") == []
+    assert splitter.push(",") == ["Конечно, записываю вас на завтра,"]
+    assert splitter.push(" на десять.") == []
+    assert splitter.flush() == ["на десять."]
+
+
+def test_a_comma_after_a_digit_still_waits_for_the_next_token() -> None:
+    splitter = SentenceSplitter(first_clause_min_chars=10)
+    assert splitter.push("Температура 37,") == []
+    assert splitter.push("5 градусов,") == ["Температура 37,5 градусов,"]
+
+
+def test_a_dash_after_a_space_ends_the_first_clause_at_once() -> None:
+    splitter = SentenceSplitter(first_clause_min_chars=10)
+    assert splitter.push("Сейчас проверю —") == ["Сейчас проверю —"]
+    assert splitter.push("из-за") == []

@@ -85,6 +85,8 @@ class SentenceSplitter:
             if c in _CLAUSE and self._first and i + 1 >= self.first_clause_min_chars:
                 if i + 1 < n and buf[i + 1].isspace():
                     return i + 1
+                if i + 1 == n and _ends_clause(buf, i):
+                    return n  # no need to wait a token for the space after it
             if c not in _TERMINATORS:
                 i += 1
                 continue
@@ -139,6 +141,15 @@ class SentenceSplitter:
                 return i + 1
         space = buf.rfind(" ", 1, limit + 1)
         return space if space > 0 else limit
+
+
+def _ends_clause(buf: str, index: int) -> bool:
+    """A clause mark that needs no look-ahead: a comma after a letter ("37,5" has digits), a dash
+    after a space ("врачей —")."""
+    before = buf[index - 1] if index else ""
+    if buf[index] in "—–":
+        return before.isspace()
+    return before.isalpha()
 
 
 def _word_before(buf: str, index: int) -> str:
