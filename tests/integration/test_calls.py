@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from tests.conftest import FIXTURES, read_call_records
+from voiceplat.audio.pcm import Pcm
 from voiceplat.audio.wav import read_wav
 from voiceplat.simulator import BargeIn, Pause, Say, run_call, run_calls
 
@@ -235,6 +236,48 @@ async def test_speculative_transcription_is_used_when_the_caller_stays_silent(
     (user,) = [t for t in record["turns"] if t["role"] == "user"]
     assert user["text"].startswith("<speech ")
     assert record["turns"][-1]["role"] == "robot"
+
+
+async def test_speculative_transcript_prefills_the_prompt_the_answer_then_uses(
+    make_robot, robot_server
+) -> None:
+    robot = make_robot(
+        asr={"provider": "fake", "texts": ["@dur"], "delay_ms": 100},
+        llm={"provider": "fake", "prefill_ms": 50},
+        vad={"speculative_pause_ms": 200},
+    )
+    url, server, _ = await robot_server(robot)
+    result = await run_call(url, [Say(HELLO)])
+    assert result.ok, result.errors
+    (record,) = await final_records(robot)
+    events = [e["event"] for e in record["pipeline_log"]]
+    assert events.count("llm_prefill") == 1
+    llm = server.robot.llm
+    assert llm.prefilled == llm.streamed  # the prompt of the answer, system prompt to the end
+    assert llm.streamed[0][-1].content == record["turns"][-2]["text"]
+
+
+async def test_caller_who_goes_on_talking_cancels_the_prefill(make_robot, robot_server) -> None:
+    """Speech, a pause long enough to speculate, more speech: the first prefill must not finish
+    (it would, 1.5 s later, while the caller still talks)."""
+    robot = make_robot(
+        asr={"provider": "fake", "texts": ["@dur"]},
+        llm={"provider": "fake", "prefill_ms": 1500},
+        vad={"speculative_pause_ms": 200},
+    )
+    hello = read_wav(HELLO)
+    gap = b"\0" * int(hello.rate * 0.45) * 2
+    url, server, _ = await robot_server(robot)
+    result = await run_call(url, [Say(Pcm(hello.data + gap + hello.data, hello.rate))])
+    assert result.ok, result.errors
+    (record,) = await final_records(robot)
+    log = record["pipeline_log"]
+    assert any(e["event"] == "asr_speculative" and not e["data"]["used"] for e in log)
+    (user,) = [t for t in record["turns"] if t["role"] == "user"]
+    llm = server.robot.llm
+    assert llm.streamed[0][-1].content == user["text"]
+    # Only the prefill of the whole utterance may have finished, never the one of its first half.
+    assert all(prompt == llm.streamed[0] for prompt in llm.prefilled)
 
 
 async def test_end_marker_without_a_goodbye_does_not_hang_up(make_robot, robot_server) -> None:

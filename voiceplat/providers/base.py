@@ -110,6 +110,12 @@ class LLM(Provider):
     async def warm(self, prefix: list[Message]) -> None:
         """Precomputes what it can for the opening of every dialog (system prompt, greeting)."""
 
+    async def prefill(self, messages: list[Message]) -> bool:
+        """Precomputes what it can of `stream(messages)` before it is asked for (the caller may
+        still be talking); cancelling it stops the work. False: nothing to precompute (remote
+        providers)."""
+        return False
+
     async def choose(self, messages: list[Message], options: list[str]) -> str:
         """Picks one of `options` (e.g. track ids) for the dialog; ProviderError if it cannot.
 

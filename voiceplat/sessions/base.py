@@ -186,9 +186,11 @@ class Session:
         if heard:
             self.history.append(Message("assistant", heard))
 
-    def dialog(self) -> list[Message]:
-        """System prompt and the recent dialog, consecutive same-role messages merged."""
-        recent = self.history[-self.config.history_turns :] if self.config.history_turns else []
+    def dialog(self, then: Message | None = None) -> list[Message]:
+        """System prompt and the recent dialog, consecutive same-role messages merged; `then` is
+        a message not yet in the history (what the caller is likely to have said)."""
+        history = self.history if then is None else [*self.history, then]
+        recent = history[-self.config.history_turns :] if self.config.history_turns else []
         merged: list[Message] = []
         for message in recent:
             if merged and merged[-1].role == message.role:

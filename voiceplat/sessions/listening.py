@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from voiceplat.audio.pcm import FRAME_MS, Framer, Pcm
@@ -54,6 +54,8 @@ class ListeningSession(Session):
         """Audio of an utterance whose answer was cancelled before ASR finished: heard again."""
         self.reprompts = 0
         self.speculation: Speculation | None = None
+        self.prefills: set[asyncio.Task[None]] = set()
+        """Prefills of speculations that were used: cancelled when the call ends."""
 
     async def main(self) -> None:
         vad = self.config.vad
@@ -147,31 +149,61 @@ class ListeningSession(Session):
         self.carry_audio = b""
         if speculation is not None and speculation.ended_at == event.ended_at:
             self.call.event("asr_speculative", used=True)
+            if speculation.prefill is not None:
+                self.prefills.add(speculation.prefill)  # its work is the answer's: let it finish
             self.start_speaker(
                 lambda: self.answer(audio, event.started_at, event.ended_at, early=speculation.task)
             )
             return
         if speculation is not None:
-            speculation.task.cancel()
+            speculation.cancel()
         self.start_speaker(lambda: self.answer(audio, event.started_at, event.ended_at))
 
     def release(self) -> None:
         if self.speculation is not None:
-            self.speculation.task.cancel()
+            self.speculation.cancel()
+        for task in self.prefills:
+            task.cancel()
 
     def _speculate(self, event: SpeechPaused) -> None:
         """The caller paused: transcribe now; if they stay silent, the answer starts sooner."""
         if self.robot_talking() or self.carry_audio:
             return
         self._drop_speculation()
+        speculation = Speculation(event.ended_at)
         # Not in the call's TaskGroup: a failed speculation must not end the call.
-        task = asyncio.create_task(self.transcribe(event.audio, log=False))
-        task.add_done_callback(_consume_result)
-        self.speculation = Speculation(event.ended_at, task)
+        speculation.task = asyncio.create_task(self._hear_ahead(event.audio, speculation))
+        speculation.task.add_done_callback(_consume_result)
+        self.speculation = speculation
+
+    async def _hear_ahead(self, audio: bytes, speculation: Speculation) -> tuple[str, float]:
+        """Transcribes a paused utterance, then lets the mode prepare its answer to it."""
+        text, asr_ms = await self.transcribe(audio, log=False)
+        if text:
+            speculation.prefill = asyncio.create_task(self._prefill(text))
+            speculation.prefill.add_done_callback(self.prefills.discard)
+        return text, asr_ms
+
+    async def _prefill(self, text: str) -> None:
+        asked = self.clock()
+        try:
+            prepared = await self.prepare_reply(text)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # only a head start was lost: the answer asks again
+            self.call.event("llm_prefill", error=f"{type(exc).__name__}: {exc}")
+        else:
+            if prepared:
+                self.call.event("llm_prefill", ms=round((self.clock() - asked) * 1000))
+
+    async def prepare_reply(self, text: str) -> bool:
+        """Precomputes what the mode can of its reply to `text` (the caller may go on talking);
+        False if there is nothing to precompute."""
+        return False
 
     def _drop_speculation(self) -> None:
         if self.speculation is not None:
-            self.speculation.task.cancel()
+            self.speculation.cancel()
             self.call.event("asr_speculative", used=False)
             self.speculation = None
 
@@ -266,7 +298,14 @@ class ListeningSession(Session):
 class Speculation:
     ended_at: float
     """End of speech the transcription covers; valid if the utterance ends there too."""
-    task: asyncio.Task[tuple[str, float]]
+    task: asyncio.Task[tuple[str, float]] = field(init=False)
+    prefill: asyncio.Task[None] | None = None
+    """The mode's head start on its answer, once the transcript is in."""
+
+    def cancel(self) -> None:
+        self.task.cancel()
+        if self.prefill is not None:
+            self.prefill.cancel()
 
 
 def _consume_result(task: asyncio.Task[tuple[str, float]]) -> None:

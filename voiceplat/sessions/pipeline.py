@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+from voiceplat.providers.base import Message
 from voiceplat.sessions.listening import ListeningSession
 from voiceplat.sessions.text import SentenceSplitter
 from voiceplat.sessions.timeouts import with_gap_timeout
@@ -19,6 +20,9 @@ _DONE = object()
 
 class PipelineSession(ListeningSession):
     mode = "pipeline"
+
+    async def prepare_reply(self, text: str) -> bool:
+        return await self.robot.llm.prefill(self.dialog(then=Message("user", text)))
 
     async def reply(self, turn: RobotTurn) -> None:
         sentences = self._reply_sentences(turn)

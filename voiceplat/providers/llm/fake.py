@@ -9,12 +9,15 @@ with the marker ` [END]`: the robot says goodbye and hangs up.
 last user message (case-insensitive), else the user message itself; that answer is then matched to
 the options as any LLM's is (an option id occurring in it), and an answer naming none of them is a
 ProviderError. `delay_ms` and `fail` ('raise', 'hang'; 'mid' counts as 'raise') apply too.
+
+`prefill` takes `prefill_ms` and records the prompt in `prefilled` (`stream` records `streamed`), so
+tests can check that a speculative prefill covered exactly what was asked next.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Literal
 
 from pydantic import Field
@@ -49,6 +52,7 @@ class FakeLLMSettings(LLMSettings):
     )
     delay_ms: float = Field(0.0, ge=0, description="Delay before the first token.")
     token_delay_ms: float = Field(0.0, ge=0, description="Delay between tokens.")
+    prefill_ms: float = Field(0.0, ge=0, description="Time a prefill takes.")
     fail: Failure = Field(
         "none",
         description="'raise': fail before the first token; 'mid': fail after half the tokens; "
@@ -88,7 +92,22 @@ class FakeLLM(LLM):
             reply = f"{reply} {END_MARKER}"
         return reply
 
+    def __init__(self, settings: FakeLLMSettings, env: Mapping[str, str]) -> None:
+        super().__init__(settings, env)
+        self.prefilled: list[list[Message]] = []
+        """Prompts whose prefill ran to the end (tests compare them with `streamed`)."""
+        self.streamed: list[list[Message]] = []
+
+    async def prefill(self, messages: list[Message]) -> bool:
+        """Takes `prefill_ms`, then remembers the prompt; 'hang' never finishes."""
+        await _sleep_ms(self.settings.prefill_ms)
+        if self.settings.fail == "hang":
+            await asyncio.get_running_loop().create_future()
+        self.prefilled.append(list(messages))
+        return True
+
     async def stream(self, messages: list[Message]) -> AsyncIterator[str]:
+        self.streamed.append(list(messages))
         chunks = tokens(self.compose(messages))
         await _sleep_ms(self.settings.delay_ms)
         fail = self.settings.fail

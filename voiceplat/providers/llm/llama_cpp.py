@@ -10,7 +10,9 @@ tens of milliseconds; a request still waiting in the queue is dropped before it 
 Prompts are rendered with the chat template stored in the GGUF. The context keeps the tokens it
 evaluated last, and `StateCache` snapshots it after every generation, so each call's next turn
 evaluates only its new user message even when other calls took turns in between. `warm()` evaluates
-a robot's system prompt once at start, so the first caller does not pay for it.
+a robot's system prompt once at start, so the first caller does not pay for it. `prefill()` evaluates
+a prompt before its answer is asked for (the session's speculative transcript, while the caller may
+still be talking): the stream that follows with the same messages evaluates only its last token.
 
 `choose()` (llm_script) runs through the same queue with a GBNF grammar (`root ::= "id1" | "id2"`),
 greedy (temperature 0) and a few tokens: the model can only write one of the ids, then stop.
@@ -138,6 +140,15 @@ class _Engine(SingleWorker):
         tokens = self.tokens(prefix, False)
         prefill(self.llm, tokens, threading.Event(), leave_last=False)
         self.states.save(self.llm)
+
+    def prefill_prompt(self, request: _Request, stop: threading.Event) -> None:
+        """Runs on the worker: evaluates what generate(request) would, up to its last token."""
+        if stop.is_set():
+            return
+        tokens = self.fit(request)
+        self.states.restore_best(self.llm, tokens)
+        if prefill(self.llm, tokens, stop):
+            self.states.save(self.llm)  # another call may take the context before ours asks
 
     def generate(
         self, request: _Request, emit: Callable[[str, Any], None], stop: threading.Event
@@ -298,16 +309,32 @@ class LlamaCppLLM(LLM):
         future = engine.submit(lambda: engine.warm(opening), self.settings.max_queue)
         await asyncio.wrap_future(future)
 
+    async def prefill(self, messages: list[Message]) -> bool:
+        engine = self._require_engine()
+        stop = threading.Event()
+        request = self._stream_request(messages)
+        future = engine.submit(
+            lambda: engine.prefill_prompt(request, stop), self.settings.max_queue
+        )
+        try:
+            await asyncio.wrap_future(future)
+        finally:
+            stop.set()  # the worker stops at the next prompt slice
+            future.cancel()
+        return True
+
     async def stream(self, messages: list[Message]) -> AsyncIterator[str]:
-        request = _Request(
+        async for text in self._generate(self._stream_request(messages)):
+            yield text
+
+    def _stream_request(self, messages: list[Message]) -> _Request:
+        return _Request(
             messages=_dicts(messages),
             max_tokens=self.settings.max_tokens,
             temperature=self.settings.temperature,
             top_p=self.settings.top_p,
             stop=list(self.settings.stop),
         )
-        async for text in self._generate(request):
-            yield text
 
     async def choose(self, messages: list[Message], options: list[str]) -> str:
         request = _Request(
