@@ -434,6 +434,38 @@ def test_repeated_segment_after_the_speech_is_cut() -> None:
     assert text_before(no_timestamps, ts, eot, speech_s=2.6) == ([1, 2, 3], False)
 
 
+def test_a_sentence_said_nearly_again_before_the_audio_ends_is_cut() -> None:
+    """Recorded speech: Whisper base repeats the sentence with other word endings, starting
+    just before the end of the audio, so only the words give the loop away."""
+    from voiceplat.providers.asr.whisper_short import text_before
+
+    eot, ts = 100, 200
+    words = {
+        1: " ожидания",
+        2: " и",
+        3: " удержания",
+        4: " вызова.",
+        5: " Ожидание",
+        6: " удержание",
+        7: " Алло.",
+        8: " алло?",
+    }
+
+    def decode(tokens: list[int]) -> str:
+        return "".join(words[t] for t in tokens)
+
+    def at(seconds: float) -> int:
+        return ts + round(seconds / 0.02)
+
+    looped = [at(0), 1, 2, 3, 4, at(1.9), at(2.0), 5, 2, 6, 4, at(4.0)]
+    assert text_before(looped, ts, eot, speech_s=2.08, decode=decode) == ([1, 2, 3, 4], True)
+    # Without the words only an exact repeat counts.
+    assert text_before(looped, ts, eot, speech_s=2.08) == ([1, 2, 3, 4, 5, 2, 6, 4], False)
+    # One word said twice is a caller saying it twice.
+    twice = [at(0), 7, at(0.5), at(0.6), 8, at(1.0)]
+    assert text_before(twice, ts, eot, speech_s=2.0, decode=decode) == ([7, 8], False)
+
+
 def test_common_prefix() -> None:
     from voiceplat.providers.llm.llama_state_cache import common_prefix
 
