@@ -2,9 +2,12 @@
 
     .venv/bin/python benchmarks/asr_accuracy.py [--model base] [--lang ru en] [--show]
 
-The set is benchmarks/data/asr/{ru,en}.tsv (file \\t reference) with 8 kHz WAVs, made by
-benchmarks/data/asr/make_asr_data.sh (Festival Russian, espeak-ng English). Each clip goes
-through G.711 mu-law (encode + decode) before recognition, as a phone call would deliver it.
+The sets are benchmarks/data/asr/{ru,en,ru_human}.tsv (file \\t reference): `ru` and `en` are
+8 kHz WAVs synthesised by benchmarks/data/asr/make_asr_data.sh (Festival Russian, espeak-ng
+English); `ru_human` is a person's recorded Russian telephone prompts from Debian's
+asterisk-core-sounds-ru-wav (8 kHz; see make_ru_human.py), read where the package installs them.
+Each clip goes through G.711 mu-law (encode + decode) before recognition, as a phone call would
+deliver it.
 Prints a table; asserts nothing. The e2e tests reuse `load_set`, `telephone` and `word_error_rate`.
 """
 
@@ -23,7 +26,11 @@ from voiceplat.audio.pcm import CALL_RATE, Pcm
 from voiceplat.audio.wav import read_wav
 
 DATA = Path(__file__).resolve().parent / "data" / "asr"
-LANGUAGES = {"ru": "ru-RU", "en": "en-US"}
+HUMAN_RU = Path("/usr/share/asterisk/sounds/ru_RU_f_IvrvoiceRU")
+HUMAN_RU_PACKAGES = "asterisk-core-sounds-ru asterisk-core-sounds-ru-wav"
+LANGUAGES = {"ru": "ru-RU", "ru_human": "ru-RU", "en": "en-US"}
+"""Sets: `ru` (Festival), `ru_human` (a person's recorded telephone prompts), `en` (espeak-ng)."""
+AUDIO_DIRS = {"ru_human": HUMAN_RU}
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +43,16 @@ class Utterance:
 def load_set(lang: str) -> list[Utterance]:
     lines = (DATA / f"{lang}.tsv").read_text(encoding="utf-8").splitlines()
     rows = [line.split("\t", 1) for line in lines if line.strip()]
-    return [Utterance(DATA / name, text, LANGUAGES[lang]) for name, text in rows]
+    audio = AUDIO_DIRS.get(lang, DATA)
+    return [Utterance(audio / name, text, LANGUAGES[lang]) for name, text in rows]
+
+
+def missing_audio(lang: str) -> str | None:
+    """Why a set cannot run here (its audio comes from a Debian package), or None."""
+    directory = AUDIO_DIRS.get(lang)
+    if directory is None or directory.is_dir():
+        return None
+    return f"set {lang}: no {directory}; apt-get install {HUMAN_RU_PACKAGES}"
 
 
 def telephone(path: Path) -> Pcm:
@@ -112,6 +128,9 @@ async def main(argv: list[str] | None = None) -> int:
 
     rows = []
     for lang in args.lang:
+        if problem := missing_audio(lang):
+            print(problem, file=sys.stderr)
+            continue
         utterances = load_set(lang)
         references = [u.reference for u in utterances]
         for label, asr in providers.items():

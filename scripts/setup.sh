@@ -11,7 +11,8 @@ purpose=${1:-run}
 apt_packages=(festival festvox-ru espeak-ng sox)
 if [ "$purpose" = test ]; then
   # The storage tests start their own PostgreSQL and Redis (tests/storage_servers.py).
-  apt_packages+=(postgresql redis-server)
+  # Recorded Russian telephone prompts (real speech) for the ASR accuracy test and benchmark.
+  apt_packages+=(postgresql redis-server asterisk-core-sounds-ru asterisk-core-sounds-ru-wav)
 fi
 if ! python3 -m venv --help >/dev/null 2>&1; then apt_packages+=(python3-venv); fi
 
