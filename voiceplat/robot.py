@@ -18,6 +18,7 @@ from voiceplat.providers import base as providers
 from voiceplat.providers.base import (
     ASR,
     LLM,
+    ROBOT_ENV_PLACEHOLDER,
     TTS,
     Kind,
     Message,
@@ -84,8 +85,11 @@ class Robot:
 
     def problems(self) -> list[str]:
         """Things that stop the providers from running (missing keys, packages)."""
+        # Providers do not know which robot they serve; their messages name its .env generically.
+        env_file = str(self.directory / ".env")
         return [
-            f"{self.directory / 'config.json'}: {kind}: {problem}"
+            f"{self.directory / 'config.json'}: {kind}: "
+            + problem.replace(ROBOT_ENV_PLACEHOLDER, env_file)
             for kind, provider in self.providers.items()
             for problem in provider.problems()
         ]

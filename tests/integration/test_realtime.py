@@ -596,6 +596,7 @@ async def test_an_unreachable_service_is_explained_and_the_call_ends(
     assert result.robot_hung_up and len(result.answers) == 1
     record = await final_record(robot)
     assert record["call"]["end_reason"] == "realtime_unavailable"
+    assert record["call"]["status"] == "failed"
     (unavailable,) = log_events(record, "realtime_unavailable")
     assert "HTTP 401" in unavailable["detail"] and "check the API key" in unavailable["detail"]
     assert "test-key-123" not in json.dumps(record, ensure_ascii=False)

@@ -352,13 +352,14 @@ def test_the_seed_robot_config_is_accepted_and_check_names_what_is_missing(
     problems = load_robot(robot_dir, root_dir=robot_dir.parent.parent).problems()
     config = robot_dir / "config.json"
     missing_key = "YANDEX_API_KEY (or YANDEX_IAM_TOKEN) is not set: put YANDEX_API_KEY=... in"
+    env = f"{robot_dir / '.env'} or the root .env"  # the robot's own file, not a placeholder
     assert sorted(problems) == sorted(
         [
-            f"{config}: asr: {missing_key} robots/<robot>/.env or the root .env",
-            f"{config}: llm: {missing_key} robots/<robot>/.env or the root .env",
+            f"{config}: asr: {missing_key} {env}",
+            f"{config}: llm: {missing_key} {env}",
             f"{config}: llm: YANDEX_FOLDER_ID (Yandex Cloud folder id) is not set: put "
-            "YANDEX_FOLDER_ID=... in robots/<robot>/.env or the root .env",
-            f"{config}: tts: {missing_key} robots/<robot>/.env or the root .env",
+            f"YANDEX_FOLDER_ID=... in {env}",
+            f"{config}: tts: {missing_key} {env}",
         ]
     )
 

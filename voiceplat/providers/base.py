@@ -23,6 +23,10 @@ Kind = Literal["asr", "llm", "tts", "realtime"]
 KINDS: tuple[Kind, ...] = ("asr", "llm", "tts", "realtime")
 
 
+ROBOT_ENV_PLACEHOLDER = "robots/<robot>/.env"
+"""Where a provider's problem message tells to put a secret; `Robot.problems` names the real file."""
+
+
 class ProviderError(RuntimeError):
     """A provider failed in a way the session can report and recover from (spoken fallback)."""
 

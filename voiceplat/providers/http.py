@@ -27,13 +27,13 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
-from voiceplat.providers.base import ProviderError
+from voiceplat.providers.base import ROBOT_ENV_PLACEHOLDER, ProviderError
 
 T = TypeVar("T")
 
 ERROR_TEXT_LIMIT = 300
 MASK = "***"
-ENV_FILES = "robots/<robot>/.env or the root .env"
+ENV_FILES = f"{ROBOT_ENV_PLACEHOLDER} or the root .env"
 
 # Transport failures before an answer: the request can safely be sent again. A pooled keep-alive
 # connection that the server already closed shows up as RemoteProtocolError.

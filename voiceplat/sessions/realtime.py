@@ -217,4 +217,6 @@ class RealtimeSession(RealtimeLinkSession):
             self._drop_pending_users("the call ended before the transcript")
         if reason in ("realtime_expired", "realtime_unavailable"):
             await self.channel.disconnect()  # the robot ends the call: FreeSWITCH hangs up
+        if reason == "realtime_unavailable":
+            status = "failed"  # the caller was not served: analysts count it with the errors
         return await super()._finish(status, reason, detail)

@@ -31,6 +31,7 @@ from pydantic import Field
 from voiceplat.providers import http
 from voiceplat.providers.base import (
     LLM,
+    ROBOT_ENV_PLACEHOLDER,
     LLMSettings,
     Message,
     ProviderError,
@@ -156,7 +157,9 @@ class OpenAILLM(HttpProvider, LLM):
     def problems(self) -> list[str]:
         found = http.options_problems(self.settings, self.env)
         if not self._api_key and not is_local_url(self.settings.base_url):
-            found.append(f"{self.settings.api_key_env} is not set in robots/<robot>/.env or .env")
+            found.append(
+                f"{self.settings.api_key_env} is not set in {ROBOT_ENV_PLACEHOLDER} or .env"
+            )
         return found
 
     def _headers(self) -> dict[str, str]:

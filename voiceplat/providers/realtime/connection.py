@@ -19,7 +19,12 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from voiceplat.providers.base import ProviderError, Realtime, RealtimeSettings
+from voiceplat.providers.base import (
+    ROBOT_ENV_PLACEHOLDER,
+    ProviderError,
+    Realtime,
+    RealtimeSettings,
+)
 from voiceplat.providers.realtime import protocol
 from voiceplat.providers.realtime.protocol import AudioFormat, FormatType, ServerEvent, SessionInfo
 
@@ -188,7 +193,7 @@ class ProtocolRealtime(Realtime):
 
     def problems(self) -> list[str]:
         return [
-            f"{name} is not set; put it in robots/<robot>/.env or .env "
+            f"{name} is not set; put it in {ROBOT_ENV_PLACEHOLDER} or .env "
             f"({self.name} needs it to connect to {self.settings.url})"
             for name in self.missing()
         ]
