@@ -156,3 +156,48 @@ async def test_concurrent_requests_are_served_one_at_a_time(llm: LlamaCppLLM) ->
     together = await asyncio.gather(answer(llm, one), answer(llm, two))
 
     assert [result[0] for result in together] == alone  # greedy: same answers, no interleaving
+
+
+async def test_prefilled_prompt_is_not_evaluated_again(
+    llm: LlamaCppLLM, evaluated: list[int]
+) -> None:
+    await llm.warm([Message("system", SYSTEM)])
+    evaluated.clear()
+    history = [Message("system", SYSTEM), Message("user", "Можно ли записаться на субботу утром?")]
+
+    assert await llm.prefill(history) is True
+    question = text_tokens(llm, history[-1].content)
+    assert question <= sum(evaluated) <= question + TEMPLATE  # the user turn, not the system prompt
+    evaluated.clear()
+    text, ttft, _ = await answer(llm, history)
+
+    print(f"answer after prefill: TTFT {ttft * 1000:.0f} ms: {text!r}")
+    assert CYRILLIC.search(text)
+    assert prompt_evaluated(llm, evaluated, history) <= 1  # only the token sampling starts from
+
+
+async def test_cancelled_prefill_stops_within_a_slice(
+    llm: LlamaCppLLM, evaluated: list[int]
+) -> None:
+    """A caller who goes on talking cancels the prefill: the worker stops at the next slice."""
+    engine = llm._engine
+    assert engine is not None
+    long_turn = " ".join(["Скажите, пожалуйста, а можно записаться к терапевту на утро?"] * 15)
+    history = [Message("system", SYSTEM), Message("user", long_turn)]
+    loop = asyncio.get_running_loop()
+    first_slice = asyncio.Event()
+    real_eval = engine.llm.eval
+
+    def signalling_eval(tokens):  # type: ignore[no-untyped-def]
+        loop.call_soon_threadsafe(first_slice.set)
+        return real_eval(tokens)
+
+    engine.llm.eval = signalling_eval  # restored by the `evaluated` fixture's monkeypatch
+    prefill = asyncio.create_task(llm.prefill(history))
+    await first_slice.wait()
+    prefill.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await prefill
+    await asyncio.wrap_future(engine.submit(lambda: None, max_queue=4))  # the worker is free
+
+    assert sum(evaluated) < text_tokens(llm, long_turn) / 2  # most of the turn was never evaluated
