@@ -9,6 +9,7 @@ benchmarks/data/asr/ (Russian and English), a few per call, and the call records
     python benchmarks/latency.py                      # ru + en, one call at a time
     python benchmarks/latency.py --variants           # also without speculative ASR
     python benchmarks/latency.py --concurrency 1,2,3  # calls at once, the degradation curve
+    python benchmarks/latency.py --set vad.speculative_pause_ms=120   # try a setting
 """
 
 from __future__ import annotations
@@ -173,8 +174,9 @@ def row(label: str, m: dict) -> str:
 
 
 VARIANTS: dict[str, dict[str, Any]] = {
-    "no speculative ASR": {"vad.speculative_pause_ms": 0},
-    "first clause only at 30 chars": {"first_clause_min_chars": 30},
+    "no speculative ASR (nor prefill)": {"vad.speculative_pause_ms": 0},
+    "speculation after 200 ms instead of 120": {"vad.speculative_pause_ms": 200},
+    "first clause from 15 chars instead of 8": {"first_clause_min_chars": 15},
     "Qwen2.5 0.5B instead of 1.5B": {"llm.model": "qwen2.5-coder-0.5b"},
 }
 """What each way to a faster answer buys: each variant turns one of them off (or swaps the model)."""
@@ -191,7 +193,15 @@ async def main() -> None:
     parser.add_argument("--languages", default="ru,en")
     parser.add_argument("--variants", action="store_true", help="also each of VARIANTS")
     parser.add_argument("--concurrency", default="1", help="e.g. 1,2,3: calls at once")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=JSON",
+        help="config override for every run, e.g. vad.speculative_pause_ms=120 (repeatable)",
+    )
     args = parser.parse_args()
+    settings = {key: json.loads(value) for key, value in (s.split("=", 1) for s in args.set)}
     robots = {"ru": "pipeline_russian", "en": "pipeline_english"}
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start")
     print(
@@ -200,11 +210,11 @@ async def main() -> None:
     print(HEADER)
     for language in args.languages.split(","):
         for n in [int(x) for x in args.concurrency.split(",")]:
-            m = await measure(robots[language], language, {}, n)
+            m = await measure(robots[language], language, settings, n)
             print(row(f"{language}, {n} at once", m), flush=True)
         if args.variants:
             for label, overrides in VARIANTS.items():
-                m = await measure(robots[language], language, overrides, 1)
+                m = await measure(robots[language], language, {**settings, **overrides}, 1)
                 print(row(f"{language}, {label}", m), flush=True)
 
 

@@ -112,7 +112,7 @@ class RobotConfig(Strict):
         description="the marker ends the call only after the caller said one of these ([] = always)",
     )
     first_clause_min_chars: int = Field(
-        15, ge=0, description="speak the answer's first clause as soon as it is this long"
+        8, ge=0, description="speak the answer's first clause as soon as it is this long"
     )
     max_call_s: PositiveFloat = 600.0
     max_call_text: str = "Время разговора истекло. Спасибо за звонок, до свидания!"
