@@ -149,7 +149,7 @@ class ListeningSession(Session):
         self.carry_audio = b""
         if speculation is not None and speculation.ended_at == event.ended_at:
             self.call.event("asr_speculative", used=True)
-            if speculation.prefill is not None:
+            if speculation.prefill is not None and not speculation.prefill.done():
                 self.prefills.add(speculation.prefill)  # its work is the answer's: let it finish
             self.start_speaker(
                 lambda: self.answer(audio, event.started_at, event.ended_at, early=speculation.task)
