@@ -62,7 +62,12 @@ def telephone(path: Path) -> Pcm:
 
 
 def normalize_words(text: str) -> list[str]:
-    """Lower case, ё -> е, punctuation dropped (hyphens split words): what WER compares."""
+    """Lower case, ё -> е, punctuation dropped (hyphens split words), Russian numbers in words
+    (Whisper writes "нажмите 0" for "нажмите ноль"): what WER compares."""
+    if re.search("[а-яё]", text, re.IGNORECASE) and re.search(r"\d", text):
+        from voiceplat.providers.tts.normalize_ru import expand
+
+        text = re.sub(r"\d+", lambda number: f" {expand(number.group())} ", text)
     text = text.lower().replace("ё", "е")
     return re.findall(r"[\w']+", text.replace("-", " "))
 
