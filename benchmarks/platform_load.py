@@ -46,7 +46,7 @@ import psutil
 from voiceplat.audio.pcm import FRAME_MS
 from voiceplat.config import VadSettings, deep_merge
 from voiceplat.simulator import CallResult, MultiResult, Say, run_call, run_calls
-from voiceplat.turns.endpointer import Endpointer, EndpointerSettings, SpeechEnded
+from voiceplat.turns.endpointer import Endpointer, SpeechEnded
 from voiceplat.turns.vad import make_vad
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -341,15 +341,7 @@ def replay_hangover_ms(call: CallResult, vad: VadSettings) -> list[float | None]
     the replay found no end of speech for that utterance.
     """
     detector = make_vad(vad.engine, aggressiveness=vad.aggressiveness)
-    endpointer = Endpointer(
-        EndpointerSettings(
-            frame_ms=FRAME_MS,
-            min_speech_ms=vad.start_speech_ms,
-            silence_ms=vad.end_silence_ms,
-            pre_roll_ms=vad.pre_roll_ms,
-            max_utterance_s=vad.max_utterance_s,
-        )
-    )
+    endpointer = Endpointer(vad.endpointer_settings())  # its pauses do not move the ends
     size = len(call.caller_audio) // max(1, call.frames_sent)
     ends: list[float] = []
     for i in range(call.frames_sent):

@@ -17,9 +17,11 @@ from typing import Any, Literal
 from dotenv import dotenv_values
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError
 
+from voiceplat.audio.pcm import FRAME_MS
 from voiceplat.config_errors import describe_errors, format_value
 from voiceplat.errors import RobotError
 from voiceplat.turns.barge_in import BargeInSettings
+from voiceplat.turns.endpointer import EndpointerSettings
 
 ENV_PREFIX = "VOICEPLAT_"
 SEED_FRAME_MS = 32
@@ -59,6 +61,17 @@ class VadSettings(Strict):
     @property
     def start_speech_ms(self) -> int:
         return self.min_speech_ms or self.min_speech_frames * SEED_FRAME_MS
+
+    def endpointer_settings(self) -> EndpointerSettings:
+        """What the endpointer of a call (or a replay of one) is built with."""
+        return EndpointerSettings(
+            frame_ms=FRAME_MS,
+            min_speech_ms=self.start_speech_ms,
+            silence_ms=self.end_silence_ms,
+            pre_roll_ms=self.pre_roll_ms,
+            max_utterance_s=self.max_utterance_s,
+            pause_ms=self.speculative_pause_ms,
+        )
 
 
 class NoInputSettings(Strict):

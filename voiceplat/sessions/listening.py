@@ -18,7 +18,6 @@ from voiceplat.telephony.events import AudioIn
 from voiceplat.turns.barge_in import BargeInPolicy
 from voiceplat.turns.endpointer import (
     Endpointer,
-    EndpointerSettings,
     SpeechEnded,
     SpeechPaused,
     SpeechResumed,
@@ -35,17 +34,7 @@ class ListeningSession(Session):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.vad: VAD
-        vad = self.config.vad
-        self.endpointer = Endpointer(
-            EndpointerSettings(
-                frame_ms=FRAME_MS,
-                min_speech_ms=vad.start_speech_ms,
-                silence_ms=vad.end_silence_ms,
-                pre_roll_ms=vad.pre_roll_ms,
-                max_utterance_s=vad.max_utterance_s,
-                pause_ms=vad.speculative_pause_ms,
-            )
-        )
+        self.endpointer = Endpointer(self.config.vad.endpointer_settings())
         self.policy = BargeInPolicy(self.config.barge_in)
         self.framer = Framer()
         self.barge_pending = False
