@@ -62,6 +62,8 @@ class Script:
     expire_after_reply: int | None = None
     accept_connections: int | None = None
     """Connections beyond this many are refused with HTTP 401."""
+    user_item_ids: bool = True
+    """False: speech_started/stopped and the caller's transcripts carry no item_id."""
 
 
 class FakeConnection:
@@ -160,7 +162,7 @@ class FakeConnection:
                     self.speech_start_ms = (self.vad_at - 2) * 20
                     await self.send(
                         "input_audio_buffer.speech_started",
-                        item_id=f"user_{self.user_item}",
+                        **self.user_item_id(),
                         audio_start_ms=self.speech_start_ms,
                     )
             else:
@@ -169,16 +171,19 @@ class FakeConnection:
                     self.in_speech, self.speech_frames = False, 0
                     await self.end_of_speech((self.vad_at - 15) * 20)
 
+    def user_item_id(self) -> dict[str, str]:
+        return {"item_id": f"user_{self.user_item}"} if self.script.user_item_ids else {}
+
     async def end_of_speech(self, end_ms: int) -> None:
-        item = f"user_{self.user_item}"
-        await self.send("input_audio_buffer.speech_stopped", item_id=item, audio_end_ms=end_ms)
-        await self.send("input_audio_buffer.committed", item_id=item)
+        item = self.user_item_id()
+        await self.send("input_audio_buffer.speech_stopped", **item, audio_end_ms=end_ms)
+        await self.send("input_audio_buffer.committed", **item)
         texts = self.script.user_texts
         text = texts[min(self.server.user_turns, len(texts) - 1)]
         self.server.user_turns += 1
         await self.send(
             "conversation.item.input_audio_transcription.completed",
-            item_id=item,
+            **item,
             content_index=0,
             transcript=text,
         )
@@ -602,3 +607,27 @@ async def test_an_unreachable_service_is_explained_and_the_call_ends(
     assert "test-key-123" not in json.dumps(record, ensure_ascii=False)
     assert record["turns"][-1]["text"].startswith("Извините, связь с ассистентом прервалась")
     assert server.attempts == 1
+
+
+async def test_caller_turns_without_item_ids_are_recorded_once_each(
+    fake_realtime, realtime_robot, robot_server
+) -> None:
+    script = Script(user_texts=["Первый вопрос", "Второй вопрос"], user_item_ids=False)
+    server, url = await fake_realtime(script)
+    robot = realtime_robot(url, greeting_text=None)
+    robot_url, _, _ = await robot_server(robot)
+    result = await run_call(robot_url, [Say(HELLO), Say(HELLO)])
+    assert result.ok, result.errors
+    assert len(result.answers) == 2
+
+    record = await final_record(robot)
+    assert [(t["role"], t["text"], t["error"]) for t in record["turns"]] == [
+        ("user", "Первый вопрос", None),
+        ("robot", "Ответ робота номер 1 про запись.", None),
+        ("user", "Второй вопрос", None),
+        ("robot", "Ответ робота номер 2 про запись.", None),
+    ]
+    users = [t for t in record["turns"] if t["role"] == "user"]
+    assert all(t["asr_ms"] is not None for t in users)  # speech_stopped found its turn
+    assert all("ms" in e for e in log_events(record, "speech_end"))
+    assert len(server.connections) == 1

@@ -4,6 +4,7 @@ between the service's `speech_started` and their transcript."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -90,20 +91,24 @@ class CallerTurns:
     """Caller turns the service has heard but not transcribed yet, keyed by conversation item.
 
     A turn takes its index when the caller starts speaking, so the call's turns stay in spoken
-    order although the transcript comes after the robot has begun to answer.
+    order although the transcript comes after the robot has begun to answer. Servers that leave
+    `item_id` out are answered in order: an event without one belongs to the oldest turn that
+    can take it (the service reports turns in the order they were spoken).
     """
 
     def __init__(self, session: Session) -> None:
         self._session = session
         self._pending: dict[str, PendingUser] = {}
+        self._unnamed = itertools.count()
 
     def started(self, item_id: str | None, started: float) -> None:
-        key = item_id or f"pending-{len(self._pending)}"
+        key = item_id or f"unnamed-{next(self._unnamed)}"
         if key not in self._pending:
             self._pending[key] = PendingUser(self._session.next_idx(), started)
 
     def stopped(self, item_id: str | None, ended: float, now: float) -> None:
-        pending = self._pending.get(item_id or "")
+        key = self._key(item_id, still_speaking=True)
+        pending = self._pending.get(key) if key is not None else None
         if pending is not None:
             pending.ended, pending.stopped_at = ended, now
             self._session.call.event("speech_end", ms=round((ended - pending.started) * 1000))
@@ -112,13 +117,23 @@ class CallerTurns:
 
     def transcribed(self, item_id: str | None, text: str, error: str | None) -> None:
         session = self._session
-        pending = self._pending.pop(item_id or "", None)
+        key = self._key(item_id, still_speaking=False)
+        pending = self._pending.pop(key, None) if key is not None else None
         now = session.clock()
         if pending is None:  # no speech_started seen for it (e.g. just after a reconnect)
             pending = PendingUser(session.next_idx(), now, now)
         asr_ms = None if pending.stopped_at is None else (now - pending.stopped_at) * 1000
         session.call.event("asr_done", text=text, ms=None if asr_ms is None else round(asr_ms))
         self._record(pending, text, asr_ms, error)
+
+    def _key(self, item_id: str | None, *, still_speaking: bool) -> str | None:
+        """The pending turn an event is about: by its item, else the oldest that fits."""
+        if item_id:
+            return item_id
+        for key, pending in self._pending.items():
+            if not still_speaking or pending.ended is None:
+                return key
+        return None
 
     def drop(self, error: str) -> bool:
         """Caller turns whose transcript will never come: recorded without text.
