@@ -9,7 +9,7 @@ import pytest
 from voiceplat.telephony import audio_fork
 from voiceplat.telephony.audio_fork import AudioForkDecoder
 from voiceplat.telephony.events import AudioIn, CallMetadata, MarkReply, ProtocolError
-from voiceplat.telephony.playout import PlayoutModel
+from voiceplat.telephony.playout_model import PlayoutModel
 
 
 def test_metadata_then_audio() -> None:

@@ -21,7 +21,7 @@ from voiceplat.telephony import audio_fork
 from voiceplat.telephony.connection import Receiver
 from voiceplat.telephony.events import AudioIn, CallMetadata, MarkReply, ProtocolError
 from voiceplat.telephony.pacer import Pacer, shared_pacer
-from voiceplat.telephony.playout import PlayoutModel
+from voiceplat.telephony.playout_model import PlayoutModel
 
 log = logging.getLogger(__name__)
 
