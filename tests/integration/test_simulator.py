@@ -268,12 +268,15 @@ async def test_barge_in_is_answered_with_kill_audio(tmp_path):
     assert overlap[-1] <= cut.end_ms
 
 
-async def test_robot_hang_up_ends_the_call():
+async def test_robot_hang_up_ends_the_call_with_hangup_on_disconnect():
     robot = StandInRobot(hang_up_after=1, chatter=True)
     async with running(robot) as url:
-        result = await run_call(url, [Say(speech()), Say(speech())], **FAST)
+        result = await run_call(
+            url, [Say(speech()), Say(speech())], hangup_on_disconnect=True, **FAST
+        )
     assert result.ok, result.errors
     assert result.end_reason == "robot_hung_up" and result.robot_hung_up
+    assert result.disconnect_ms is not None
     assert len(result.utterances) == 1  # the second --say never started
     types = [e.type for e in result.events]
     assert types[-1] == "disconnect"
@@ -281,13 +284,34 @@ async def test_robot_hang_up_ends_the_call():
     assert any("wink" in w for w in result.warnings)
 
 
-async def test_transfer_is_recorded_and_ends_the_call():
+async def test_disconnect_alone_does_not_hang_up_like_mod_audio_fork():
+    # The module only raises mod_audio_fork::disconnect; without ws_bridge.lua the call stays.
+    robot = StandInRobot(hang_up_after=1)
+    async with running(robot) as url:
+        result = await run_call(url, [Say(speech()), Say(speech())], **FAST)
+    assert result.ok, result.errors
+    assert result.end_reason == "caller_hung_up" and not result.robot_hung_up
+    assert result.disconnect_ms is not None
+    assert len(result.utterances) == 2  # the caller went on talking to a robot that left
+    assert result.utterances[1].speech_start_ms > result.disconnect_ms
+
+
+async def test_transfer_is_recorded_and_ends_the_call_with_hangup_on_disconnect():
     robot = StandInRobot(transfer_after=1)
     async with running(robot) as url:
-        result = await run_call(url, [Say(speech())], **FAST)
+        result = await run_call(url, [Say(speech())], hangup_on_disconnect=True, **FAST)
     assert result.ok, result.errors
     assert result.end_reason == "transferred"
     assert result.transferred and result.transfer_target == "sip:100@pbx"
+
+
+async def test_transfer_alone_is_recorded_and_the_call_goes_on():
+    robot = StandInRobot(transfer_after=1)
+    async with running(robot) as url:
+        result = await run_call(url, [Say(speech()), Say(speech())], **FAST)
+    assert result.ok, result.errors
+    assert result.transferred and result.transfer_target == "sip:100@pbx"
+    assert result.end_reason == "caller_hung_up" and len(result.utterances) == 2
 
 
 async def test_no_answer_times_out_and_goes_on():

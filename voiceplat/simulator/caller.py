@@ -26,6 +26,7 @@ from websockets.protocol import State
 
 from voiceplat.audio.wav import write_stereo_wav
 from voiceplat.simulator.driver import CallDriver, CallOptions
+from voiceplat.simulator.peer_playout import MarkRules
 from voiceplat.simulator.report import CallResult
 from voiceplat.simulator.script import ScriptItem, Step, compile_script
 from voiceplat.simulator.ticker import get_ticker
@@ -111,8 +112,14 @@ async def run_call(
     timeout_s: float = 120.0,
     record: Path | str | None = None,
     keep_audio: bool = True,
+    marks: MarkRules = "module",
+    prebuffer: bool = True,
+    hangup_on_disconnect: bool = False,
 ) -> CallResult:
     """Places one simulated call to the robot at `url` and reports what happened.
+
+    The peer follows mod_audio_fork's rules unless told otherwise: `marks` ("module", "ideal",
+    "none"), `prebuffer`, `hangup_on_disconnect` (see `CallOptions`).
 
     `keep_audio=False` drops the audio and the per-chunk list from the result (statistics stay),
     for calls by the hundred; `record` keeps the audio regardless, to write the stereo WAV.
@@ -120,7 +127,16 @@ async def run_call(
     Raises WavError / ValueError for unusable steps before connecting; everything that goes
     wrong on the call itself is reported in `CallResult.errors`.
     """
-    options = CallOptions(frame_ms, settle_s, answer_timeout_s, barge_in_after_s, timeout_s)
+    options = CallOptions(
+        frame_ms=frame_ms,
+        settle_s=settle_s,
+        answer_timeout_s=answer_timeout_s,
+        barge_in_after_s=barge_in_after_s,
+        timeout_s=timeout_s,
+        marks=marks,
+        prebuffer=prebuffer,
+        hangup_on_disconnect=hangup_on_disconnect,
+    )
     script = compile_script(steps, frame_ms)
     return await play_script(
         url, script, options, metadata=metadata, record=record, keep_audio=keep_audio
@@ -162,7 +178,7 @@ async def play_script(
                     async for message in ws:
                         live.on_message(message)
                         if driver.end_reason is not None:
-                            break  # the robot hung up or transferred: FreeSWITCH ends the call
+                            break  # hung up on the robot's disconnect, or transferred away
                 except ConnectionClosedError as exc:
                     if not driver.ended:
                         driver.error(f"connection lost: {exc}")

@@ -68,7 +68,7 @@ def _metadata(text: str) -> dict[str, Any]:
 def add_call_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("url", help="robot WebSocket URL, e.g. ws://127.0.0.1:5200/")
     script = parser.add_argument_group("script (steps run in command-line order)")
-    step = {"action": _StepAction, "dest": "steps"}
+    step: dict[str, Any] = {"action": _StepAction, "dest": "steps"}
     script.add_argument(
         "--say",
         const="say",
@@ -122,6 +122,34 @@ def add_call_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--ramp", type=_seconds, default=0.0, help="with --calls: spread the starts over S s"
     )
+    peer = parser.add_argument_group(
+        "the peer (default: mod_audio_fork's own rules: marks wait for the next audio, at most 30"
+        " held; 160 ms then 80 ms pre-buffered; disconnect/transfer only raise events)"
+    )
+    marks = peer.add_mutually_exclusive_group()
+    marks.add_argument(
+        "--ideal-marks",
+        dest="marks",
+        action="store_const",
+        const="ideal",
+        help="answer each mark once the audio sent before it has played",
+    )
+    marks.add_argument(
+        "--no-marks",
+        dest="marks",
+        action="store_const",
+        const="none",
+        help="never answer marks (mod_audio_fork before marks, other ingresses)",
+    )
+    parser.set_defaults(marks="module")
+    peer.add_argument(
+        "--no-prebuffer", action="store_true", help="play each audio message when it arrives"
+    )
+    peer.add_argument(
+        "--hangup-on-disconnect",
+        action="store_true",
+        help="hang up on disconnect and leave on transfer, as freeswitch/ws_bridge.lua does",
+    )
 
 
 def steps_from_args(pairs: list[tuple[str, Any]]) -> list[Step]:
@@ -140,6 +168,9 @@ def run_call_command(args: argparse.Namespace) -> int:
         "barge_in_after_s": args.barge_in_after,
         "timeout_s": args.timeout,
         "record": args.record,
+        "marks": args.marks,
+        "prebuffer": not args.no_prebuffer,
+        "hangup_on_disconnect": args.hangup_on_disconnect,
     }
     try:
         if args.calls == 1:

@@ -3,6 +3,12 @@
 `CallDriver` is fed ticks of the call's frame clock and the robot's messages, and answers with
 the caller frames and TEXT replies to send. Times are seconds from call start; tick k happens at
 k * frame. The websocket glue lives in `caller.py`.
+
+By default the peer is mod_audio_fork as it is (see `peer_playout.py`): `disconnect` and
+`transfer` only raise FreeSWITCH events, which nothing acts on unless the dialplan runs
+`freeswitch/ws_bridge.lua`, so the call goes on until the robot closes the socket or the script
+ends. `hangup_on_disconnect` behaves as that script does: hang up on `disconnect`, leave the
+robot on `transfer`.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from voiceplat.simulator.playout import Answer, Playout
+from voiceplat.simulator.peer_playout import Answer, MarkRules, Playout
 from voiceplat.simulator.report import (
     AnswerReport,
     CallResult,
@@ -35,6 +41,12 @@ class CallOptions:
     answer_timeout_s: float = 15.0
     barge_in_after_s: float = 0.5
     timeout_s: float = 120.0
+    marks: MarkRules = "module"
+    """"module" (mod_audio_fork's rules), "ideal" (answered where sent) or "none"."""
+    prebuffer: bool = True
+    """mod_audio_fork's pre-buffer (160 ms, then 80 ms) before audio plays."""
+    hangup_on_disconnect: bool = False
+    """Hang up on `disconnect` and leave on `transfer`, as freeswitch/ws_bridge.lua does."""
 
 
 @dataclass(slots=True)
@@ -65,7 +77,12 @@ class CallDriver:
     def __init__(self, script: tuple[ScriptItem, ...], options: CallOptions, *, keep_audio: bool):
         self.options = options
         self.period = options.frame_ms / 1000.0
-        self.playout = Playout(frame_ms=options.frame_ms, keep_audio=keep_audio)
+        self.playout = Playout(
+            frame_ms=options.frame_ms,
+            keep_audio=keep_audio,
+            marks=options.marks,
+            prebuffer=options.prebuffer,
+        )
         self.silence = self.playout.silence
         self.caller_frames: list[bytes] | None = [] if keep_audio else None
         self.frames_sent = 0
@@ -75,6 +92,7 @@ class CallDriver:
         self.warnings: list[str] = []
         self.end_reason: str | None = None
         self.robot_hung_up = False
+        self.disconnect_at: float | None = None
         self.transferred = False
         self.transfer_target: Any = None
         self.hangup = False
@@ -165,12 +183,13 @@ class CallDriver:
             return True
         opts, playout = self.options, self.playout
         last = self.utterances[-1] if self.utterances else None
-        spoke = last is not None and last.speech_start is not None
+        spoke_at = last.speech_start if last is not None else None
+        spoke = spoke_at is not None
         if kind == "barge_in":
             answer = playout.current
             if (
                 answer is not None
-                and (not spoke or answer.start > last.speech_start)
+                and (spoke_at is None or answer.start > spoke_at)
                 and now - answer.start >= opts.barge_in_after_s
             ):
                 return True
@@ -182,11 +201,12 @@ class CallDriver:
                 return True
             return False
         # "say" and the end of the script: the robot has answered and gone quiet.
-        answered = not spoke or playout.answer_started_after(last.speech_start) is not None
+        answered = spoke_at is None or playout.answer_started_after(spoke_at) is not None
         # The settle time counts from call start too: a robot gets the chance to greet first.
         if answered and now >= opts.settle_s and playout.quiet(now, opts.settle_s):
             return True
-        since = last.speech_end if spoke and last.speech_end is not None else self._gate_since
+        spoke_end = last.speech_end if last is not None and spoke else None
+        since = spoke_end if spoke_end is not None else self._gate_since
         if now - since >= opts.answer_timeout_s:
             what = "no answer" if not answered else "the robot still talking"
             self.warnings.append(
@@ -223,15 +243,23 @@ class CallDriver:
                 return []
             mark = _Mark(name, now)
             self._marks.append(mark)
-            self._pending.setdefault(name, deque()).append(mark)
-            self.playout.mark(name, now)
+            if not self.playout.mark(name, now):
+                mark.event = "dropped"  # the module discards it: MAX_MARKS are held
+            else:
+                self._pending.setdefault(name, deque()).append(mark)
+        elif kind == "clearMarks":
+            self.playout.clear_marks()
         elif kind == "disconnect":
-            self.robot_hung_up = True
-            self.end("robot_hung_up")
+            if self.disconnect_at is None:
+                self.disconnect_at = now
+            if self.options.hangup_on_disconnect:
+                self.robot_hung_up = True
+                self.end("robot_hung_up")
         elif kind == "transfer":
             self.transferred = True
             self.transfer_target = data.get("target") if isinstance(data, dict) else data
-            self.end("transferred")
+            if self.options.hangup_on_disconnect:
+                self.end("transferred")
         else:
             self.warnings.append(f"at {ms(now)} ms: unknown TEXT message type {kind!r}")
         return []
@@ -292,6 +320,7 @@ class CallDriver:
             duration_ms=ms(duration),
             end_reason=self.end_reason or ("error" if self.errors else "caller_hung_up"),
             robot_hung_up=self.robot_hung_up,
+            disconnect_ms=None if self.disconnect_at is None else ms(self.disconnect_at),
             transferred=self.transferred,
             transfer_target=self.transfer_target,
             errors=self.errors,

@@ -8,6 +8,7 @@ from typing import Any
 
 from voiceplat.simulator.caller import play_script
 from voiceplat.simulator.driver import CallOptions
+from voiceplat.simulator.peer_playout import MarkRules
 from voiceplat.simulator.report import MultiResult
 from voiceplat.simulator.script import Step, compile_script
 from voiceplat.simulator.ticker import get_ticker
@@ -33,6 +34,9 @@ async def run_calls(
     record: Path | str | None = None,
     keep_audio: bool = False,
     ramp_s: float = 0.0,
+    marks: MarkRules = "module",
+    prebuffer: bool = True,
+    hangup_on_disconnect: bool = False,
 ) -> MultiResult:
     """Places `n` calls at once (each with its own callId), spread evenly over `ramp_s`.
 
@@ -41,7 +45,16 @@ async def run_calls(
     """
     if n < 1:
         raise ValueError(f"the number of calls must be at least 1 (got {n})")
-    options = CallOptions(frame_ms, settle_s, answer_timeout_s, barge_in_after_s, timeout_s)
+    options = CallOptions(
+        frame_ms=frame_ms,
+        settle_s=settle_s,
+        answer_timeout_s=answer_timeout_s,
+        barge_in_after_s=barge_in_after_s,
+        timeout_s=timeout_s,
+        marks=marks,
+        prebuffer=prebuffer,
+        hangup_on_disconnect=hangup_on_disconnect,
+    )
     script = compile_script(steps, frame_ms)
     loop = asyncio.get_running_loop()
     ticker = get_ticker(frame_ms)

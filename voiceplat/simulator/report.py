@@ -107,7 +107,8 @@ class EventReport(BaseModel):
 class MarkReport(BaseModel):
     name: str
     queued_ms: float
-    event: Literal["playout", "cleared", "pending"]
+    event: Literal["playout", "cleared", "pending", "dropped"]
+    """"dropped": discarded by the module, which holds at most 30 marks."""
     answered_ms: float | None = None
 
 
@@ -153,6 +154,10 @@ class CallResult(BaseModel):
     duration_ms: float = 0.0
     end_reason: EndReason = "error"
     robot_hung_up: bool = False
+    """The robot ended the call: closed the socket, or sent `disconnect` to a peer that hangs up
+    on it (`hangup_on_disconnect`)."""
+    disconnect_ms: float | None = None
+    """When the robot's first `disconnect` arrived (mod_audio_fork alone does not hang up)."""
     transferred: bool = False
     transfer_target: Any = None
     errors: list[str] = Field(default_factory=list)
@@ -279,7 +284,8 @@ def format_call(call: CallResult) -> str:
     lines = [
         f"call {call.call_id}  {call.url}",
         f"ended: {call.end_reason} after {call.duration_ms / 1000:.1f} s"
-        + (f" (transfer to {call.transfer_target})" if call.transferred else ""),
+        + (f" (transfer to {call.transfer_target})" if call.transferred else "")
+        + ("" if call.disconnect_ms is None else f" (disconnect at {call.disconnect_ms:g} ms)"),
         "",
         "caller utterances",
     ]
@@ -315,6 +321,8 @@ def format_call(call: CallResult) -> str:
         counts[event.type] = counts.get(event.type, 0) + 1
     marks = sum(1 for m in call.marks if m.event == "playout")
     cleared = sum(1 for m in call.marks if m.event == "cleared")
+    dropped = sum(1 for m in call.marks if m.event == "dropped")
+    pending = sum(1 for m in call.marks if m.event == "pending")
     lines += [
         "",
         f"audio: {q.chunks} chunks, {q.robot_audio_ms / 1000:.1f} s received, "
@@ -322,7 +330,8 @@ def format_call(call: CallResult) -> str:
         f"flushed {q.flushed_ms:g} ms",
         f"jitter ms: {q.jitter_ms.brief()}",
         "events: " + (", ".join(f"{k} x{v}" for k, v in counts.items()) or "-"),
-        f"marks: {marks} played, {cleared} cleared",
+        f"marks: {marks} played, {cleared} cleared, {pending} unanswered"
+        + (f", {dropped} dropped (over 30 held)" if dropped else ""),
         f"caller frames sent: {call.frames_sent}"
         + (f" ({q.dropped_caller_frames} dropped)" if q.dropped_caller_frames else ""),
     ]
@@ -337,11 +346,11 @@ def format_multi(multi: MultiResult) -> str:
         f"{multi.completed} completed, {multi.errored} errored",
         "",
     ]
-    rows = [
-        ["v2v ms", multi.v2v_ms],
-        ["talk-over ms", multi.talk_over_ms],
-        ["jitter ms", multi.jitter_ms],
-        ["simulator lag ms", multi.sim_lag_ms],
+    rows: list[tuple[str, Stats]] = [
+        ("v2v ms", multi.v2v_ms),
+        ("talk-over ms", multi.talk_over_ms),
+        ("jitter ms", multi.jitter_ms),
+        ("simulator lag ms", multi.sim_lag_ms),
     ]
     lines += _table(
         ["metric", "n", "p50", "p95", "p99", "max"],
