@@ -13,6 +13,7 @@ from typing import Any
 
 from voiceplat.audio.pcm import FRAME_MS, Framer, Pcm
 from voiceplat.sessions.base import CallEnded, Session
+from voiceplat.sessions.no_input import NoInputTimer
 from voiceplat.sessions.turn import RobotTurn
 from voiceplat.telephony.events import AudioIn
 from voiceplat.turns.barge_in import BargeInPolicy
@@ -263,24 +264,28 @@ class ListeningSession(Session):
 
     async def _no_input_timer(self) -> None:
         settings = self.config.no_input
-        while True:
-            await self.idle.wait()
-            deadline = self.last_activity + settings.reprompt_after_s
-            now = self.clock()
-            if now < deadline or self.endpointer.in_speech:
-                await asyncio.sleep(max(deadline - now, FRAME_MS / 1000))
-                continue
-            self.reprompts += 1
-            self.call.event("no_input", count=self.reprompts)
-            if self.reprompts > settings.max_reprompts:
-                self.start_speaker(
-                    lambda: self.speak(
-                        [settings.goodbye_text], interruptible=False, ends_call="no_input"
-                    )
+
+        async def reprompt() -> None:
+            self.start_speaker(lambda: self.speak([settings.reprompt_text]))
+
+        async def goodbye() -> None:
+            self.start_speaker(
+                lambda: self.speak(
+                    [settings.goodbye_text], interruptible=False, ends_call="no_input"
                 )
-            else:
-                self.start_speaker(lambda: self.speak([settings.reprompt_text]))
-            await asyncio.sleep(0)
+            )
+
+        timer = NoInputTimer(
+            self,
+            settings,
+            clock=self.clock,
+            paused=lambda: self.endpointer.in_speech,
+            reprompt=reprompt,
+            goodbye=goodbye,
+            record=self.call.event,
+            poll_s=FRAME_S,
+        )
+        await timer.run()
 
 
 @dataclass(slots=True)
