@@ -242,11 +242,11 @@ def test_vad_response_and_error_events() -> None:
     started = parse_server_event(
         event("input_audio_buffer.speech_started", item_id="u1", audio_start_ms=1200)
     )
-    assert started == protocol.SpeechStarted("u1", 1200)
+    assert started == protocol.InputSpeechStarted("u1", 1200)
     stopped = parse_server_event(
         event("input_audio_buffer.speech_stopped", item_id="u1", audio_end_ms=2400)
     )
-    assert stopped == protocol.SpeechStopped("u1", 2400)
+    assert stopped == protocol.InputSpeechStopped("u1", 2400)
     created = parse_server_event(event("response.created", response={"id": "resp_1"}))
     assert created == protocol.ResponseCreated("resp_1")
     failed = parse_server_event(

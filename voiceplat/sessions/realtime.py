@@ -34,6 +34,8 @@ from voiceplat.providers.realtime.connection import RealtimeClosed
 from voiceplat.providers.realtime.protocol import (
     AudioDelta,
     AudioDone,
+    InputSpeechStarted,
+    InputSpeechStopped,
     ResponseCreated,
     ResponseDone,
     RobotTextDelta,
@@ -41,8 +43,6 @@ from voiceplat.providers.realtime.protocol import (
     ServerError,
     ServerEvent,
     SessionInfo,
-    SpeechStarted,
-    SpeechStopped,
     UserTranscript,
     UserTranscriptFailed,
 )
@@ -119,9 +119,9 @@ class RealtimeSession(RealtimeLinkSession):
         match event:
             case AudioDelta():
                 self._on_audio(event)
-            case SpeechStarted():
+            case InputSpeechStarted():
                 await self._on_speech_started(event)
-            case SpeechStopped():
+            case InputSpeechStopped():
                 self._on_speech_stopped(event)
             case ResponseCreated():
                 self._on_response_created(event.response_id)
@@ -146,7 +146,7 @@ class RealtimeSession(RealtimeLinkSession):
                 self._on_session(event)
 
     # -- caller turns ------------------------------------------------------------------------
-    async def _on_speech_started(self, event: SpeechStarted) -> None:
+    async def _on_speech_started(self, event: InputSpeechStarted) -> None:
         now = self.clock()
         started = self.uplink.timeline.clock_at(event.audio_start_ms, now)
         self._in_speech = True
@@ -157,7 +157,7 @@ class RealtimeSession(RealtimeLinkSession):
         if not self._closing:
             await self._interrupt(started)
 
-    def _on_speech_stopped(self, event: SpeechStopped) -> None:
+    def _on_speech_stopped(self, event: InputSpeechStopped) -> None:
         now = self.clock()
         ended = self.uplink.timeline.clock_at(event.audio_end_ms, now)
         self._in_speech = False

@@ -162,13 +162,18 @@ class SessionInfo:
 
 
 @dataclass(frozen=True, slots=True)
-class SpeechStarted:
+class InputSpeechStarted:
+    """input_audio_buffer.speech_started: the service's VAD heard the caller begin (the local
+    endpointer's event is turns.endpointer.SpeechStarted)."""
+
     item_id: str | None
     audio_start_ms: int | None
 
 
 @dataclass(frozen=True, slots=True)
-class SpeechStopped:
+class InputSpeechStopped:
+    """input_audio_buffer.speech_stopped: the service's VAD heard the caller stop."""
+
     item_id: str | None
     audio_end_ms: int | None
 
@@ -257,8 +262,8 @@ class OtherEvent:
 
 ServerEvent = (
     SessionInfo
-    | SpeechStarted
-    | SpeechStopped
+    | InputSpeechStarted
+    | InputSpeechStopped
     | ResponseCreated
     | AudioDelta
     | AudioDone
@@ -299,9 +304,9 @@ def parse_server_event(message: str | bytes) -> ServerEvent:
     if kind in ("session.created", "session.updated"):
         return _session_info(data, updated=kind == "session.updated")
     if kind == "input_audio_buffer.speech_started":
-        return SpeechStarted(_str(data, "item_id"), _int(data, "audio_start_ms"))
+        return InputSpeechStarted(_str(data, "item_id"), _int(data, "audio_start_ms"))
     if kind == "input_audio_buffer.speech_stopped":
-        return SpeechStopped(_str(data, "item_id"), _int(data, "audio_end_ms"))
+        return InputSpeechStopped(_str(data, "item_id"), _int(data, "audio_end_ms"))
     if kind == "response.created":
         return ResponseCreated(_str(_dict(data, "response"), "id"))
     if kind in _AUDIO_DELTA:
