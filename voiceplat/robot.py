@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -26,7 +26,11 @@ from voiceplat.providers.base import (
     ProviderSettings,
     Realtime,
 )
-from voiceplat.tracks import TrackSet, load_tracks
+
+if TYPE_CHECKING:
+    # Imported where tracks are loaded: the llm_script package imports its session, whose base
+    # class imports this module.
+    from voiceplat.sessions.llm_script.tracks import TrackSet
 
 MODES_AVAILABLE = ("pipeline", "realtime", "llm_script")
 VAD_MODES = ("pipeline", "llm_script")
@@ -103,7 +107,7 @@ class Robot:
     def opening(self) -> list[Message]:
         """How every dialog begins: the system prompt, then the spoken greeting."""
         track = self.tracks.greeting if self.tracks else None
-        # llm_script dialogs show robot turns as track ids (sessions/llm_script.py)
+        # llm_script dialogs show robot turns as track ids (sessions/llm_script/session.py)
         greeting = track.id if track else self.config.greeting_text
         system = Message("system", self.prompt)
         return [system, Message("assistant", greeting)] if greeting else [system]
@@ -202,6 +206,8 @@ def load_robot(robot_dir: str | Path, *, root_dir: Path | None = None) -> Robot:
     greeting = _collecting(problems, _read_greeting, directory, config)
     tracks = None
     if config.mode == "llm_script":
+        from voiceplat.sessions.llm_script.tracks import load_tracks
+
         tracks = _collecting(problems, load_tracks, directory, config)
     if problems:
         raise RobotError(problems)

@@ -10,7 +10,7 @@ from voiceplat.audio.pcm import Pcm
 from voiceplat.providers.base import LLM, LLMSettings, Message, ProviderError, match_option
 from voiceplat.providers.llm.fake import FakeLLM
 from voiceplat.providers.llm.llama_cpp import options_grammar
-from voiceplat.tracks import Track, TrackSet
+from voiceplat.sessions.llm_script.tracks import Track, TrackSet
 
 OPTIONS = ["hours", "prices", "price_list", "fallback"]
 

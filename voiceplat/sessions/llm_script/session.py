@@ -22,11 +22,11 @@ from voiceplat.providers.base import Message
 from voiceplat.robot import Robot
 from voiceplat.sessions.base import CallEnded
 from voiceplat.sessions.listening import ListeningSession
+from voiceplat.sessions.llm_script.tracks import Track, TrackSet
 from voiceplat.sessions.timeouts import ProviderTimeout
 from voiceplat.sessions.turn import RobotTurn
 from voiceplat.storage.recorder import Recorder
 from voiceplat.telephony.channel import CallChannel
-from voiceplat.tracks import Track, TrackSet
 
 
 class LlmScriptSession(ListeningSession):
