@@ -54,7 +54,7 @@ from voiceplat.simulator import MultiResult, Say, run_calls
 from voiceplat.storage.recorder import Recorder
 from voiceplat.storage.records import CallRecord, RecordItem, TurnRecord, utcnow
 from voiceplat.storage.sinks import sinks_from_env
-from voiceplat.storage.spool import RetryPolicy, SpooledSink
+from voiceplat.storage.spooled_sink import RetryPolicy, SpooledSink
 
 FIXTURES = ROOT / "tests" / "fixtures"
 ECHO_ROBOT = FIXTURES / "robots" / "echo"

@@ -19,7 +19,7 @@ from voiceplat.storage.recorder import Recorder
 from voiceplat.storage.records import CallRecord, TurnRecord, utcnow
 from voiceplat.storage.scenarios import CACHE_TTL_S, Scenario, ScenarioStore
 from voiceplat.storage.sinks import sinks_from_env
-from voiceplat.storage.spool import RetryPolicy, SpooledSink
+from voiceplat.storage.spooled_sink import RetryPolicy, SpooledSink
 
 FAST = RetryPolicy(first_delay_s=0.05, max_delay_s=0.5, op_timeout_s=5, close_timeout_s=30)
 

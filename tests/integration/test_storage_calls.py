@@ -27,7 +27,7 @@ from voiceplat.simulator import BargeIn, Say, run_call, run_calls
 from voiceplat.storage.recorder import Recorder
 from voiceplat.storage.redis import CHANNEL
 from voiceplat.storage.sinks import sinks_from_env
-from voiceplat.storage.spool import RetryPolicy, SpooledSink
+from voiceplat.storage.spooled_sink import RetryPolicy, SpooledSink
 from voiceplat.telephony.server import RobotServer
 
 HELLO = FIXTURES / "ru_hello.wav"

@@ -11,7 +11,8 @@ import pytest
 
 from voiceplat.storage.recorder import CallLog, Recorder
 from voiceplat.storage.records import CallOpened, CallRecord, RecordItem, TurnRecord, utcnow
-from voiceplat.storage.spool import Entry, RetryPolicy, Spool, SpooledSink
+from voiceplat.storage.spool import Entry, Spool
+from voiceplat.storage.spooled_sink import RetryPolicy, SpooledSink
 
 FAST = RetryPolicy(first_delay_s=0.005, max_delay_s=0.02, op_timeout_s=0.5, close_timeout_s=2)
 

@@ -34,7 +34,8 @@ from pymongo.errors import (
 from voiceplat.storage.clean import parse_time
 from voiceplat.storage.migrations import MONGO_INDEXES, ensure_mongo_indexes
 from voiceplat.storage.records import EventLogged, RecordItem, utcnow
-from voiceplat.storage.spool import Entry, RetryPolicy, SpooledSink
+from voiceplat.storage.spool import Entry
+from voiceplat.storage.spooled_sink import RetryPolicy, SpooledSink
 
 DEFAULT_DATABASE = "voiceplat"
 COLLECTION = "transcriptions"

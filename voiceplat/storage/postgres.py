@@ -20,7 +20,8 @@ import asyncpg
 from voiceplat.storage.clean import parse_time
 from voiceplat.storage.migrations import MIGRATIONS_DIR, migrate_postgres
 from voiceplat.storage.records import EventLogged, RecordItem
-from voiceplat.storage.spool import Entry, RetryPolicy, SpooledSink
+from voiceplat.storage.spool import Entry
+from voiceplat.storage.spooled_sink import RetryPolicy, SpooledSink
 
 log = logging.getLogger(__name__)
 

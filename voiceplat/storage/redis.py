@@ -26,7 +26,8 @@ import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
 
 from voiceplat.storage.records import EventLogged, RecordItem
-from voiceplat.storage.spool import Entry, RetryPolicy, SpooledSink
+from voiceplat.storage.spool import Entry
+from voiceplat.storage.spooled_sink import RetryPolicy, SpooledSink
 
 CHANNEL = "call_events"
 PIPELINE_ITEMS = 10

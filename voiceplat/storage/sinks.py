@@ -5,7 +5,7 @@
     REDIS_URL=redis://host:6379/0                              -> RedisSink (redis.asyncio)
 
 The variables come from the robot's merged env (process environment > robot .env > root .env).
-Store sinks spool to `<spool_dir>/<sink>.jsonl` (see spool.py).
+Store sinks spool to `<spool_dir>/<sink>.jsonl` (see spooled_sink.py).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 from voiceplat.errors import RobotError
 from voiceplat.storage.jsonfile import JsonFileSink
 from voiceplat.storage.recorder import Sink
-from voiceplat.storage.spool import RetryPolicy
+from voiceplat.storage.spooled_sink import RetryPolicy
 
 STORES = {
     # env variable: (module that must be importable, pip package)
