@@ -14,92 +14,59 @@ benchmarks/data/asr/ (Russian and English), a few per call, and the call records
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# Run as a file: the repository root goes first on sys.path, for `benchmarks`.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import argparse
 import asyncio
 import json
 import os
 import shutil
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
-import time
-from pathlib import Path
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from voiceplat.simulator import Say, run_calls  # noqa: E402
+from benchmarks.common import ROOT, RobotProcess, call_records, copy_robot, pct
+from voiceplat.simulator import Say, run_calls
 
 DATA = ROOT / "benchmarks" / "data" / "asr"
 UTTERANCES_PER_CALL = 4
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 def fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f}"
 
 
-class RobotProcess:
-    """`voiceplat serve` on a copy of a shipped robot, with config overrides."""
+def nested(overrides: dict[str, Any]) -> dict[str, Any]:
+    """{"vad.silence_ms": 600, "llm": {...}} -> {"vad": {"silence_ms": 600}, "llm": {...}}."""
+    tree: dict[str, Any] = {}
+    for key, value in overrides.items():
+        section, _, field = key.partition(".")
+        if field:
+            tree.setdefault(section, {})[field] = value
+        else:
+            tree[section] = value
+    return tree
 
-    def __init__(self, name: str, overrides: dict[str, Any]) -> None:
-        self.tmp = Path(tempfile.mkdtemp(prefix="vp-latency-"))
-        self.dir = self.tmp / name
-        shutil.copytree(ROOT / "robots" / name, self.dir, ignore=shutil.ignore_patterns("logs"))
-        config = json.loads((self.dir / "config.json").read_text())
-        for key, value in overrides.items():
-            section, _, field = key.partition(".")
-            if field:
-                config.setdefault(section, {})[field] = value
-            else:
-                config[section] = value
-        (self.dir / "config.json").write_text(json.dumps(config, ensure_ascii=False))
-        self.port = free_port()
-        self.url = f"ws://127.0.0.1:{self.port}/"
-        self.config = config
 
-    def __enter__(self) -> RobotProcess:
-        command = [sys.executable, "-m", "voiceplat.cli", "serve", str(self.dir)]
-        command += ["--host", "127.0.0.1", "--port", str(self.port)]
-        self.process = subprocess.Popen(
-            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT
-        )
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise SystemExit(f"robot exited with {self.process.returncode}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                return self
-            except OSError:
-                time.sleep(0.3)
-        raise SystemExit("robot did not start in 180 s")
-
-    def __exit__(self, *exc: object) -> None:
-        self.process.send_signal(2)
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-        shutil.rmtree(self.tmp, ignore_errors=True)
-
-    def records(self) -> list[dict[str, Any]]:
-        return [json.loads(p.read_text()) for p in (self.dir / "logs").glob("*.json")]
+@contextmanager
+def shipped_robot(name: str, overrides: dict[str, Any]) -> Iterator[tuple[RobotProcess, dict]]:
+    """`voiceplat serve` on a copy of a shipped robot with config overrides (`nested`), in a
+    temporary folder: the robot and its config."""
+    tmp = Path(tempfile.mkdtemp(prefix="vp-latency-"))
+    try:
+        robot_dir = copy_robot(ROOT / "robots" / name, tmp / name, nested(overrides))
+        config = json.loads((robot_dir / "config.json").read_text(encoding="utf-8"))
+        # The local models take a while to load.
+        with RobotProcess(robot_dir, start_timeout_s=180, stop_timeout_s=30) as robot:
+            yield robot, config
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def utterances(language: str) -> list[Path]:
@@ -107,8 +74,9 @@ def utterances(language: str) -> list[Path]:
     return [DATA / line.split("\t")[0] for line in lines if line.strip()]
 
 
-async def call_batches(url: str, wavs: list[Path], concurrency: int) -> list[float]:
-    """Calls of UTTERANCES_PER_CALL utterances each, `concurrency` at a time; caller-side v2v."""
+async def call_batches(url: str, wavs: list[Path], concurrency: int) -> tuple[list[float], int]:
+    """Calls of UTTERANCES_PER_CALL utterances each, `concurrency` at a time: caller-side v2v and
+    the number of calls."""
     heard: list[float] = []
     batches = [wavs[i : i + UTTERANCES_PER_CALL] for i in range(0, len(wavs), UTTERANCES_PER_CALL)]
     for start in range(0, len(batches), concurrency):
@@ -121,7 +89,7 @@ async def call_batches(url: str, wavs: list[Path], concurrency: int) -> list[flo
         )
         for result in results:
             heard += result.calls[0].v2v_ms
-    return heard
+    return heard, len(batches)
 
 
 def parts(records: list[dict[str, Any]]) -> dict[str, list[float]]:
@@ -156,20 +124,19 @@ def silence_ms(config: dict[str, Any]) -> int:
 
 
 async def measure(name: str, language: str, overrides: dict[str, Any], concurrency: int) -> dict:
-    with RobotProcess(name, overrides) as robot:
-        heard = await call_batches(robot.url, utterances(language), concurrency)
-        await asyncio.sleep(1)  # the JSON sink writes the final records in its own task
-        found = parts(robot.records())
-        return {"heard": heard, "silence": silence_ms(robot.config), **found}
+    with shipped_robot(name, overrides) as (robot, config):
+        heard, calls = await call_batches(robot.url, utterances(language), concurrency)
+        found = parts(list(call_records(robot.robot, calls).values()))
+        return {"heard": heard, "silence": silence_ms(config), **found}
 
 
 def row(label: str, m: dict) -> str:
     med = lambda key: statistics.median(m[key]) if m[key] else None  # noqa: E731
+    heard, v2v = pct(m["heard"]), pct(m["v2v"])
     return (
-        f"| {label} | {len(m['heard'])} | {fmt(percentile(m['heard'], 50))} | "
-        f"{fmt(percentile(m['heard'], 95))} | {m['silence']} | {fmt(med('asr'))} | "
-        f"{fmt(med('llm_ttft'))} | {fmt(med('first_sentence'))} | {fmt(med('tts_ttfb'))} | "
-        f"{fmt(percentile(m['v2v'], 50))} |"
+        f"| {label} | {len(m['heard'])} | {fmt(heard['p50'])} | {fmt(heard['p95'])} | "
+        f"{m['silence']} | {fmt(med('asr'))} | {fmt(med('llm_ttft'))} | "
+        f"{fmt(med('first_sentence'))} | {fmt(med('tts_ttfb'))} | {fmt(v2v['p50'])} |"
     )
 
 

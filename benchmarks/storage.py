@@ -21,17 +21,14 @@ temporary folder, as the tests do (tests/storage_servers.py; `scripts/setup.sh t
 Prints Markdown tables; asserts nothing.
 """
 
-# ruff: noqa: E402  (sys.path must be fixed before anything else is imported)
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-# Run as a script, this folder heads sys.path, and its platform.py would shadow the standard
-# library's `platform`; the repository root goes there instead, for `tests.storage_servers`.
-_HERE = Path(__file__).resolve().parent
-ROOT = _HERE.parent
-sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+# Run as a file: the repository root goes first on sys.path, for `benchmarks` and
+# `tests.storage_servers`.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import argparse
 import asyncio
@@ -39,39 +36,22 @@ import json
 import logging
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from tests.storage_servers import StorageServers, free_port, start_servers, stop_servers
-from voiceplat.config import deep_merge
-from voiceplat.simulator import MultiResult, Say, run_calls
+from benchmarks.common import FIXTURES, RobotProcess, echo_robot, markdown
+from tests.storage_servers import StorageServers, start_servers, stop_servers
+from voiceplat.simulator import MultiResult, Say, Step, run_calls
 from voiceplat.storage.recorder import Recorder
 from voiceplat.storage.records import CallRecord, RecordItem, TurnRecord, utcnow
 from voiceplat.storage.sinks import sinks_from_env
 from voiceplat.storage.spooled_sink import RetryPolicy, SpooledSink
 
-FIXTURES = ROOT / "tests" / "fixtures"
-ECHO_ROBOT = FIXTURES / "robots" / "echo"
 QUESTION = FIXTURES / "ru_question.wav"
 BENCH = RetryPolicy(first_delay_s=0.1, max_delay_s=1.0, close_timeout_s=600)
-ROBOT_CONFIG: dict[str, Any] = {
-    "ws_host": "127.0.0.1",
-    "asr": {"provider": "fake", "texts": ["@dur"], "cycle": True},
-    "no_input": {"reprompt_after_s": 3600},
-    "max_call_s": 3600,
-}
-
-
-def markdown(header: list[str], rows: list[list[Any]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join("-" if v is None else str(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 # --- 1. throughput ----------------------------------------------------------------------------
@@ -141,7 +121,7 @@ async def throughput(env: dict[str, str], label: str, calls: int, turns: int) ->
     sinks = sinks_from_env(env, folder / "logs", folder / "spool", retry=BENCH)
     stores = [s for s in sinks if isinstance(s, SpooledSink)]
     if "jsonfile" not in label:
-        sinks = stores
+        sinks = [*stores]
     recorder = Recorder(sinks, queue_size=100_000)
     await recorder.start()
     queue_max = 0
@@ -197,46 +177,10 @@ async def throughput_rows(servers: StorageServers, calls: int, turns: int) -> li
 # --- 2. live calls ----------------------------------------------------------------------------
 
 
-class RobotProcess:
-    """`voiceplat serve <robot>` on a free port, in its own process."""
-
-    def __init__(self, robot: Path) -> None:
-        self.port = free_port()
-        self.url = f"ws://127.0.0.1:{self.port}/"
-        self.log = (robot / "serve.log").open("ab")
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "voiceplat.cli",
-                "serve",
-                str(robot),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--grace",
-                "5",
-            ],
-            cwd=robot.parent,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the robot exited: see {robot / 'serve.log'}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("the robot did not start listening")
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(120)
-        self.log.close()
+def serve(robot: Path) -> RobotProcess:
+    """The robot in its own process, run from its parent folder (so no .env of the checkout adds to
+    its env), with the time to write what is spooled when it stops."""
+    return RobotProcess(robot, grace_s=5, cwd=robot.parent, stop_timeout_s=120)
 
 
 def spool_backlog(robot: Path) -> int:
@@ -311,16 +255,13 @@ async def live_rows(
         "MONGO_URI": servers.mongo.uri("bench_live"),
         "REDIS_URL": servers.redis.url(15),
     }
-    robot = folder / "robots" / "bench"
-    shutil.copytree(ECHO_ROBOT, robot)
-    config = deep_merge(json.loads((robot / "config.json").read_text()), ROBOT_CONFIG)
-    (robot / "config.json").write_text(json.dumps(config, ensure_ascii=False))
+    robot = echo_robot(folder / "robots" / "bench")
     (robot / ".env").write_text("".join(f"{k}={v}\n" for k, v in env.items()))
-    script = [Say(QUESTION), Say(QUESTION)]
+    script: list[Step] = [Say(QUESTION), Say(QUESTION)]
     rows = []
     stores = (servers.postgres, servers.mongo, servers.redis)
 
-    process = RobotProcess(robot)
+    process = serve(robot)
     try:
         await run_calls(process.url, script, 2, keep_audio=False)  # warm-up
         rows.append(LiveRow("stores up", await run_calls(process.url, script, n, keep_audio=False)))
@@ -340,7 +281,7 @@ async def live_rows(
     for server in stores:
         server.start()
     backlog = spool_backlog(robot)
-    process = RobotProcess(robot)  # replays the spool from its start
+    process = serve(robot)  # replays the spool from its start
     try:
         result = await run_calls(process.url, script, n, keep_audio=False)
         rows.append(LiveRow("restarted, spool replaying", result, backlog, spool_backlog(robot)))
