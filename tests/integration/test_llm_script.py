@@ -135,6 +135,7 @@ async def test_an_ends_call_track_hangs_up_after_it_was_heard(
     assert goodbye.bytes == len(track(robot, "goodbye")) and not goodbye.cut_by_kill_audio
     assert result.robot_audio.endswith(track(robot, "goodbye"))
     (disconnect,) = [e for e in result.events if e.type == "disconnect"]
+    assert goodbye.end_ms is not None
     assert disconnect.t_ms >= goodbye.end_ms - 20  # within a frame of the playout's end
     (record,) = await final_records(robot)
     assert record["call"]["end_reason"] == "robot_goodbye"
@@ -152,7 +153,9 @@ async def test_a_transfer_track_transfers_the_call_after_it_was_heard(
     assert result.robot_audio.endswith(track(robot, "operator"))
     assert not any(e.type == "disconnect" for e in result.events)
     (transfer,) = [e for e in result.events if e.type == "transfer"]
-    assert transfer.t_ms >= result.answers[-1].end_ms - 20
+    operator = result.answers[-1]
+    assert operator.end_ms is not None
+    assert transfer.t_ms >= operator.end_ms - 20
     (record,) = await final_records(robot)
     assert record["call"]["end_reason"] == "transfer"
     assert robot_turns(record)[-1][0] == "operator"
