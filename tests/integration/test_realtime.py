@@ -64,6 +64,9 @@ class Script:
     """Connections beyond this many are refused with HTTP 401."""
     user_item_ids: bool = True
     """False: speech_started/stopped and the caller's transcripts carry no item_id."""
+    yandex_text: bool = False
+    """Robot text as Yandex's examples read it: response.output_text.* events, sent only when the
+    session.update asked for "text" in output_modalities (and no audio transcript)."""
 
 
 class FakeConnection:
@@ -85,6 +88,7 @@ class FakeConnection:
         self.in_speech = False
         self.speech_start_ms = 0
         self.user_item = 0
+        self.modalities: list[str] = ["audio"]
 
     def of_type(self, kind: str) -> list[dict[str, Any]]:
         return [e for e in self.received if e["type"] == kind]
@@ -114,6 +118,7 @@ class FakeConnection:
         if kind == "session.update":
             session = event["session"]
             self.output_rate = self.script.output_rate
+            self.modalities = session.get("output_modalities", self.modalities)
             audio = session["audio"]
             audio["output"]["format"]["rate"] = self.output_rate
             await self.send("session.updated", session={"id": "sess", **session})
@@ -227,20 +232,27 @@ class FakeConnection:
                 await self.send("response.output_audio.delta", **ids, content_index=0, delta=delta)
                 said = words[len(words) * k // chunks : len(words) * (k + 1) // chunks]
                 if said:
-                    await self.send(
-                        "response.output_audio_transcript.delta", **ids, delta=" ".join(said) + " "
-                    )
+                    await self.send_text("delta", ids, delta=" ".join(said) + " ")
                 await asyncio.sleep(0.1 if self.script.realtime_pace else 0)
                 if self.script.drop_mid_reply == number and k == 4:
                     self.ws.transport.abort()
                     return
             await self.send("response.output_audio.done", **ids, content_index=0)
-            await self.send("response.output_audio_transcript.done", **ids, transcript=text)
+            await self.send_text("done", ids, text=text)
             await self.send("response.done", response={"id": response_id, "status": "completed"})
         except asyncio.CancelledError:
             await self.send("response.done", response={"id": response_id, "status": "cancelled"})
             return
         await self.after_reply(number)
+
+    async def send_text(self, kind: str, ids: dict[str, str], **fields: str) -> None:
+        """The robot's words: as an audio transcript (OpenAI), or as Yandex's examples read them."""
+        if not self.script.yandex_text:
+            if "text" in fields:
+                fields = {"transcript": fields["text"]}
+            await self.send(f"response.output_audio_transcript.{kind}", **ids, **fields)
+        elif "text" in self.modalities:
+            await self.send(f"response.output_text.{kind}", **ids, **fields)
 
     async def after_reply(self, number: int) -> None:
         script = self.script
@@ -631,3 +643,23 @@ async def test_caller_turns_without_item_ids_are_recorded_once_each(
     assert all(t["asr_ms"] is not None for t in users)  # speech_stopped found its turn
     assert all("ms" in e for e in log_events(record, "speech_end"))
     assert len(server.connections) == 1
+
+
+async def test_yandex_is_asked_for_text_and_the_robot_lines_reach_the_record(
+    fake_realtime, realtime_robot, robot_server
+) -> None:
+    server, url = await fake_realtime(Script(yandex_text=True))
+    robot = realtime_robot(url)
+    robot_url, _, _ = await robot_server(robot)
+    result = await run_call(robot_url, [Say(HELLO)])
+    assert result.ok, result.errors
+
+    (conn,) = server.connections
+    (update,) = conn.of_type("session.update")
+    assert update["session"]["output_modalities"] == ["text", "audio"]
+    record = await final_record(robot)
+    assert [(t["role"], t["text"]) for t in record["turns"]] == [
+        ("robot", GREETING),
+        ("user", "Хочу записаться к врачу"),
+        ("robot", "Ответ робота номер 1 про запись."),
+    ]

@@ -107,6 +107,8 @@ def test_yandex_endpoint_auth_and_formats() -> None:
     assert session["audio"]["output"]["format"] == {"type": "audio/pcm", "rate": 44100}
     assert session["audio"]["output"]["voice"] == "dasha"
     assert "transcription" not in session["audio"]["input"]  # Yandex transcribes by itself
+    # Yandex's examples ask for both; the robot's words come as text (OpenAI refuses both).
+    assert session["output_modalities"] == ["text", "audio"]
 
 
 def test_providers_name_the_missing_keys() -> None:
@@ -124,7 +126,8 @@ def test_providers_name_the_missing_keys() -> None:
         OpenAIRealtimeSettings(provider="openai_realtime"), {"OPENAI_API_KEY": "k"}
     )
     assert keyed.auth_headers() == {"Authorization": "Bearer k"}
-    assert keyed.endpoint() == "wss://api.openai.com/v1/realtime?model=gpt-realtime"
+    # gpt-realtime is deprecated (shutdown 2027-01-20); gpt-realtime-2.1 is its successor.
+    assert keyed.endpoint() == "wss://api.openai.com/v1/realtime?model=gpt-realtime-2.1"
 
 
 def test_check_of_the_shipped_robot_says_which_keys_are_missing(

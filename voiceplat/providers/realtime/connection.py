@@ -14,7 +14,7 @@ import itertools
 import json
 import logging
 from collections import OrderedDict
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -26,7 +26,13 @@ from voiceplat.providers.base import (
     RealtimeSettings,
 )
 from voiceplat.providers.realtime import protocol
-from voiceplat.providers.realtime.protocol import AudioFormat, FormatType, ServerEvent, SessionInfo
+from voiceplat.providers.realtime.protocol import (
+    AudioFormat,
+    FormatType,
+    Modality,
+    ServerEvent,
+    SessionInfo,
+)
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +179,9 @@ class ProtocolRealtime(Realtime):
 
     Settings: ClassVar[type[ProtocolRealtimeSettings]] = ProtocolRealtimeSettings
     settings: ProtocolRealtimeSettings
+    output_modalities: ClassVar[tuple[Modality, ...]] = ("audio",)
+    """What the model is asked to answer with. OpenAI: ["audio"] (audio plus its transcript; it
+    refuses text and audio together); a provider whose robot words come only as text says so."""
 
     # -- what a provider says ---------------------------------------------------------------
     def endpoint(self) -> str:
@@ -222,10 +231,11 @@ class ProtocolRealtime(Realtime):
                 output_format=self.output_format,
                 turn_detection=settings.turn_detection.to_json(interrupt=interrupt),
                 transcription=transcription,
+                output_modalities=self.output_modalities,
             )
         )
 
-    def _proxy(self) -> str | bool | None:
+    def _proxy(self) -> str | Literal[True] | None:
         """The configured proxy; else the environment's (HTTPS_PROXY), but never for loopback."""
         if self.settings.proxy:
             return self.settings.proxy

@@ -19,7 +19,11 @@ class OpenAIRealtimeSettings(ProtocolRealtimeSettings):
     """Settings of the `openai_realtime` provider."""
 
     url: str = "wss://api.openai.com/v1/realtime"
-    model: str = "gpt-realtime"
+    model: str = Field(
+        "gpt-realtime-2.1",
+        description="gpt-realtime-2.1: the successor OpenAI names for gpt-realtime (deprecated, "
+        "shutdown 2027-01-20)",
+    )
     voice: str | None = Field("marin", description="alloy, ash, ballad, cedar, coral, echo, marin…")
     api_key_env: str = "OPENAI_API_KEY"
     input_rate: Literal[24000] = Field(24000, description="OpenAI takes PCM at 24 kHz only")

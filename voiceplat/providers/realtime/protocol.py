@@ -15,12 +15,14 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from voiceplat.audio.g711 import ulaw_decode, ulaw_encode
 
 FormatType = Literal["audio/pcm", "audio/pcmu"]
+Modality = Literal["text", "audio"]
 G711_RATE = 8000
 
 
@@ -91,8 +93,10 @@ def realtime_session(
     output_format: AudioFormat,
     turn_detection: dict[str, Any] | None,
     transcription: dict[str, Any] | None,
+    output_modalities: Sequence[Modality] = ("audio",),
 ) -> dict[str, Any]:
-    """The GA `session` object: audio formats, server VAD, transcription, voice, instructions."""
+    """The GA `session` object: audio formats, server VAD, transcription, voice, instructions,
+    and what the model answers with (OpenAI: ["audio"] is audio plus its transcript)."""
     audio_in: dict[str, Any] = {"format": input_format.to_json(), "turn_detection": turn_detection}
     if transcription is not None:
         audio_in["transcription"] = transcription
@@ -102,7 +106,7 @@ def realtime_session(
     return {
         "type": "realtime",
         "instructions": instructions,
-        "output_modalities": ["audio"],
+        "output_modalities": list(output_modalities),
         "audio": {"input": audio_in, "output": audio_out},
     }
 

@@ -4,8 +4,10 @@
 `Authorization: api-key <key>`. The key comes from the env files (`YANDEX_API_KEY`), the folder id
 from `folder_id` or the env (`YANDEX_FOLDER_ID`). Caller audio goes up as PCM at 24 kHz; robot audio
 comes back at the rate the session reports (Yandex's own example uses 44.1 kHz), read from
-session.created/updated. Yandex sessions last 5–10 minutes: `renew_after_s` opens a fresh one
-(with the conversation replayed) at a quiet moment before that, and a dropped one is reconnected.
+session.created/updated. The session asks for text and audio, as Yandex's examples do: the
+robot's words come as response.output_text.*, for the call record. Yandex sessions last 5–10
+minutes: `renew_after_s` opens a fresh one (with the conversation replayed) at a quiet moment
+before that, and a dropped one is reconnected.
 """
 
 from __future__ import annotations
@@ -37,6 +39,10 @@ class YandexRealtimeSettings(ProtocolRealtimeSettings):
 class YandexRealtime(ProtocolRealtime):
     Settings = YandexRealtimeSettings
     settings: YandexRealtimeSettings
+    # Yandex's own examples ask for ["text", "audio"] and read the robot's words from
+    # response.output_text.*; nothing says a transcript comes with audio alone, and without the
+    # words robot turns would be recorded empty.
+    output_modalities = ("text", "audio")
 
     @property
     def folder_id(self) -> str:
