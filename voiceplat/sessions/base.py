@@ -8,7 +8,6 @@ sentence by sentence, waits until the caller has heard it, and records itself ho
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -336,8 +335,11 @@ class Session:
             if speech_started is None
             else round((self.clock() - speech_started) * 1000),
         )
-        with contextlib.suppress(asyncio.CancelledError):
-            await speaker
+        # Not `await speaker` under suppress(CancelledError): that also swallowed a cancel of
+        # this task (the call's TaskGroup aborting), which then went on as if nothing happened.
+        # wait() returns when the speaker is done, whatever its outcome (the TaskGroup sees it),
+        # and raises CancelledError only when this task itself is cancelled.
+        await asyncio.wait({speaker})
 
     async def speak_fallback(self, error: Exception) -> None:
         """A failure before the robot turn began (e.g. ASR): a robot turn with just the fallback."""
