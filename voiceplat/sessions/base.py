@@ -3,6 +3,9 @@
 A mode adds only its turn logic (`main`). All tasks of a call live in one TaskGroup; ending the call
 (hangup, goodbye, error) cancels them all. A robot turn runs in the `speaker` task: it queues audio
 sentence by sentence, waits until the caller has heard it, and records itself however it ends.
+
+The end of a call: the record is finished first (its `ended_at` is when the robot decided or the
+peer left), then the peer is told to hang up and the connection is closed, which may take a while.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from datetime import datetime, timedelta
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 from voiceplat.audio.pcm import Pcm
 from voiceplat.audio.resample import StreamResampler
@@ -22,11 +25,13 @@ from voiceplat.sessions.text import strip_marker
 from voiceplat.sessions.timeouts import with_gap_timeout
 from voiceplat.sessions.turn import RobotTurn, SpokenSentence, utcnow
 from voiceplat.storage.recorder import CallLog, Recorder
-from voiceplat.storage.records import CallRecord, TurnRecord
+from voiceplat.storage.records import CallRecord, CallStatus, TurnRecord
 from voiceplat.telephony.channel import CallChannel, Hangup
 from voiceplat.telephony.events import CallMetadata, ProtocolError
 
 log = logging.getLogger(__name__)
+
+E = TypeVar("E", bound=BaseException)
 
 METADATA_TIMEOUT_S = 10.0
 HEARD_TIMEOUT_S = 60.0
@@ -42,6 +47,10 @@ class CallEnded(Exception):
 
 class Session:
     mode: ClassVar[str]
+    HANGUP_REASONS: ClassVar[frozenset[str]] = frozenset(
+        {"robot_goodbye", "no_input", "max_duration"}
+    )
+    """End reasons for which the robot tells the peer to hang up before closing."""
 
     def __init__(self, robot: Robot, channel: CallChannel, recorder: Recorder) -> None:
         self.robot = robot
@@ -53,6 +62,8 @@ class Session:
         self.history: list[Message] = []
         self.turn: RobotTurn | None = None
         self.speaker: asyncio.Task[None] | None = None
+        self._ended_at: datetime | None = None
+        """When a task of the call ended it (goodbye heard, peer gone, failure)."""
         self.idle = asyncio.Event()
         self.idle.set()
         self.last_activity = self.clock()
@@ -69,28 +80,29 @@ class Session:
                 metadata = await self.channel.metadata()
         except (ProtocolError, Hangup, TimeoutError) as exc:
             reason = "caller_hangup" if isinstance(exc, Hangup) else "protocol_error"
-            detail = str(exc) or "no metadata within 10 s"
+            problem = str(exc) or "no metadata within 10 s"
             self._open_record(CallMetadata(call_id=str(uuid.uuid4())))
-            self.call.event("error", reason=f"before metadata: {detail}")
-            return await self._finish("failed", reason, detail)
+            self.call.event("error", reason=f"before metadata: {problem}")
+            return await self._finish("failed", reason, problem)
         self._open_record(metadata)
         try:
             status, reason, detail = await self._serve_call()
         except asyncio.CancelledError:
+            self._note_end()
             await self._finish("failed", "shutdown", "the robot stopped during the call")
             raise
         return await self._finish(status, reason, detail)
 
-    async def _serve_call(self) -> tuple[str, str, str | None]:
-        status, reason, detail = "completed", "caller_hangup", None
+    async def _serve_call(self) -> tuple[CallStatus, str, str | None]:
+        status: CallStatus = "completed"
+        reason, detail = "caller_hangup", None
         try:
             async with asyncio.TaskGroup() as tasks:
                 self._tasks = tasks
-                tasks.create_task(self.channel.run_pacer())
-                tasks.create_task(self._max_duration())
-                tasks.create_task(self.main())
+                for work in (self.channel.run_pacer(), self._max_duration(), self.main()):
+                    tasks.create_task(work).add_done_callback(self._note_end)
         except* CallEnded as group:
-            reason = group.exceptions[0].reason  # type: ignore[attr-defined]
+            reason = _first(group).reason
         except* Hangup:
             reason = "caller_hangup"
         except* ProtocolError as group:
@@ -118,15 +130,25 @@ class Session:
             )
         )
 
-    async def _finish(self, status: str, reason: str, detail: str | None) -> str:
+    def _note_end(self, task: asyncio.Task[None] | None = None) -> None:
+        """Stamps the moment the call ended: the first task that raised (CallEnded after the
+        goodbye was heard, Hangup when the peer left, a failure), or the shutdown's cancel."""
+        if self._ended_at is not None:
+            return
+        if task is None or (not task.cancelled() and task.exception() is not None):
+            self._ended_at = utcnow()
+
+    async def _finish(self, status: CallStatus, reason: str, detail: str | None) -> str:
+        # Nothing awaits before the record is finished: closing may take the whole close
+        # handshake, and a shutdown stops waiting for this task soon after cancelling it.
         self.release()
         if detail:
             log.warning("call %s ended: %s: %s", self.call.record.call_id, reason, detail)
             self.call.event("error", reason=reason, detail=detail)
-        if reason in {"robot_goodbye", "no_input", "max_duration"}:
+        self.call.finish(status, reason, ended_at=self._ended_at or utcnow())
+        if reason in self.HANGUP_REASONS:
             await self.channel.disconnect()
         await self.channel.close()
-        self.call.finish(status, reason)
         return reason
 
     async def main(self) -> None:
@@ -218,6 +240,7 @@ class Session:
             self.speaker.cancel()
         self.idle.clear()
         self.speaker = self._tasks.create_task(self._run_speaker(work))
+        self.speaker.add_done_callback(self._note_end)
 
     async def _run_speaker(self, work: Callable[[], Awaitable[None]]) -> None:
         try:
@@ -362,6 +385,12 @@ class Session:
                 [self.config.max_call_text], interruptible=False, ends_call="max_duration"
             )
         )
+
+
+def _first(group: BaseExceptionGroup[E]) -> E:
+    """The first exception of a (possibly nested) exception group."""
+    first = group.exceptions[0]
+    return _first(first) if isinstance(first, BaseExceptionGroup) else first
 
 
 async def _aiter_list(items: list[str]) -> AsyncIterator[str]:

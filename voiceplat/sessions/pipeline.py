@@ -7,7 +7,7 @@ playing while the model is still writing the rest.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from voiceplat.providers.base import Message
 from voiceplat.sessions.listening import ListeningSession
@@ -31,7 +31,7 @@ class PipelineSession(ListeningSession):
         finally:
             await sentences.aclose()
 
-    async def _reply_sentences(self, turn: RobotTurn) -> AsyncIterator[str]:
+    async def _reply_sentences(self, turn: RobotTurn) -> AsyncGenerator[str, None]:
         """Sentences of the LLM's answer as they become ready; the LLM runs ahead in a task."""
         queue: asyncio.Queue[object] = asyncio.Queue()
         producer = asyncio.create_task(self._stream_llm(turn, queue))
