@@ -384,7 +384,9 @@ async def test_formats_audio_both_ways_and_transcripts(
     assert GREETING in greeting_request["response"]["instructions"]
 
     # Caller audio reached the server as 24 kHz PCM: the caller's 700 Hz tone, as long as sent.
-    speech_ms = result.utterances[0].speech_end_ms - result.utterances[0].speech_start_ms
+    hello = result.utterances[0]
+    assert hello.speech_end_ms is not None and hello.speech_start_ms is not None
+    speech_ms = hello.speech_end_ms - hello.speech_start_ms
     start = conn.speech_start_ms * 48
     segment = bytes(conn.audio[start : start + round(speech_ms) * 48])
     assert abs(frequency(segment, 24000) - 700) < 10
@@ -392,6 +394,7 @@ async def test_formats_audio_both_ways_and_transcripts(
 
     # The server's 44.1 kHz deltas reached the caller as 8 kHz audio of the same tone and length.
     greeting, answer = result.answers
+    assert greeting.duration_ms is not None and answer.duration_ms is not None
     assert abs(greeting.duration_ms - 800) < 60 and abs(answer.duration_ms - 1500) < 60
     reply_audio = result.robot_audio[greeting.bytes :]
     assert abs(frequency(reply_audio, 8000) - 1000) < 10
@@ -441,7 +444,8 @@ async def test_barge_in_cancels_and_truncates_at_what_was_heard(
     assert abs(truncate["audio_end_ms"] - heard_ms) < 100
     assert any(e.type == "killAudio" for e in result.events)
     barge = result.utterances[1]
-    assert barge.kill_audio and barge.kill_audio_after_ms < 400
+    assert barge.kill_audio and barge.kill_audio_after_ms is not None
+    assert barge.kill_audio_after_ms < 400
 
     record = await final_record(robot)
     first = next(t for t in record["turns"] if t["role"] == "robot")
