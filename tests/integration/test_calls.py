@@ -70,7 +70,7 @@ async def test_greeting_then_answer_are_heard_and_recorded(make_robot, robot_ser
     events = [e["event"] for e in record["pipeline_log"]]
     for expected in ("speech_start", "speech_end", "asr_done", "llm_first_token"):
         assert expected in events
-    assert (robot / "logs").glob("*_freeswitch_c1.json")
+    assert len(list((robot / "logs").glob("*_simulator_c1.json"))) == 1  # <start>_<source>_<id>
 
 
 async def test_barge_in_cuts_the_robot_and_records_what_was_heard(make_robot, robot_server) -> None:
