@@ -9,16 +9,17 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from tests.child_process import output_of, wait_listening
 from tests.conftest import FIXTURES, read_call_records
 from tests.integration.stored import Stored, from_json_files, from_stores
 from tests.storage_servers import StoreEnv, free_port
@@ -128,8 +129,8 @@ async def test_calls_land_in_all_four_sinks_alike(stored_robot, stores: StoreEnv
     (cut,) = [t for r in records for t in r["turns"] if t["interrupted"]]
     assert cut["heard_text"]  # and, per assert_everywhere_once, the same in every store
 
-    messages = []
-    async with asyncio.timeout(10):
+    messages: list[dict[str, Any]] = []
+    async with asyncio.timeout(60):  # only a hang: the messages are published as calls end
         while sum(m["type"] == "call_ended" for m in messages) < 4:
             message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
             if message is not None:
@@ -209,12 +210,15 @@ async def test_sigterm_with_a_store_down_keeps_the_records_in_the_spool(make_rob
             stderr=subprocess.STDOUT,
         )
     try:
-        await until(lambda: listening(port) or process.returncode is not None, "the robot")
+        await wait_listening(process, port, log_path)  # a child that died fails with its output
         result = await run_call(f"ws://127.0.0.1:{port}/", [Say(QUESTION)], keep_audio=False)
-        assert result.ok, result.errors
+        assert result.ok, (result.errors, output_of(log_path))
         process.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(60):
-            returncode = await process.wait()
+        try:
+            async with asyncio.timeout(60):  # --grace 5: only a hang takes this long
+                returncode = await process.wait()
+        except TimeoutError:
+            raise AssertionError(f"no exit after SIGTERM:\n{output_of(log_path)}") from None
     finally:
         if process.returncode is None:
             process.kill()
@@ -226,11 +230,3 @@ async def test_sigterm_with_a_store_down_keeps_the_records_in_the_spool(make_rob
     assert kinds[0] == "opened" and kinds[-1] == "finished" and "turn" in kinds
     (record,) = read_call_records(robot)  # the JSON file was written as usual
     assert record["call"]["status"] == "completed"
-
-
-def listening(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
