@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import gc
+import importlib
 import logging
 import os
 import signal
 import sys
+import traceback
 
 from voiceplat.errors import RobotError
 
@@ -118,6 +119,41 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_module_command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    help_text: str,
+    module_name: str,
+    add_arguments: str,
+    run: str,
+) -> None:
+    """A subcommand whose code lives in `module_name`.
+
+    A module that cannot be imported still gets its subcommand, which reports the error (with its
+    traceback) and exits 1 when used, and says "unavailable" in --help. It never disappears from
+    the parser, and a broken simulator cannot take `serve` or `models` down with it.
+    """
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # ImportError, or any error raised while importing it
+        problem = "".join(traceback.format_exception(exc)).rstrip()
+        # No option prefix: whatever follows (--help included) reaches the error report.
+        broken = commands.add_parser(
+            name, help=f"{help_text} (UNAVAILABLE: {exc})", prefix_chars="\0", add_help=False
+        )
+        broken.add_argument("arguments", nargs="*")
+        broken.set_defaults(func=lambda _args: _unavailable(name, module_name, problem))
+        return
+    command = commands.add_parser(name, help=help_text)
+    getattr(module, add_arguments)(command)
+    command.set_defaults(func=getattr(module, run))
+
+
+def _unavailable(name: str, module_name: str, problem: str) -> int:
+    print(f"voiceplat {name}: cannot import {module_name}:\n{problem}", file=sys.stderr)
+    return 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="voiceplat", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -142,19 +178,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     migrate.set_defaults(func=cmd_migrate)
 
-    with contextlib.suppress(ImportError):
-        from voiceplat.simulator.cli import add_call_arguments, run_call_command
-
-        call = commands.add_parser("call", help="simulate a caller over the FreeSWITCH protocol")
-        add_call_arguments(call)
-        call.set_defaults(func=run_call_command)
-
-    with contextlib.suppress(ImportError):
-        from voiceplat.models.cli import add_models_arguments, run_models_command
-
-        models = commands.add_parser("models", help="list, prepare and verify local models")
-        add_models_arguments(models)
-        models.set_defaults(func=run_models_command)
+    _add_module_command(
+        commands,
+        "call",
+        "simulate a caller over the FreeSWITCH protocol",
+        "voiceplat.simulator.cli",
+        "add_call_arguments",
+        "run_call_command",
+    )
+    _add_module_command(
+        commands,
+        "models",
+        "list, prepare and verify local models",
+        "voiceplat.models.cli",
+        "add_models_arguments",
+        "run_models_command",
+    )
     return parser
 
 
