@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -19,7 +19,7 @@ def field_path(loc: Sequence[str | int]) -> str:
     return "".join(parts)
 
 
-def _allowed(error: dict[str, Any]) -> str:
+def _allowed(error: Mapping[str, Any]) -> str:
     kind, ctx = error["type"], error.get("ctx") or {}
     if kind == "greater_than" and ctx.get("gt") == 0:
         number = (
@@ -53,7 +53,7 @@ def _allowed(error: dict[str, Any]) -> str:
     return str(error.get("msg", "is not allowed")).lower()
 
 
-def _positive_int_hint(error: dict[str, Any], model: type[BaseModel] | None) -> str | None:
+def _positive_int_hint(error: Mapping[str, Any], model: type[BaseModel] | None) -> str | None:
     """PositiveInt fields fail with greater_than 0: say 'positive integer' rather than a bound."""
     ctx = error.get("ctx") or {}
     if error["type"] == "greater_than" and ctx.get("gt") == 0:
@@ -86,15 +86,39 @@ def describe_errors(
         path = field_path(loc)
         if error["type"] == "extra_forbidden":
             known = _known_keys(model, error["loc"]) if model else []
-            guess = difflib.get_close_matches(str(error["loc"][-1]), known, n=1)
-            hint = f"; did you mean '{guess[0]}'?" if guess else ""
-            listing = f" Known keys here: {', '.join(known)}." if known else ""
-            lines.append(f"{path}: unknown key (a typo?){hint}{listing}".rstrip())
+            lines.append(unknown_key(path, str(error["loc"][-1]), known))
         elif error["type"] == "missing":
             lines.append(f"{path}: is required but missing")
         else:
             allowed = _positive_int_hint(error, model) or _allowed(error)
             lines.append(f"{path}: {format_value(error.get('input'))} is not allowed; {allowed}")
+    return lines
+
+
+def unknown_key(path: str, key: str, known: Sequence[str], *, list_known: bool = True) -> str:
+    """`<path>: unknown key (a typo?); did you mean '<closest known key>'? Known keys here: ...`"""
+    guess = difflib.get_close_matches(key, known, n=1)
+    hint = f"; did you mean '{guess[0]}'?" if guess else ""
+    listing = f" Known keys here: {', '.join(known)}." if known and list_known else ""
+    return f"{path}: unknown key (a typo?){hint}{listing}".rstrip()
+
+
+def missing_provider(
+    kind: str, section: Mapping[str, Any], settings_of: Mapping[str, type[BaseModel]]
+) -> list[str]:
+    """`<kind>.provider` is absent: that, after the key that looks like a misspelt `provider`.
+
+    Without a provider there is no settings model to check the other keys against; a key no
+    provider of this kind knows that is close to "provider" ("provder", "Provider") is the likely
+    reason the provider is missing, so it is named first, as any other typo would be.
+    """
+    everyone_knows = {name for model in settings_of.values() for name in model.model_fields}
+    lines = [
+        unknown_key(f"{kind}.{key}", key, ["provider"], list_known=False)
+        for key in section
+        if key not in everyone_knows and difflib.get_close_matches(key, ["provider"], n=1)
+    ]
+    lines.append(f"{kind}.provider: is required; known: {', '.join(sorted(settings_of))}")
     return lines
 
 

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from voiceplat.audio.pcm import Pcm
 from voiceplat.audio.wav import WavError, read_wav
 from voiceplat.config import RobotConfig, load_config, read_env_files
-from voiceplat.config_errors import describe_errors, format_value
+from voiceplat.config_errors import describe_errors, format_value, missing_provider, prefixed
 from voiceplat.errors import RobotError
 from voiceplat.providers import base as providers
 from voiceplat.providers.base import (
@@ -126,9 +126,9 @@ def _provider_settings(
         section = getattr(config, kind) or {}
         name = section.get("provider")
         if not isinstance(name, str) or not name:
-            problems.append(
-                f"{config_path}: {kind}.provider: is required; known: {', '.join(providers.known(kind))}"
-            )
+            classes = {n: providers.provider_class(kind, n) for n in providers.known(kind)}
+            settings_of = {n: c.Settings for n, c in classes.items() if c is not None}
+            problems += prefixed(str(config_path), missing_provider(kind, section, settings_of))
             continue
         cls = providers.provider_class(kind, name)
         if cls is None:

@@ -138,3 +138,20 @@ def test_pipeline_without_vad_is_refused(tmp_path: Path, monkeypatch) -> None:
     folder = write_robot(tmp_path / "x", {**SEED, "vad": {"enabled": False}})
     (line,) = problems_of(folder)
     assert "vad.enabled: false is not allowed in pipeline mode" in line
+
+
+def test_a_typo_of_provider_is_reported_as_a_typo(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    folder = write_robot(tmp_path / "x", {**SEED, "asr": {"provder": "fake", "language": "ru-RU"}})
+    typo, required = problems_of(folder)
+    assert typo.endswith(
+        "config.json: asr.provder: unknown key (a typo?); did you mean 'provider'?"
+    )
+    assert "config.json: asr.provider: is required; known: " in required and "fake" in required
+
+
+def test_a_missing_provider_without_a_typo_is_one_line(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    folder = write_robot(tmp_path / "x", {**SEED, "asr": {"language": "ru-RU"}})
+    (line,) = problems_of(folder)
+    assert "config.json: asr.provider: is required; known: " in line
