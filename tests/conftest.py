@@ -1,4 +1,7 @@
-"""Shared fixtures: paths, robot folders made on the fly, a running robot server."""
+"""Shared fixtures: paths, robot folders made on the fly, a running robot server.
+
+Under CI=true a skipped test fails (tests/ci_skips.py): a missing model or server is a broken setup.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +14,8 @@ from typing import Any
 import pytest
 
 from voiceplat.config import deep_merge
+
+pytest_plugins = ["tests.ci_skips"]
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
