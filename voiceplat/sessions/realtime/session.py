@@ -59,6 +59,7 @@ from voiceplat.sessions.realtime.link import RealtimeLink, ServiceGone
 from voiceplat.sessions.realtime.replies import Replies
 from voiceplat.sessions.realtime.uplink import CallerUplink
 from voiceplat.sessions.turn import RobotTurn
+from voiceplat.storage.records import CallStatus
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,8 @@ class RealtimeSession(Session):
     recovery when the service's session closes, and the timers."""
 
     mode = "realtime"
+    HANGUP_REASONS = Session.HANGUP_REASONS | {"realtime_expired", "realtime_unavailable"}
+    """The service is gone: the robot ends the call (the peer is told to hang up)."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -316,11 +319,9 @@ class RealtimeSession(Session):
             poll_s=0.1,
         )
 
-    async def _finish(self, status: str, reason: str, detail: str | None) -> str:
+    async def _finish(self, status: CallStatus, reason: str, detail: str | None) -> str:
         if hasattr(self, "callers"):
             self.callers.drop("the call ended before the transcript")
-        if reason in ("realtime_expired", "realtime_unavailable"):
-            await self.channel.disconnect()  # the robot ends the call: FreeSWITCH hangs up
         if reason == "realtime_unavailable":
             status = "failed"  # the caller was not served: analysts count it with the errors
         return await super()._finish(status, reason, detail)
