@@ -10,7 +10,7 @@ import pytest
 
 from voiceplat.providers.tts.festival_protocol import (
     KEY,
-    ProtocolError,
+    FestivalProtocolError,
     Reply,
     ReplyParser,
     parse_wave,
@@ -69,7 +69,7 @@ def test_random_audio_round_trips() -> None:
 
 
 def test_unknown_tag_is_a_protocol_error() -> None:
-    with pytest.raises(ProtocolError):
+    with pytest.raises(FestivalProtocolError):
         ReplyParser().feed(b"HI\n")
 
 
@@ -102,7 +102,7 @@ def test_parse_wave() -> None:
 
 
 def test_parse_wave_rejects_garbage_and_stereo() -> None:
-    with pytest.raises(ProtocolError):
+    with pytest.raises(FestivalProtocolError):
         parse_wave(b"not a wave")
-    with pytest.raises(ProtocolError):
+    with pytest.raises(FestivalProtocolError):
         parse_wave(riff(np.zeros(20, dtype=np.int16), 16000, channels=2))

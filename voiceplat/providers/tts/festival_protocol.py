@@ -29,7 +29,7 @@ ReplyKind = Literal["WV", "LP", "OK", "ER"]
 _TAGS: dict[bytes, ReplyKind] = {b"WV\n": "WV", b"LP\n": "LP", b"OK\n": "OK", b"ER\n": "ER"}
 
 
-class ProtocolError(ValueError):
+class FestivalProtocolError(ValueError):
     """The server sent something that is not Festival's reply format."""
 
 
@@ -61,7 +61,9 @@ class ReplyParser:
                     return replies
                 kind = _TAGS.get(bytes(self._buffer[:3]))
                 if kind is None:
-                    raise ProtocolError(f"unknown festival reply tag {bytes(self._buffer[:3])!r}")
+                    raise FestivalProtocolError(
+                        f"unknown festival reply tag {bytes(self._buffer[:3])!r}"
+                    )
                 del self._buffer[:3]
                 if kind in ("OK", "ER"):
                     replies.append(Reply(kind))
@@ -108,9 +110,9 @@ def parse_wave(data: bytes) -> Pcm:
             channels, width, rate = riff.getnchannels(), riff.getsampwidth(), riff.getframerate()
             frames = riff.readframes(riff.getnframes())
     except (wave.Error, EOFError) as exc:
-        raise ProtocolError(f"festival sent an unreadable waveform ({exc})") from None
+        raise FestivalProtocolError(f"festival sent an unreadable waveform ({exc})") from None
     if channels != 1 or width != 2:
-        raise ProtocolError(
+        raise FestivalProtocolError(
             f"festival sent {channels}-channel {8 * width}-bit audio, not mono 16-bit"
         )
     return Pcm(frames[: len(frames) - len(frames) % 2], rate)
