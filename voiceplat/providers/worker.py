@@ -4,6 +4,11 @@ it, and a registry that loads a model for its first user and frees it after its 
 A model runs one job at a time on its own thread: jobs queue instead of oversubscribing the cores.
 Beyond `max_queue` waiting jobs a new one fails fast with ProviderError rather than waiting for
 minutes.
+
+A job's timeout bounds its own run, not its wait in the queue: the clock starts when the worker
+thread starts the job. Four callers' utterances queued on one model on a busy machine are a queue,
+not a failure; a job that hangs is one. How long a job may wait is the queue's business
+(`max_queue`), and the caller's (a call that ends cancels what it queued).
 """
 
 from __future__ import annotations
@@ -49,20 +54,33 @@ class SingleWorker:
         future.add_done_callback(self._finished)  # also runs when cancelled before it started
         return future
 
-    def run(self, job: Callable[[], T], max_queue: int) -> asyncio.Future[T]:
+    def run(
+        self, job: Callable[[], T], max_queue: int, timeout_s: float | None = None
+    ) -> asyncio.Future[T]:
         """Queues `job` now (or raises ProviderError when the queue is full); await the result.
 
         A job whose future was cancelled before it started (the caller hung up or barged in)
         is skipped, so a stale job never holds up the ones queued behind it.
+
+        `timeout_s` counts from the moment the worker starts the job (time in the queue is not
+        counted); past it the future fails with TimeoutError. The thread cannot be interrupted:
+        it finishes the job, whose result is then dropped, before it starts the next one.
         """
         self._reserve(max_queue)
         loop = asyncio.get_running_loop()
         outcome: asyncio.Future[T] = loop.create_future()
 
+        def start_clock() -> None:  # on the event loop, when the job starts
+            if timeout_s is None or outcome.done():
+                return
+            expiry = loop.call_later(timeout_s, _expire, outcome, timeout_s)
+            outcome.add_done_callback(lambda _: expiry.cancel())
+
         def work() -> None:
             try:
                 if outcome.cancelled():
                     return
+                _call_soon(loop, start_clock)  # before the result: the loop runs them in order
                 try:
                     value = job()
                 except Exception as exc:
@@ -74,6 +92,18 @@ class SingleWorker:
 
         self.executor.submit(work)
         return outcome
+
+
+def _expire(outcome: asyncio.Future[T], timeout_s: float) -> None:
+    if not outcome.done():
+        outcome.set_exception(TimeoutError(f"the job ran longer than {timeout_s:g} s"))
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
+    try:
+        loop.call_soon_threadsafe(callback)
+    except RuntimeError:  # the loop is closed: nobody waits for this job
+        pass
 
 
 def _settle(
@@ -92,10 +122,7 @@ def _settle(
         else:
             outcome.set_result(value)  # type: ignore[arg-type]
 
-    try:
-        loop.call_soon_threadsafe(deliver)
-    except RuntimeError:  # the loop is closed: nobody waits for this result
-        pass
+    _call_soon(loop, deliver)
 
 
 @dataclass

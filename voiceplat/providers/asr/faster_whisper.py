@@ -185,11 +185,13 @@ class FasterWhisperASR(ASR):
         code = whisper_language(language or self.settings.language)
         queued = time.perf_counter()
         try:
-            async with asyncio.timeout(self.settings.timeout_s):
-                return await shared.run(
-                    lambda: self._recognize(shared.model, audio, code, queued),
-                    self.settings.max_queue,
-                )
+            # timeout_s bounds the model's own work: the wait behind other calls' utterances in
+            # the queue is not counted (worker.SingleWorker.run).
+            return await shared.run(
+                lambda: self._recognize(shared.model, audio, code, queued),
+                self.settings.max_queue,
+                timeout_s=self.settings.timeout_s,
+            )
         except TimeoutError:
             raise ProviderError(
                 f"speech recognition took longer than {self.settings.timeout_s} s"

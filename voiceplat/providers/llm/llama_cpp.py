@@ -361,19 +361,24 @@ class LlamaCppLLM(LLM):
             except RuntimeError:  # the event loop is gone: nobody listens any more
                 stop.set()
 
-        future = engine.submit(
-            lambda: engine.generate(request, emit, stop), self.settings.max_queue
-        )
+        def job() -> None:
+            emit("started", None)
+            engine.generate(request, emit, stop)
+
+        future = engine.submit(job, self.settings.max_queue)
+        started = False  # timeout_s bounds the model's work: the wait in the queue is not counted
         try:
             while True:
                 try:
-                    async with asyncio.timeout(self.settings.timeout_s):
+                    async with asyncio.timeout(self.settings.timeout_s if started else None):
                         kind, value = await chunks.get()
                 except TimeoutError:
                     raise ProviderError(
                         f"the local LLM produced nothing for {self.settings.timeout_s} s"
                     ) from None
-                if kind == "text":
+                if kind == "started":
+                    started = True
+                elif kind == "text":
                     yield value
                 elif kind == "error":
                     raise ProviderError(f"llama.cpp generation failed: {value}") from value

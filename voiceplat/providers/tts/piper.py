@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 WARM_TEXT = "Hello."
 _DONE = object()
+_STARTED = object()
 
 
 class PiperSettings(TTSSettings):
@@ -150,6 +151,7 @@ class PiperTTS(TTS):
                 loop.call_soon_threadsafe(chunks.put_nowait, item)
 
         def work() -> None:
+            put(_STARTED)
             try:
                 for chunk in voice.synthesize(text, config):
                     if stop.is_set():
@@ -161,16 +163,19 @@ class PiperTTS(TTS):
                 put(_DONE)
 
         job = loop.run_in_executor(self._pool, work)
-        produced = False
+        produced = started = False  # timeout_s bounds the synthesis, not the wait in the queue
         try:
             while True:
                 try:
-                    async with asyncio.timeout(self.settings.timeout_s):
+                    async with asyncio.timeout(self.settings.timeout_s if started else None):
                         item = await chunks.get()
                 except TimeoutError:
                     raise ProviderError(
                         f"piper produced nothing for {self.settings.timeout_s:.0f} s"
                     ) from None
+                if item is _STARTED:
+                    started = True
+                    continue
                 if item is _DONE:
                     break
                 if isinstance(item, Exception):
