@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncGenerator, Iterator, Sequence
 
 import pytest
 
@@ -28,13 +28,16 @@ SYSTEM = (
 TEMPLATE = 12
 """Upper bound on the chat-template tokens around one user turn (ChatML: ~10)."""
 CYRILLIC = re.compile("[а-яё]", re.IGNORECASE)
+HANG_S = 60.0
+"""The provider's timeout here (its own work; the queue is not counted): only a hang reaches it."""
 
 
 @pytest.fixture(scope="module")
 def llm() -> Iterator[LlamaCppLLM]:
     pytest.importorskip("llama_cpp")
     provider = LlamaCppLLM(
-        LlamaCppSettings(provider="llama_cpp", temperature=0.0, max_tokens=60), {}
+        LlamaCppSettings(provider="llama_cpp", temperature=0.0, max_tokens=60, timeout_s=HANG_S),
+        {},
     )
     if problems := provider.problems():
         pytest.skip("; ".join(problems))
@@ -52,7 +55,7 @@ def evaluated(llm: LlamaCppLLM, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     counts: list[int] = []
     real_eval = engine.llm.eval
 
-    def counting_eval(tokens):  # type: ignore[no-untyped-def]
+    def counting_eval(tokens: Sequence[int]) -> None:
         counts.append(len(tokens))
         return real_eval(tokens)
 
@@ -138,7 +141,8 @@ async def test_cancelled_stream_stops_generation(llm: LlamaCppLLM) -> None:
         Message("system", SYSTEM),
         Message("user", "Перечисли подробно все услуги клиники, по одной в строке."),
     ]
-    stream = llm.stream(history)
+    stream = aiter(llm.stream(history))
+    assert isinstance(stream, AsyncGenerator)
     await anext(stream)
     await stream.aclose()  # the caller barged in
 
@@ -188,11 +192,11 @@ async def test_cancelled_prefill_stops_within_a_slice(
     first_slice = asyncio.Event()
     real_eval = engine.llm.eval
 
-    def signalling_eval(tokens):  # type: ignore[no-untyped-def]
+    def signalling_eval(tokens: Sequence[int]) -> None:
         loop.call_soon_threadsafe(first_slice.set)
         return real_eval(tokens)
 
-    engine.llm.eval = signalling_eval  # restored by the `evaluated` fixture's monkeypatch
+    engine.llm.eval = signalling_eval  # type: ignore[method-assign]  # the fixture restores it
     prefill = asyncio.create_task(llm.prefill(history))
     await first_slice.wait()
     prefill.cancel()

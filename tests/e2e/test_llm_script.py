@@ -10,14 +10,14 @@ import pytest
 import pytest_asyncio
 
 from tests.conftest import FIXTURES, ROOT
-from tests.e2e.test_real_calls import record_of, serve_copy
+from tests.e2e.test_real_calls import CALL_S, HANG_S, record_of, serve_copy
 from voiceplat.audio.wav import read_wav
 from voiceplat.cli import main
 from voiceplat.providers.base import Message
 from voiceplat.robot import Robot, load_robot
 from voiceplat.simulator import Say, run_call
 
-pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(600)]
 
 NAME = "llm_script_russian"
 
@@ -61,7 +61,11 @@ async def test_llama_cpp_chooses_under_the_grammar(robot: Robot, said: str, trac
 async def test_a_caller_asking_for_prices_hears_the_prices_track(served) -> None:
     url, robot_dir = served
     result = await run_call(
-        url, [Say(FIXTURES / "ru_question.wav")], metadata={"callId": "script-e2e"}, timeout_s=90
+        url,
+        [Say(FIXTURES / "ru_question.wav")],
+        metadata={"callId": "script-e2e"},
+        answer_timeout_s=HANG_S,
+        timeout_s=CALL_S,
     )
     assert result.ok, result.errors
     greeting = read_wav(robot_dir / "tracks" / "greeting.wav").data
