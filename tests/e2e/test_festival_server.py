@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -167,3 +168,17 @@ async def test_twelve_connections_at_once_are_served_by_one_server(festival: Fes
     finally:
         for child in children:
             await child.close()
+
+
+async def test_a_restart_does_not_wait_for_children_still_serving(festival: FestivalTTS) -> None:
+    busy = await festival._server.open()  # another call's sentence, still in progress
+    old_pid = festival.server_pid
+    assert old_pid is not None
+    try:
+        os.kill(old_pid, signal.SIGKILL)
+        async with asyncio.timeout(60):  # only a hang reaches it
+            child = await festival._server.open()
+        await child.close()
+        assert festival.server_pid not in (None, old_pid)
+    finally:
+        await busy.close()
