@@ -1,22 +1,43 @@
-"""A websockets server connection that hands each inbound message to its call as it is parsed.
+"""One WebSocket connection from FreeSWITCH: websockets' sans-I/O `ServerProtocol`, driven by our own
+`asyncio.Protocol`, handing each inbound message to its call as it is parsed.
 
-websockets' `recv()` passes every message through a frame queue, a future and a task wake-up; at
-50 caller frames a second per call that chain cost about a fifth of a busy robot's CPU. Here the
-reader callback (`data_received`) gives each whole message straight to the call's receiver (its
-`CallChannel`), so the session's frame handling runs right there, with no task switch. Outbound,
-`send_now` writes a message at once, so one shared pacer can send every call's audio from one
-timer callback.
+websockets parses and frames (`receive_data` → `events_received`, `send_*` → `data_to_send`); this
+module owns the socket, the timers and what happens with each message. We do not build on
+websockets' asyncio `ServerConnection`: its `recv()` passes every message through a frame queue, a
+future and a task wake-up (at 50 caller frames a second per call that chain cost about a fifth of a
+busy robot's CPU), and hooking into it meant using its internals, which change between releases.
+
+Inbound, the reader callback (`data_received`) gives each whole message straight to the call's
+receiver (its `CallChannel`), so the session's frame handling runs right there, with no task switch.
+Outbound, `send_now` writes a message at once, so one shared pacer can send every call's audio from
+one timer callback; `write_ready()` says whether the socket's write buffer is below its high-water
+mark. Pings are answered (the protocol queues the pong) but never sent (FreeSWITCH does not answer
+pings on every version); no compression (audio does not compress, and it would cost CPU per frame).
+
+Only websockets' documented sans-I/O API is used (`ServerProtocol`, `Request`, `Frame`, `close_exc`,
+unchanged since 13.0). The floor is 17.0: from it on the protocol answers a non-GET request (405), a
+wrong HTTP version (505) or oversized headers (414, 431) with an HTTP error instead of dropping the
+socket, and `websockets.frames` has the opcode names imported here.
 """
 
 from __future__ import annotations
 
+import asyncio
+import http
+import logging
 from collections import deque
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol, cast
 
-from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
-from websockets.frames import CONT, DATA_OPCODES, TEXT, CloseCode, Frame, Opcode
-from websockets.protocol import OPEN
+from websockets.frames import BINARY, CONT, TEXT, CloseCode, Frame, Opcode
+from websockets.http11 import Request
+from websockets.protocol import CONNECTING, OPEN
+from websockets.server import ServerProtocol
+from websockets.typing import Subprotocol
+
+log = logging.getLogger(__name__)
 
 
 class Receiver(Protocol):
@@ -27,80 +48,269 @@ class Receiver(Protocol):
         """The connection is closed; no message follows."""
 
 
-class CallConnection(ServerConnection):
-    """`ServerConnection` whose data messages go to an attached receiver instead of `recv()`."""
+@dataclass(frozen=True, slots=True)
+class ConnectionSettings:
+    subprotocol: str
+    """Selected when the peer offers it; a peer that offers none is accepted without one."""
+    max_message_bytes: int
+    """A bigger message (fragments included) closes the connection with 1009."""
+    max_fragments: int = 1024
+    """Bounds the memory a peer can tie up with empty fragments, which max_message_bytes does not."""
+    open_timeout_s: float = 10.0
+    """From the TCP connect to a complete handshake request; then the socket is dropped."""
+    close_timeout_s: float = 10.0
+    """From our close frame (or a refused handshake) to the peer closing TCP; then it is dropped."""
+    write_high_water: int = 32 * 1024
+    """Write buffer size above which `write_ready()` is False (the peer does not read)."""
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
+
+def _select_subprotocol(
+    protocol: ServerProtocol, offered: Sequence[Subprotocol]
+) -> Subprotocol | None:
+    # websockets' default refuses a peer that offers no subprotocol; we accept it without one
+    # (test tools, other ingresses), and select ours when it is offered.
+    for name in protocol.available_subprotocols or ():
+        if name in offered:
+            return name
+    return None
+
+
+class CallConnection(asyncio.Protocol):
+    """A server-side WebSocket whose data messages go to an attached receiver.
+
+    `on_open(connection)` is called once, when the handshake has succeeded; `accepting()` is asked
+    when a handshake request arrives (False: refused with 503, the server is shutting down).
+    """
+
+    def __init__(
+        self,
+        settings: ConnectionSettings,
+        on_open: Callable[[CallConnection], None],
+        accepting: Callable[[], bool] = lambda: True,
+    ) -> None:
+        self._settings = settings
+        self._on_open = on_open
+        self._accepting = accepting
+        self.protocol = ServerProtocol(
+            subprotocols=[Subprotocol(settings.subprotocol)],
+            select_subprotocol=_select_subprotocol,
+            max_size=settings.max_message_bytes,
+        )
+        self.transport: asyncio.Transport | None = None
+        self.request: Request | None = None
+        self.opened = False
+        self._loop = asyncio.get_running_loop()
+        self._lost: asyncio.Future[None] = self._loop.create_future()
+        self._connection_exc: BaseException | None = None
+        self._timer: asyncio.TimerHandle | None = None  # the handshake's deadline, then the close's
+        self._closing_deadline_set = False
+        self._paused = False
+        self._failed = False  # we failed the connection: the rest of the input is ignored
         self._receiver: Receiver | None = None
         self._early: deque[str | bytes] = deque()  # messages before attach()
-        self._lost = False
-        self._opcode: Opcode = TEXT
+        self._opcode: Opcode = TEXT  # of the fragmented message being assembled
         self._fragments: list[bytes] = []
+
+    # -- what a call uses ------------------------------------------------------------------
+    @property
+    def subprotocol(self) -> str | None:
+        return self.protocol.subprotocol
 
     def attach(self, receiver: Receiver) -> None:
         """From now on every message goes to `receiver`, starting with those already received."""
         self._receiver = receiver
         while self._early:
             receiver.on_message(self._early.popleft())
-        if self._lost:
-            receiver.on_closed(self.close_exc)
+        if self._lost.done():
+            receiver.on_closed(self._close_exc())
 
     def write_ready(self) -> bool:
         """False while the peer does not read and the write buffer is above its high-water mark."""
-        return not self.paused
+        return not self._paused
 
     def send_now(self, message: str | bytes) -> bool:
         """Writes one whole message without waiting; False if the connection is not open."""
-        if self.protocol.state is not OPEN:
+        protocol = self.protocol
+        if protocol.state is not OPEN:
             return False
+        transport = self.transport
+        assert transport is not None
         try:
             if isinstance(message, str):
-                self.protocol.send_text(message.encode())
+                protocol.send_text(message.encode())
             else:
-                self.protocol.send_binary(message)
-            self.send_data()
-        except Exception as exc:  # the socket failed: end the connection as send() would
-            self.set_connection_exc(exc)
-            self.transport.abort()
+                protocol.send_binary(message)
+            for data in protocol.data_to_send():  # one frame; never the end of stream
+                transport.write(data)
+        except Exception as exc:  # the socket failed: end the connection
+            self._connection_exc = exc
+            transport.abort()
             return False
         return True
 
-    # -- websockets hooks ------------------------------------------------------------------
-    def process_event(self, event: object) -> None:
-        if isinstance(event, Frame) and event.opcode in DATA_OPCODES:
-            self._on_data_frame(event)
-        else:  # the handshake request, pings, pongs, close
-            super().process_event(event)  # type: ignore[arg-type]
+    async def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
+        """Starts the closing handshake (if not started) and waits until the socket is closed:
+        by the peer, or by us `close_timeout_s` after our close frame."""
+        if self.protocol.state is OPEN:
+            self.protocol.send_close(code, reason)
+            self._write_pending()
+            self._expect_close()
+        elif self.transport is not None and not self.opened and not self._lost.done():
+            self.transport.abort()  # still in the handshake: nothing to say goodbye to
+        await self.wait_closed()
+
+    async def wait_closed(self) -> None:
+        await asyncio.shield(self._lost)
+
+    def when_closed(self, callback: Callable[[], None]) -> None:
+        """Calls `callback` once the socket is closed (at once if it already is)."""
+        self._lost.add_done_callback(lambda _: callback())
+
+    def abort(self) -> None:
+        """Drops the socket at once, without a closing handshake."""
+        if self.transport is not None:
+            self.transport.abort()
+
+    # -- asyncio.Protocol ------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport = cast(asyncio.Transport, transport)
+        self.transport = transport
+        transport.set_write_buffer_limits(high=self._settings.write_high_water)
+        # A peer that connects and never completes its request must not hold a socket forever.
+        self._timer = self._loop.call_later(self._settings.open_timeout_s, self._handshake_timeout)
+
+    def data_received(self, data: bytes) -> None:
+        protocol = self.protocol
+        protocol.receive_data(data)
+        events = protocol.events_received()
+        self._write_pending()  # pongs, the echo of a close frame, the end of stream
+        for event in events:
+            if type(event) is Frame:
+                opcode = event.opcode
+                if opcode is BINARY or opcode is TEXT or opcode is CONT:
+                    self._on_data_frame(event)
+                # PING, PONG, CLOSE: the protocol has already answered them
+            elif isinstance(event, Request):
+                self._on_request(event)
+        if protocol.close_expected():
+            self._expect_close()
+
+    def eof_received(self) -> None:
+        self.protocol.receive_eof()
+        self._write_pending()
+        # Returning None lets the transport close itself: WebSocket ends with TCP's close.
 
     def connection_lost(self, exc: Exception | None) -> None:
-        super().connection_lost(exc)
-        self._lost = True
-        if self._receiver is not None:
-            self._receiver.on_closed(self.close_exc)
+        self.protocol.receive_eof()  # idempotent: the protocol's state is CLOSED from here on
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if exc is not None and self._connection_exc is None:
+            self._connection_exc = exc
+        self._paused = False
+        self._lost.set_result(None)
+        if self.opened and self._receiver is not None:
+            self._receiver.on_closed(self._close_exc())
+
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+
+    # -- internals -------------------------------------------------------------------------
+    def _on_request(self, request: Request) -> None:
+        protocol = self.protocol
+        self.request = request
+        if self._accepting():
+            response = protocol.accept(request)  # or an HTTP error response for a bad request
+        else:
+            response = protocol.reject(http.HTTPStatus.SERVICE_UNAVAILABLE, "Shutting down.\n")
+        protocol.send_response(response)
+        self._write_pending()
+        if protocol.state is not OPEN:
+            log.info("refused a connection (%d): %s", response.status_code, protocol.handshake_exc)
+            return  # data_received sees close_expected() and bounds the wait for the peer
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.opened = True
+        self._on_open(self)
 
     def _on_data_frame(self, frame: Frame) -> None:
-        # The protocol has already enforced max_size on the whole message, fragments included.
-        if frame.opcode is not CONT:
-            self._opcode = frame.opcode
-        if not frame.fin:
-            self._fragments.append(bytes(frame.data))
+        if self._failed or not self.opened:  # (frames pipelined behind a refused request)
             return
-        data = bytes(frame.data)
-        if self._fragments:
+        # The protocol has already enforced max_message_bytes on the whole message.
+        data = bytes(frame.data)  # (the parser gives bytes: no copy)
+        if not frame.fin:
+            if frame.opcode is not CONT:
+                self._opcode = frame.opcode
+            self._fragments.append(data)
+            if len(self._fragments) > self._settings.max_fragments:
+                self._fail(CloseCode.MESSAGE_TOO_BIG, "too many fragments")
+            return
+        if self._fragments:  # the last fragment of a fragmented message
+            opcode = self._opcode
             data = b"".join([*self._fragments, data])
             self._fragments = []
+        else:
+            opcode = frame.opcode
         message: str | bytes = data
-        if self._opcode is TEXT:
+        if opcode is TEXT:
             try:
                 message = data.decode()
-            except UnicodeDecodeError as exc:  # what recv() does: close with 1007
-                self.set_connection_exc(exc)
-                self.protocol.fail(CloseCode.INVALID_DATA, f"{exc.reason} at position {exc.start}")
-                self.send_data()
-                self.transport.close()  # no reply to wait for: the stream is broken
+            except UnicodeDecodeError as exc:  # RFC 6455 §8.1: fail the connection with 1007
+                self._connection_exc = exc
+                self._fail(CloseCode.INVALID_DATA, f"{exc.reason} at position {exc.start}")
                 return
         if self._receiver is None:
             self._early.append(message)
         else:
             self._receiver.on_message(message)
+
+    def _fail(self, code: CloseCode, reason: str) -> None:
+        self._failed = True
+        self.protocol.fail(code, reason)  # close frame, end of our stream, input discarded
+        self._write_pending()
+        self._expect_close()
+
+    def _write_pending(self) -> None:
+        transport = self.transport
+        assert transport is not None
+        for data in self.protocol.data_to_send():
+            if data:
+                transport.write(data)
+            elif transport.can_write_eof():  # the protocol's end of stream: half-close
+                transport.write_eof()
+            else:
+                transport.close()
+
+    def _expect_close(self) -> None:
+        """The peer should close TCP now; if it has not within close_timeout_s, drop the socket."""
+        if self._closing_deadline_set or self._lost.done():
+            return
+        self._closing_deadline_set = True
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self._loop.call_later(self._settings.close_timeout_s, self._close_timeout)
+
+    def _handshake_timeout(self) -> None:
+        self._timer = None
+        if self.protocol.state is CONNECTING and not self._closing_deadline_set:
+            log.info("no WebSocket handshake within %.0f s: dropped", self._settings.open_timeout_s)
+            self._connection_exc = TimeoutError("timed out during the opening handshake")
+            self.abort()
+
+    def _close_timeout(self) -> None:
+        self._timer = None
+        if not self._lost.done():
+            self._connection_exc = self._connection_exc or TimeoutError(
+                "timed out while closing the connection"
+            )
+            self.abort()
+
+    def _close_exc(self) -> ConnectionClosed:
+        exc = self.protocol.close_exc
+        if exc.__cause__ is None and self._connection_exc is not None:
+            exc.__cause__ = self._connection_exc
+        return exc

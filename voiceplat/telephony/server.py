@@ -1,4 +1,8 @@
-"""The robot's WebSocket server: one session per FreeSWITCH connection, many calls per process."""
+"""The robot's WebSocket server: one session per FreeSWITCH connection, many calls per process.
+
+A plain asyncio server whose protocol is `connection.CallConnection` (websockets' sans-I/O parser
+and our own socket handling); no websockets server object is involved.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +11,13 @@ import errno
 import logging
 from collections.abc import Callable
 
-from websockets.asyncio.server import Server, serve
-
 from voiceplat.errors import RobotError
 from voiceplat.robot import Robot
 from voiceplat.sessions.base import Session
 from voiceplat.storage.recorder import Recorder
 from voiceplat.telephony.audio_fork import SUBPROTOCOL
 from voiceplat.telephony.channel import CallChannel
-from voiceplat.telephony.connection import CallConnection
+from voiceplat.telephony.connection import CallConnection, ConnectionSettings
 
 log = logging.getLogger(__name__)
 
@@ -42,36 +44,24 @@ def session_class(mode: str) -> type[Session]:
 
 
 class RobotServer:
+    """Listens for FreeSWITCH connections; each accepted WebSocket runs one call's session."""
+
     def __init__(self, robot: Robot, recorder: Recorder) -> None:
         self.robot = robot
         self.recorder = recorder
         self.session_cls = session_class(robot.config.mode)
-        self.calls: set[asyncio.Task[object]] = set()
-        self._server: Server | None = None
+        self.calls: set[asyncio.Task[None]] = set()
+        self.settings = ConnectionSettings(
+            subprotocol=SUBPROTOCOL, max_message_bytes=MAX_MESSAGE_BYTES
+        )
+        self._server: asyncio.Server | None = None
+        self._connections: set[CallConnection] = set()
+        self._accepting = False
 
-    async def _handle(self, connection: CallConnection) -> None:
-        playout = self.robot.config.playout
-        channel = CallChannel(connection, lead_ms=playout.lead_ms, chunk_ms=playout.chunk_ms)
-        task = asyncio.current_task()
-        assert task is not None
-        self.calls.add(task)
+    async def start(self, host: str, port: int) -> asyncio.Server:
+        loop = asyncio.get_running_loop()
         try:
-            await self.session_cls(self.robot, channel, self.recorder).run()
-        finally:
-            self.calls.discard(task)
-
-    async def start(self, host: str, port: int) -> Server:
-        try:
-            self._server = await serve(
-                self._handle,
-                host,
-                port,
-                subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
-                create_connection=CallConnection,
-                max_size=MAX_MESSAGE_BYTES,
-                ping_interval=None,  # FreeSWITCH does not answer pings on every version
-                compression=None,
-            )
+            self._server = await loop.create_server(self._new_connection, host, port)
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 raise RobotError(
@@ -79,17 +69,48 @@ class RobotServer:
                     f"set another ws_port in {self.robot.directory / 'config.json'}"
                 ) from None
             raise RobotError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+        self._accepting = True
         return self._server
 
     @property
     def port(self) -> int:
         assert self._server is not None
-        return self._server.sockets[0].getsockname()[1]
+        return int(self._server.sockets[0].getsockname()[1])
+
+    def _new_connection(self) -> CallConnection:
+        connection = CallConnection(
+            self.settings, on_open=self._start_call, accepting=lambda: self._accepting
+        )
+        self._connections.add(connection)
+        connection.when_closed(lambda: self._connections.discard(connection))
+        return connection
+
+    def _start_call(self, connection: CallConnection) -> None:
+        # Registered here, in the reader callback, so that shutdown sees every call at once.
+        task = asyncio.get_running_loop().create_task(self._run_call(connection))
+        self.calls.add(task)
+        task.add_done_callback(self.calls.discard)
+
+    async def _run_call(self, connection: CallConnection) -> None:
+        code = 1000
+        try:
+            playout = self.robot.config.playout
+            channel = CallChannel(connection, lead_ms=playout.lead_ms, chunk_ms=playout.chunk_ms)
+            await self.session_cls(self.robot, channel, self.recorder).run()
+        except asyncio.CancelledError:
+            code = 1001  # going away: the server is shutting down
+            raise
+        except Exception:  # Session.run() never raises; this is a bug, kept to this call
+            log.exception("call failed")
+            code = 1011
+        finally:
+            await connection.close(code)  # a no-op when the session has closed it
 
     async def shutdown(self, grace_s: float = 30.0) -> None:
         """Stops accepting calls, lets live calls finish up to grace_s, then ends the rest."""
+        self._accepting = False  # a handshake that arrives from now on is refused with 503
         if self._server is not None:
-            self._server.close(close_connections=False)
+            self._server.close()  # no new TCP connections
         if self.calls:
             log.info("waiting up to %.0f s for %d live call(s)", grace_s, len(self.calls))
             _, pending = await asyncio.wait(set(self.calls), timeout=grace_s)
@@ -97,6 +118,12 @@ class RobotServer:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=5)
+        # Left: sockets still in their handshake or closing handshake (each bounded by a timeout).
+        for connection in list(self._connections):
+            if not connection.opened:
+                connection.abort()
+        if self._connections:
+            closing = [asyncio.ensure_future(c.close(1001)) for c in self._connections]
+            await asyncio.wait(closing, timeout=self.settings.close_timeout_s + 1)
         if self._server is not None:
-            self._server.close()
             await self._server.wait_closed()
