@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from voiceplat.providers.base import Message, ProviderError
+from voiceplat.providers.cloud_http.sse import SseEvent, SseParser
 from voiceplat.providers.llm.openai import OpenAILLM, is_local_url
-from voiceplat.providers.sse import SseEvent, SseParser
 
 KEY = "sk-test-secret-0123456789"
 MESSAGES = [Message("system", "Ты вежливый робот."), Message("user", "Привет!")]

@@ -1,4 +1,4 @@
-"""The shared cloud-provider helpers (providers/http.py) and the TTS file decoder, without I/O."""
+"""The shared cloud-provider helpers (providers/cloud_http) and the TTS file decoder, without I/O."""
 
 from __future__ import annotations
 
@@ -7,19 +7,19 @@ import struct
 import numpy as np
 import pytest
 
-from voiceplat.providers import http
+from voiceplat.providers import cloud_http
 from voiceplat.providers.tts import audio_files
 
 
 def test_mask_hides_every_secret_even_overlapping_ones():
     text = "key sk-abcdef-123 and token sk-abcdef-123-long, short ab"
-    masked = http.mask(text, ["sk-abcdef-123", "sk-abcdef-123-long", None, "", "ab"])
+    masked = cloud_http.mask(text, ["sk-abcdef-123", "sk-abcdef-123-long", None, "", "ab"])
     assert masked == "key *** and token ***, short ab"  # 2-letter 'secrets' are not masked
 
 
 def test_backoff_doubles():
-    assert http.backoff_delays(3, 0.5) == [0.5, 1.0, 2.0]
-    assert http.backoff_delays(0, 0.5) == []
+    assert cloud_http.backoff_delays(3, 0.5) == [0.5, 1.0, 2.0]
+    assert cloud_http.backoff_delays(0, 0.5) == []
 
 
 @pytest.mark.parametrize(
@@ -35,34 +35,34 @@ def test_backoff_doubles():
     ],
 )
 def test_error_messages_of_the_cloud_apis(body: bytes, message: str):
-    assert http.error_message(body) == message
+    assert cloud_http.error_message(body) == message
 
 
 def test_options_validation_and_problems():
-    assert http.options_problems(http.HttpOptions(client_key="/k.pem"), {}) == [
+    assert cloud_http.options_problems(cloud_http.HttpOptions(client_key="/k.pem"), {}) == [
         "client_key is set but client_cert is not; set both",
         "client_key: file /k.pem not found",
     ]
-    with_password = http.HttpOptions(proxy="http://user:s3cret@proxy:3128")
-    (problem,) = http.options_problems(with_password, {})
+    with_password = cloud_http.HttpOptions(proxy="http://user:s3cret@proxy:3128")
+    (problem,) = cloud_http.options_problems(with_password, {})
     assert "proxy contains a password" in problem and "proxy_env" in problem
     assert "s3cret" not in problem
-    assert "s3cret" in http.option_secrets(with_password, {})
+    assert "s3cret" in cloud_http.option_secrets(with_password, {})
     with pytest.raises(ValueError, match="extra"):
-        http.HttpOptions(proxy_url="http://proxy:3128")
-    options = http.HttpOptions(ca_bundle="/nowhere/ca.pem", proxy_env="MY_PROXY")
-    assert http.options_problems(options, {}) == [
+        cloud_http.HttpOptions(proxy_url="http://proxy:3128")
+    options = cloud_http.HttpOptions(ca_bundle="/nowhere/ca.pem", proxy_env="MY_PROXY")
+    assert cloud_http.options_problems(options, {}) == [
         "ca_bundle: file /nowhere/ca.pem not found",
         "MY_PROXY (the proxy URL) is not set in robots/<robot>/.env or the root .env",
     ]
     env = {"MY_PROXY": "http://user:pa55@proxy:3128"}
-    assert http.proxy_url(options, env) == env["MY_PROXY"]
-    assert http.option_secrets(options, env) == [env["MY_PROXY"], "pa55"]
-    assert http.tls_verify(http.HttpOptions()) is True
+    assert cloud_http.proxy_url(options, env) == env["MY_PROXY"]
+    assert cloud_http.option_secrets(options, env) == [env["MY_PROXY"], "pa55"]
+    assert cloud_http.tls_verify(cloud_http.HttpOptions()) is True
 
 
 def test_missing_env_wording():
-    assert http.missing_env("A_KEY", alternative="A_TOKEN", what="the key") == (
+    assert cloud_http.missing_env("A_KEY", alternative="A_TOKEN", what="the key") == (
         "A_KEY (or A_TOKEN) (the key) is not set: put A_KEY=... in "
         "robots/<robot>/.env or the root .env"
     )

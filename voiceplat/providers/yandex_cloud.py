@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from voiceplat.providers import http
+from voiceplat.providers import cloud_http
 
 
 class YandexAuthOptions(BaseModel):
@@ -54,10 +54,12 @@ class YandexCredentials:
         found = []
         if not self.api_key and not self.iam_token:
             found.append(
-                http.missing_env(self.options.api_key_env, alternative=self.options.iam_token_env)
+                cloud_http.missing_env(
+                    self.options.api_key_env, alternative=self.options.iam_token_env
+                )
             )
         if not self.folder_id and (folder_required or (self.iam_token and not self.api_key)):
             found.append(
-                http.missing_env(self.options.folder_id_env, what="Yandex Cloud folder id")
+                cloud_http.missing_env(self.options.folder_id_env, what="Yandex Cloud folder id")
             )
         return found

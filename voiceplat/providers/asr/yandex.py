@@ -16,9 +16,9 @@ from pydantic import Field
 
 from voiceplat.audio.pcm import Pcm
 from voiceplat.audio.resample import resample
-from voiceplat.providers import http
+from voiceplat.providers import cloud_http
 from voiceplat.providers.base import ASR, ASRSettings, Transcript, register
-from voiceplat.providers.http_provider import HttpProvider
+from voiceplat.providers.cloud_http.provider import HttpProvider
 from voiceplat.providers.yandex_cloud import YandexAuthOptions, YandexCredentials
 
 URL = "https://stt.api.cloud.yandex.net/speech/v1/stt:recognize"
@@ -27,7 +27,7 @@ MAX_SECONDS = 30
 MAX_ANSWER_BYTES = 1 << 20
 
 
-class YandexASRSettings(ASRSettings, YandexAuthOptions, http.HttpOptions):
+class YandexASRSettings(ASRSettings, YandexAuthOptions, cloud_http.HttpOptions):
     """Settings of the `yandex` ASR."""
 
     language: str | None = Field(
@@ -51,7 +51,7 @@ class YandexASR(HttpProvider, ASR):
         self.credentials = YandexCredentials(settings, env)
 
     def problems(self) -> list[str]:
-        return self.credentials.problems() + http.options_problems(self.settings, self.env)
+        return self.credentials.problems() + cloud_http.options_problems(self.settings, self.env)
 
     def _secrets(self) -> list[str]:
         return self.credentials.secrets
@@ -90,7 +90,7 @@ class YandexASR(HttpProvider, ASR):
                 content=data,
                 headers={**self.credentials.headers(), "Content-Type": "application/octet-stream"},
             )
-            return self._text(await http.read_body(client, request, MAX_ANSWER_BYTES))
+            return self._text(await cloud_http.read_body(client, request, MAX_ANSWER_BYTES))
 
         text = await self._retrying_call(recognize, what="transcript")
         return Transcript(text=text, language=params["lang"])
@@ -101,6 +101,6 @@ class YandexASR(HttpProvider, ASR):
         except ValueError:
             raise self._error(f"malformed answer {body[:100]!r}") from None
         if not isinstance(answer, dict) or not isinstance(answer.get("result"), str):
-            problem = http.message_of(answer) if isinstance(answer, dict) else None
+            problem = cloud_http.message_of(answer) if isinstance(answer, dict) else None
             raise self._error(problem or f"answer without a result: {body[:100]!r}")
         return answer["result"].strip()

@@ -28,16 +28,16 @@ from typing import Any, Literal
 import httpx
 from pydantic import Field
 
-from voiceplat.providers import http
+from voiceplat.providers import cloud_http
 from voiceplat.providers.base import LLM, LLMSettings, Message, register
-from voiceplat.providers.http_provider import HttpProvider
+from voiceplat.providers.cloud_http.provider import HttpProvider
 from voiceplat.providers.llm.openai import chat_body, chat_pieces
 
 OAUTH_URL = "https://ngw.devices.sberbank.ru:9443/api/v2/oauth"
 BASE_URL = "https://gigachat.devices.sberbank.ru/api/v1"
 
 
-class GigaChatSettings(LLMSettings, http.HttpOptions):
+class GigaChatSettings(LLMSettings, cloud_http.HttpOptions):
     """Settings of the `gigachat` LLM."""
 
     model: str = Field("GigaChat-Pro", description="GigaChat, GigaChat-Pro, GigaChat-Max, …")
@@ -90,10 +90,12 @@ class GigaChatLLM(HttpProvider, LLM):
         return self.settings.base_url.rstrip("/") + "/chat/completions"
 
     def problems(self) -> list[str]:
-        found = http.options_problems(self.settings, self.env)
+        found = cloud_http.options_problems(self.settings, self.env)
         if not self._auth_key and not self.settings.client_cert:
             found.append(
-                http.missing_env(self.settings.credentials_env, what="GigaChat authorization key")
+                cloud_http.missing_env(
+                    self.settings.credentials_env, what="GigaChat authorization key"
+                )
             )
         return found
 
@@ -137,8 +139,8 @@ class GigaChatLLM(HttpProvider, LLM):
         )
         self.token_fetches += 1
         try:
-            body = await http.read_body(client, request, 1 << 16)
-        except http.HttpFailure as failure:
+            body = await cloud_http.read_body(client, request, 1 << 16)
+        except cloud_http.HttpFailure as failure:
             if failure.status in (400, 401, 403):  # an answer's status; a too long body has none
                 failure.message = (
                     f"authorization failed ({failure.message}); check "
@@ -150,7 +152,7 @@ class GigaChatLLM(HttpProvider, LLM):
             value = str(answer["access_token"])
             expires_at = float(answer["expires_at"]) / 1000.0
         except (ValueError, KeyError, TypeError):
-            raise http.HttpFailure(f"malformed token answer {body[:60]!r}") from None
+            raise cloud_http.HttpFailure(f"malformed token answer {body[:60]!r}") from None
         return _Token(value, expires_at)
 
     # Chat
@@ -168,13 +170,13 @@ class GigaChatLLM(HttpProvider, LLM):
         if token:
             headers["Authorization"] = f"Bearer {token}"
         request = client.build_request("POST", self.url, json=body, headers=headers)
-        return await http.send(client, request)
+        return await cloud_http.send(client, request)
 
     async def _attempt(self, body: dict[str, Any]) -> AsyncIterator[str]:
         token = await self._access_token()
         try:
             response = await self._send_chat(body, token)
-        except http.HttpFailure as failure:
+        except cloud_http.HttpFailure as failure:
             if failure.status != 401 or token is None:
                 raise
             # The token was revoked or expired early: renew it once and send again.

@@ -9,7 +9,7 @@ contain it. `chat_body` and `chat_pieces` are shared with other OpenAI-like APIs
 Timeouts: `timeout_s` bounds the wait for the first token (connect, retries and the model's
 thinking included) and then every gap between chunks. Retries: connect failures and 5xx answers are
 retried up to `retries` times with exponential backoff, but only before any token was yielded — a
-half-spoken answer must not be repeated (providers/http.py).
+half-spoken answer must not be repeated (providers/cloud_http).
 
 `choose` (llm_script) asks for structured output: `response_format` `json_schema` (strict) with one
 property `id` whose `enum` is the options, temperature 0, so the model can only answer
@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field
 
-from voiceplat.providers import http
+from voiceplat.providers import cloud_http
 from voiceplat.providers.base import (
     LLM,
     ROBOT_ENV_PLACEHOLDER,
@@ -38,14 +38,14 @@ from voiceplat.providers.base import (
     match_option,
     register,
 )
-from voiceplat.providers.http_provider import HttpProvider
-from voiceplat.providers.sse import iter_events
+from voiceplat.providers.cloud_http.provider import HttpProvider
+from voiceplat.providers.cloud_http.sse import iter_events
 
 DONE = "[DONE]"
-error_message = http.error_message  # kept importable from here
+error_message = cloud_http.error_message  # kept importable from here
 
 
-class OpenAILLMSettings(LLMSettings, http.HttpOptions):
+class OpenAILLMSettings(LLMSettings, cloud_http.HttpOptions):
     """Settings of the `openai` LLM (any OpenAI-compatible /chat/completions endpoint)."""
 
     base_url: str = Field(
@@ -106,7 +106,7 @@ async def chat_pieces(
         except ValueError as exc:
             raise fail(f"bad stream data {event.data[:100]!r}") from exc
         if event.event == "error" or (isinstance(chunk, dict) and "error" in chunk):
-            raise fail(f"error in stream: {http.message_of(chunk) or event.data[:200]}")
+            raise fail(f"error in stream: {cloud_http.message_of(chunk) or event.data[:200]}")
         choices = chunk.get("choices") if isinstance(chunk, dict) else None
         if not choices:
             continue  # usage-only or keep-alive chunks
@@ -155,7 +155,7 @@ class OpenAILLM(HttpProvider, LLM):
         return self.settings.base_url.rstrip("/") + "/chat/completions"
 
     def problems(self) -> list[str]:
-        found = http.options_problems(self.settings, self.env)
+        found = cloud_http.options_problems(self.settings, self.env)
         if not self._api_key and not is_local_url(self.settings.base_url):
             found.append(
                 f"{self.settings.api_key_env} is not set in {ROBOT_ENV_PLACEHOLDER} or .env"
@@ -205,8 +205,8 @@ class OpenAILLM(HttpProvider, LLM):
         client = self._http.get()
         request = client.build_request("POST", self.url, json=body, headers=self._headers())
         try:
-            response = await http.send(client, request)
-        except http.HttpFailure as failure:
+            response = await cloud_http.send(client, request)
+        except cloud_http.HttpFailure as failure:
             if not self._api_key and failure.status in (401, 403):
                 failure.message += f" ({self.settings.api_key_env} is not set)"
             raise

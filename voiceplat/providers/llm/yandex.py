@@ -10,7 +10,7 @@ suffix is yielded. An `{"error": …}` object in the stream is a failure.
 The same models are reachable through Yandex's OpenAI-compatible endpoint with the `openai`
 provider (`base_url` https://llm.api.cloud.yandex.net/v1, `model` gpt://<folder>/yandexgpt-lite/latest,
 `api_key_env` YANDEX_API_KEY); this native provider exists because the seed's config names it and
-it needs no model URI in config.json. Both share providers/http.py (client, retries, masking).
+it needs no model URI in config.json. Both share providers/cloud_http (client, retries, masking).
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from typing import Any
 
 from pydantic import Field
 
-from voiceplat.providers import http
+from voiceplat.providers import cloud_http
 from voiceplat.providers.base import LLM, LLMSettings, Message, ProviderError, register
-from voiceplat.providers.http_provider import HttpProvider
+from voiceplat.providers.cloud_http.provider import HttpProvider
 from voiceplat.providers.yandex_cloud import YandexAuthOptions, YandexCredentials
 
 URL = "https://llm.api.cloud.yandex.net/foundationModels/v1/completion"
@@ -35,7 +35,7 @@ FINAL_STATUSES = {
 }
 
 
-class YandexLLMSettings(LLMSettings, YandexAuthOptions, http.HttpOptions):
+class YandexLLMSettings(LLMSettings, YandexAuthOptions, cloud_http.HttpOptions):
     """Settings of the `yandex` LLM (YandexGPT)."""
 
     model: str = Field(
@@ -61,7 +61,7 @@ def cumulative_suffixes(
             if not isinstance(data, dict):
                 raise fail(f"unexpected stream item {str(data)[:100]!r}")
             if "error" in data:
-                raise fail(f"error in stream: {http.message_of(data)}")
+                raise fail(f"error in stream: {cloud_http.message_of(data)}")
             try:
                 alternative = data["result"]["alternatives"][0]
                 text = alternative["message"].get("text", "")
@@ -128,7 +128,7 @@ class YandexLLM(HttpProvider, LLM):
     def problems(self) -> list[str]:
         folder_required = not self.settings.model.startswith("gpt://")
         return self.credentials.problems(folder_required=folder_required) + (
-            http.options_problems(self.settings, self.env)
+            cloud_http.options_problems(self.settings, self.env)
         )
 
     def _secrets(self) -> list[str]:
@@ -164,7 +164,7 @@ class YandexLLM(HttpProvider, LLM):
     async def _attempt(self, body: dict[str, Any]) -> AsyncIterator[str]:
         client = self._http.get()
         request = client.build_request("POST", self.settings.url, json=body, headers=self.headers())
-        response = await http.send(client, request)
+        response = await cloud_http.send(client, request)
         try:
             objects = json_objects(response.aiter_text(), self._error)
             async for piece in cumulative_suffixes(objects, self._error):

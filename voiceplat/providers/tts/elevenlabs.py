@@ -19,9 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from voiceplat.audio.g711 import ulaw_decode
 from voiceplat.audio.pcm import Pcm
-from voiceplat.providers import http
+from voiceplat.providers import cloud_http
 from voiceplat.providers.base import TTS, TTSSettings, register
-from voiceplat.providers.http_provider import HttpProvider
+from voiceplat.providers.cloud_http.provider import HttpProvider
 from voiceplat.providers.tts.local_audio import at_rate, speakable
 
 BASE_URL = "https://api.elevenlabs.io/v1"
@@ -40,7 +40,7 @@ class VoiceSettings(BaseModel):
     speed: float | None = Field(None, ge=0.7, le=1.2)
 
 
-class ElevenLabsSettings(TTSSettings, http.HttpOptions):
+class ElevenLabsSettings(TTSSettings, cloud_http.HttpOptions):
     """Settings of the `elevenlabs` TTS."""
 
     voice: str = Field(
@@ -78,9 +78,11 @@ class ElevenLabsTTS(HttpProvider, TTS):
         return f"{self.settings.base_url.rstrip('/')}/text-to-speech/{voice}/stream"
 
     def problems(self) -> list[str]:
-        found = http.options_problems(self.settings, self.env)
+        found = cloud_http.options_problems(self.settings, self.env)
         if not self._api_key:
-            found.append(http.missing_env(self.settings.api_key_env, what="ElevenLabs API key"))
+            found.append(
+                cloud_http.missing_env(self.settings.api_key_env, what="ElevenLabs API key")
+            )
         return found
 
     def _secrets(self) -> list[str]:
@@ -115,13 +117,15 @@ class ElevenLabsTTS(HttpProvider, TTS):
             json=self.body(text),
             headers={"xi-api-key": self._api_key, "Accept": "audio/*"},
         )
-        response = await http.send(client, request)
+        response = await cloud_http.send(client, request)
         ulaw = self.settings.output_format == "ulaw_8000"
         rate = FORMAT_RATES[self.settings.output_format]
         try:
             if response.headers.get("content-type", "").startswith("application/json"):
-                body = await http.read_limited(response, 1 << 16)
-                raise http.HttpFailure(f"expected audio, got {http.error_message(body)!r}")
+                body = await cloud_http.read_limited(response, 1 << 16)
+                raise cloud_http.HttpFailure(
+                    f"expected audio, got {cloud_http.error_message(body)!r}"
+                )
             carry = b""
             async for data in response.aiter_bytes():
                 if ulaw:

@@ -17,9 +17,9 @@ from typing import Literal
 from pydantic import Field
 
 from voiceplat.audio.pcm import CALL_RATE, Pcm
-from voiceplat.providers import http
+from voiceplat.providers import cloud_http
 from voiceplat.providers.base import TTS, TTSSettings, register
-from voiceplat.providers.http_provider import HttpProvider
+from voiceplat.providers.cloud_http.provider import HttpProvider
 from voiceplat.providers.tts.local_audio import speakable
 from voiceplat.providers.yandex_cloud import YandexAuthOptions, YandexCredentials
 
@@ -27,7 +27,7 @@ URL = "https://tts.api.cloud.yandex.net/speech/v1/tts:synthesize"
 MAX_TEXT = 5000
 
 
-class YandexTTSSettings(TTSSettings, YandexAuthOptions, http.HttpOptions):
+class YandexTTSSettings(TTSSettings, YandexAuthOptions, cloud_http.HttpOptions):
     """Settings of the `yandex` TTS."""
 
     voice: str = Field(
@@ -60,7 +60,7 @@ class YandexTTS(HttpProvider, TTS):
         return self.settings.sample_rate or CALL_RATE
 
     def problems(self) -> list[str]:
-        return self.credentials.problems() + http.options_problems(self.settings, self.env)
+        return self.credentials.problems() + cloud_http.options_problems(self.settings, self.env)
 
     def _secrets(self) -> list[str]:
         return self.credentials.secrets
@@ -99,13 +99,15 @@ class YandexTTS(HttpProvider, TTS):
         request = client.build_request(
             "POST", self.settings.url, data=self.form(text), headers=self.credentials.headers()
         )
-        response = await http.send(client, request)
+        response = await cloud_http.send(client, request)
         try:
             kind = response.headers.get("content-type", "")
             if kind.startswith(("application/json", "text/")):
                 # A 200 with a JSON or text body is an error report, not audio.
-                body = await http.read_limited(response, 1 << 16)
-                raise http.HttpFailure(f"expected audio, got {http.error_message(body)!r}")
+                body = await cloud_http.read_limited(response, 1 << 16)
+                raise cloud_http.HttpFailure(
+                    f"expected audio, got {cloud_http.error_message(body)!r}"
+                )
             carry = b""
             async for data in response.aiter_bytes():
                 data = carry + data

@@ -23,9 +23,9 @@ from pydantic import Field
 
 from voiceplat.audio.pcm import CALL_RATE, Pcm
 from voiceplat.audio.resample import resample
-from voiceplat.providers import http
+from voiceplat.providers import cloud_http
 from voiceplat.providers.base import TTS, TTSSettings, register
-from voiceplat.providers.http_provider import HttpProvider
+from voiceplat.providers.cloud_http.provider import HttpProvider
 from voiceplat.providers.tts import audio_files
 from voiceplat.providers.tts.local_audio import speakable
 
@@ -34,7 +34,7 @@ MAX_TEXT = 1000
 MAX_FILE_BYTES = 20 << 20
 
 
-class ZvukogramSettings(TTSSettings, http.HttpOptions):
+class ZvukogramSettings(TTSSettings, cloud_http.HttpOptions):
     """Settings of the `zvukogram` TTS."""
 
     voice: str = Field("Владимир", min_length=1, description="Voice name, as Zvukogram lists it.")
@@ -74,11 +74,15 @@ class ZvukogramTTS(HttpProvider, TTS):
         return self.env.get(self.settings.email_env, "").strip()
 
     def problems(self) -> list[str]:
-        found = http.options_problems(self.settings, self.env)
+        found = cloud_http.options_problems(self.settings, self.env)
         if not self._token:
-            found.append(http.missing_env(self.settings.token_env, what="Zvukogram API token"))
+            found.append(
+                cloud_http.missing_env(self.settings.token_env, what="Zvukogram API token")
+            )
         if not self._email:
-            found.append(http.missing_env(self.settings.email_env, what="Zvukogram account email"))
+            found.append(
+                cloud_http.missing_env(self.settings.email_env, what="Zvukogram account email")
+            )
         if self.settings.format == "mp3" and not audio_files.mp3_supported():
             found.append(
                 "format mp3 needs the soundfile package: pip install 'voiceplat[cloud]' "
@@ -121,24 +125,24 @@ class ZvukogramTTS(HttpProvider, TTS):
     async def _synthesize_once(self, text: str) -> Pcm:
         client = self._http.get()
         request = client.build_request("POST", self.settings.api_url, data=self.form(text))
-        link = self._file_link(await http.read_body(client, request, 1 << 16))
-        data = await http.read_body(client, client.build_request("GET", link), MAX_FILE_BYTES)
+        link = self._file_link(await cloud_http.read_body(client, request, 1 << 16))
+        data = await cloud_http.read_body(client, client.build_request("GET", link), MAX_FILE_BYTES)
         rate = self.settings.sample_rate or CALL_RATE
         try:
             return await asyncio.to_thread(lambda: resample(audio_files.decode(data), rate))
         except audio_files.AudioFileError as exc:
-            raise http.HttpFailure(f"bad audio file at {link}: {exc}") from None
+            raise cloud_http.HttpFailure(f"bad audio file at {link}: {exc}") from None
 
     def _file_link(self, body: bytes) -> str:
         try:
             answer = json.loads(body)
         except ValueError:
-            raise http.HttpFailure(f"malformed answer {body[:100]!r}") from None
+            raise cloud_http.HttpFailure(f"malformed answer {body[:100]!r}") from None
         if not isinstance(answer, dict):
-            raise http.HttpFailure(f"malformed answer {body[:100]!r}")
+            raise cloud_http.HttpFailure(f"malformed answer {body[:100]!r}")
         status = str(answer.get("status", ""))
         if status == "1" and isinstance(answer.get("file"), str) and answer["file"]:
             return urljoin(self.settings.api_url, answer["file"])
         if status == "-1" or answer.get("error"):
-            raise http.HttpFailure(f"synthesis failed: {answer.get('error') or 'status -1'}")
-        raise http.HttpFailure(f"no file in the answer (status {status or 'missing'})")
+            raise cloud_http.HttpFailure(f"synthesis failed: {answer.get('error') or 'status -1'}")
+        raise cloud_http.HttpFailure(f"no file in the answer (status {status or 'missing'})")

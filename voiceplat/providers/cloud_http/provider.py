@@ -2,7 +2,7 @@
 
 It holds the provider's one pooled client (made on first use, so tests may skip `start`; closed by
 `aclose`), turns a failure message into a ProviderError that names the provider and never holds a
-secret, and runs attempts under providers/http.py's retry rules with the provider's own settings.
+secret, and runs attempts under providers/cloud_http's retry rules with the provider's own settings.
 A provider says what to mask (`_secrets`) and how to name itself (`_error_prefix`).
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
-from voiceplat.providers import http
+from voiceplat.providers import cloud_http
 from voiceplat.providers.base import ProviderError
 
 T = TypeVar("T")
@@ -19,13 +19,13 @@ T = TypeVar("T")
 
 class HttpProvider:
     settings: Any
-    """An `http.HttpOptions` with the provider's `timeout_s`."""
+    """A `cloud_http.HttpOptions` with the provider's `timeout_s`."""
     env: Mapping[str, str]
 
     def __init__(self, settings: Any, env: Mapping[str, str]) -> None:
         super().__init__(settings, env)  # type: ignore[call-arg]
-        self._http = http.ClientHolder(
-            lambda: http.make_client(settings, env, read_timeout_s=settings.timeout_s)
+        self._http = cloud_http.ClientHolder(
+            lambda: cloud_http.make_client(settings, env, read_timeout_s=settings.timeout_s)
         )
 
     async def start(self) -> None:
@@ -42,15 +42,15 @@ class HttpProvider:
         raise NotImplementedError
 
     def _error(self, message: str) -> ProviderError:
-        secrets = [*self._secrets(), *http.option_secrets(self.settings, self.env)]
-        message = http.mask(message, secrets)
+        secrets = [*self._secrets(), *cloud_http.option_secrets(self.settings, self.env)]
+        message = cloud_http.mask(message, secrets)
         return ProviderError(f"{self._error_prefix()}: {message}")
 
     def _retrying_stream(
         self, attempt: Callable[[], AsyncIterator[T]], *, first_what: str = "first token"
     ) -> AsyncIterator[T]:
-        """`http.retrying_stream` with this provider's retries and timeout; close it when done."""
-        return http.retrying_stream(
+        """`cloud_http.retrying_stream` with this provider's retries and timeout; close it after."""
+        return cloud_http.retrying_stream(
             attempt,
             retries=self.settings.retries,
             backoff_s=self.settings.retry_backoff_s,
@@ -60,8 +60,8 @@ class HttpProvider:
         )
 
     async def _retrying_call(self, call: Callable[[], Awaitable[T]], *, what: str) -> T:
-        """`http.retrying_call` with this provider's retries and timeout."""
-        return await http.retrying_call(
+        """`cloud_http.retrying_call` with this provider's retries and timeout."""
+        return await cloud_http.retrying_call(
             call,
             retries=self.settings.retries,
             backoff_s=self.settings.retry_backoff_s,
