@@ -1,4 +1,10 @@
-"""How a call ends: the record is finished before the connection is closed."""
+"""How a call ends: the max-duration goodbye under any caller behaviour, and the record finished first.
+
+The max-duration calls run over a real WebSocket on 127.0.0.1 with the simulated caller; the
+fake TTS waits `TTS_DELAY_S` before its first audio, so the goodbye has no audio yet while the
+caller talks. Durations are compared with bounds built from the configured delays (doubled), never
+with the machine's speed: the bug they catch kept calls going until the caller hung up.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,118 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from tests.conftest import FIXTURES
+from tests.integration.test_calls import final_records
+from voiceplat.providers.tts.fake import audio_ms
+from voiceplat.simulator import Pause, Say, run_call
+
+HELLO = FIXTURES / "ru_hello.wav"  # speech from 0.16 s to 3.6 s
+AGA = FIXTURES / "ru_aga.wav"  # speech from 0.24 s to 0.78 s
+
+MAX_CALL_S = 2.0
+TTS_DELAY_S = 1.5
+GOODBYE = "Время вышло."
+MS_PER_CHAR = 60.0  # the fake TTS's default
+
+
+def max_call_robot(make_robot, **overrides: Any) -> Path:
+    """No greeting (the robot is quiet until max_call_s); every phrase starts TTS_DELAY_S late."""
+    settings: dict[str, Any] = {
+        "greeting_text": "",
+        "max_call_s": MAX_CALL_S,
+        "max_call_text": GOODBYE,
+        "asr": {"provider": "fake", "texts": ["Хочу записаться к врачу"]},
+        "tts": {"provider": "fake", "delay_ms": TTS_DELAY_S * 1000},
+    }
+    settings.update(overrides)
+    return make_robot(**settings)
+
+
+def longest_max_call_s(tts_wait_s: float = TTS_DELAY_S) -> float:
+    """Twice what max_call_s, the TTS's wait and the goodbye's audio add up to."""
+    goodbye_s = audio_ms(GOODBYE, MS_PER_CHAR, 200.0) / 1000
+    return 2 * (MAX_CALL_S + tts_wait_s + goodbye_s)
+
+
+def assert_ended_by_max_duration(record: dict, longest_s: float) -> None:
+    call = record["call"]
+    assert call["end_reason"] == "max_duration", [
+        (t["role"], t["text"], t["interrupted"]) for t in record["turns"]
+    ]
+    goodbye = record["turns"][-1]
+    assert (goodbye["role"], goodbye["text"], goodbye["interrupted"]) == ("robot", GOODBYE, False)
+    assert call["duration_sec"] < longest_s
+
+
+async def test_caller_speaking_before_the_goodbye_is_audible_does_not_cancel_it(
+    make_robot, robot_server
+) -> None:
+    """The caller starts talking after max_call_s, while the goodbye's TTS has no audio yet."""
+    robot = max_call_robot(make_robot)
+    url, _, _ = await robot_server(robot)
+    result = await run_call(url, [Pause(MAX_CALL_S + 0.1), Say(HELLO), Pause(10)])
+
+    assert result.robot_hung_up
+    (record,) = await final_records(robot)
+    assert_ended_by_max_duration(record, longest_max_call_s())
+
+
+async def test_caller_utterance_ending_before_the_goodbye_is_audible_does_not_replace_it(
+    make_robot, robot_server
+) -> None:
+    """Speech from before max_call_s ends while the goodbye has no audio: a newer reason to
+    speak (the answer to it) must not replace the goodbye."""
+    robot = max_call_robot(make_robot)
+    url, _, _ = await robot_server(robot)
+    result = await run_call(url, [Pause(MAX_CALL_S - 0.5), Say(AGA), Pause(10)])
+
+    assert result.robot_hung_up
+    (record,) = await final_records(robot)
+    assert_ended_by_max_duration(record, longest_max_call_s())
+    assert not [t for t in record["turns"] if t["role"] == "user"]
+
+
+async def test_goodbye_whose_tts_hangs_still_ends_the_call(make_robot, robot_server) -> None:
+    tts_timeout_s = 1.0
+    robot = max_call_robot(
+        make_robot, tts={"provider": "fake", "fail": "hang", "timeout_s": tts_timeout_s}
+    )
+    url, _, _ = await robot_server(robot)
+    result = await run_call(url, [Pause(MAX_CALL_S + 0.5), Say(HELLO), Pause(10)])
+
+    assert result.robot_hung_up
+    (record,) = await final_records(robot)
+    call = record["call"]
+    assert call["end_reason"] == "max_duration"
+    goodbye = record["turns"][-1]
+    assert goodbye["role"] == "robot" and not goodbye["interrupted"]
+    assert goodbye["error"] and "TTS" in goodbye["error"]
+    assert call["duration_sec"] < longest_max_call_s(tts_timeout_s)
+
+
+async def test_non_interruptible_greeting_is_not_cancelled_before_its_audio(
+    make_robot, robot_server
+) -> None:
+    """The caller speaks while the greeting's TTS is still working: the greeting plays in full."""
+    robot = make_robot(
+        greeting_interruptible=False,
+        tts={"provider": "fake", "delay_ms": 2000},
+    )
+    url, _, _ = await robot_server(robot)
+    result = await run_call(url, [Say(HELLO)])  # speaks after 0.6 s of silence
+
+    assert result.ok, result.errors
+    (record,) = await final_records(robot)
+    greeting = record["turns"][0]
+    assert (greeting["role"], greeting["text"], greeting["interrupted"]) == (
+        "robot",
+        "Здравствуйте! Чем могу помочь?",
+        False,
+    )
+    events = [e["event"] for e in record["pipeline_log"]]
+    assert "answer_cancelled" not in events
+
 
 # -- the record is finished before the connection is closed -------------------------------------
 

@@ -4,6 +4,11 @@ A mode adds only its turn logic (`main`). All tasks of a call live in one TaskGr
 (hangup, goodbye, error) cancels them all. A robot turn runs in the `speaker` task: it queues audio
 sentence by sentence, waits until the caller has heard it, and records itself however it ends.
 
+A turn asked not to be interrupted is *protected*: caller speech never cancels it, not even before
+its first audio. A protected turn that ends the call is *final* (the goodbyes of max duration and
+no input): no newer reason to speak replaces it, and it is bounded in time, so that `max_call_s`
+holds whatever the caller does.
+
 The end of a call: the record is finished first (its `ended_at` is when the robot decided or the
 peer left), then the peer is told to hang up and the connection is closed, which may take a while.
 """
@@ -11,6 +16,7 @@ peer left), then the peer is told to hang up and the connection is closed, which
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -35,6 +41,9 @@ E = TypeVar("E", bound=BaseException)
 
 METADATA_TIMEOUT_S = 10.0
 HEARD_TIMEOUT_S = 60.0
+FINAL_HEARD_SLACK_S = 1.0
+"""A final turn waits for the caller to hear it at most this long after the playout clock says
+all its audio has played (a peer that never answers marks must not hold the call open)."""
 
 
 class CallEnded(Exception):
@@ -62,6 +71,10 @@ class Session:
         self.history: list[Message] = []
         self.turn: RobotTurn | None = None
         self.speaker: asyncio.Task[None] | None = None
+        self._protected: asyncio.Task[None] | None = None
+        """The speaker whose turn must not be interrupted: caller speech never cancels it."""
+        self._final: asyncio.Task[None] | None = None
+        """The speaker saying the call's last words: no newer speaker replaces it."""
         self._ended_at: datetime | None = None
         """When a task of the call ended it (goodbye heard, peer gone, failure)."""
         self.idle = asyncio.Event()
@@ -233,16 +246,45 @@ class Session:
     def robot_talking(self) -> bool:
         return self.turn is not None and self.turn.first_audio_at is not None
 
-    def start_speaker(self, work: Callable[[], Awaitable[None]]) -> None:
-        """Runs `work` (which may open robot turns) as the one speaker of this call."""
+    def speaker_protected(self) -> bool:
+        """The speaker's turn must be heard: caller speech does not cancel it, even before its
+        first audio (a non-interruptible turn, a goodbye)."""
+        speaker = self.speaker
+        return speaker is not None and not speaker.done() and speaker is self._protected
+
+    def saying_goodbye(self) -> bool:
+        """The speaker says the call's last words; nothing but the end of the call stops it."""
+        speaker = self.speaker
+        return speaker is not None and not speaker.done() and speaker is self._final
+
+    def start_speaker(
+        self,
+        work: Callable[[], Awaitable[object]],
+        *,
+        protected: bool = False,
+        final: bool = False,
+    ) -> bool:
+        """Runs `work` (which may open robot turns) as the one speaker of this call.
+
+        `protected`/`final` take effect at once, before the task first runs (speak() marks its
+        speaker too). Returns False, and runs nothing, while a final goodbye is being said.
+        """
         if self.speaker is not None and not self.speaker.done():
+            if self.speaker is self._final:
+                self.call.event("speaker_refused", reason="the robot is saying goodbye")
+                return False
             # Two robot turns must never play at once: the newer reason to speak wins.
             self.speaker.cancel()
         self.idle.clear()
         self.speaker = self._tasks.create_task(self._run_speaker(work))
         self.speaker.add_done_callback(self._note_end)
+        if protected or final:
+            self._protected = self.speaker
+        if final:
+            self._final = self.speaker
+        return True
 
-    async def _run_speaker(self, work: Callable[[], Awaitable[None]]) -> None:
+    async def _run_speaker(self, work: Callable[[], Awaitable[object]]) -> None:
         try:
             await work()
         finally:
@@ -261,9 +303,16 @@ class Session:
         turn: RobotTurn | None = None,
         audio: Pcm | None = None,
     ) -> RobotTurn:
-        """One robot turn: synthesises and queues each sentence, waits until heard, records it."""
+        """One robot turn: synthesises and queues each sentence, waits until heard, records it.
+
+        `interruptible=False` protects the turn (caller speech never cancels it); with
+        `ends_call` too it is final: no fallback phrase if the TTS fails, and a bounded wait for
+        the caller to hear it, so the call ends on time.
+        """
         turn = turn or RobotTurn(self.next_idx())
         turn.interruptible = interruptible and self.config.barge_in.enabled
+        final = not interruptible and ends_call is not None
+        unprotect = self._protect_current_speaker(protect=not interruptible, final=final)
         self.turn = turn
         try:
             try:
@@ -274,24 +323,57 @@ class Session:
             except (asyncio.CancelledError, CallEnded):
                 raise
             except Exception as exc:
-                await self._fall_back(turn, exc)
-            await self.channel.wait_heard(HEARD_TIMEOUT_S)
+                await self._fall_back(turn, exc, say_fallback=not final)
+            if final:
+                await self._wait_heard_bounded()
+            else:
+                await self.channel.wait_heard(HEARD_TIMEOUT_S)
         except asyncio.CancelledError:
             if turn.interrupted_at_ms is None and turn.first_audio_at is not None:
                 turn.interrupted_at_ms = self.channel.heard_ms()
             raise
         finally:
             self._record_robot_turn(turn)
+            unprotect()
         if turn.ends_call or ends_call:
             raise CallEnded(ends_call or "robot_goodbye")
         return turn
 
-    async def _fall_back(self, turn: RobotTurn, error: Exception) -> None:
-        """A provider failed: record it; if the caller has heard nothing yet, say the fallback."""
+    def _protect_current_speaker(self, *, protect: bool, final: bool) -> Callable[[], None]:
+        """Marks the running speaker protected (and final) for one turn; returns the undo."""
+        task = asyncio.current_task()
+        if not protect or task is None or task is not self.speaker:
+            return lambda: None
+        was_protected, was_final = self._protected is task, self._final is task
+        self._protected = task
+        if final:
+            self._final = task
+
+        def unprotect() -> None:
+            if self._protected is task and not was_protected:
+                self._protected = None
+            if self._final is task and not was_final:
+                self._final = None
+
+        return unprotect
+
+    async def _wait_heard_bounded(self) -> None:
+        """Waits until the caller has heard what is queued, but no longer than the playout clock
+        says it takes, plus FINAL_HEARD_SLACK_S."""
+        unheard_s = max(0.0, self.channel.queued_ms - self.channel.heard_ms()) / 1000.0
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(unheard_s + FINAL_HEARD_SLACK_S):
+                await self.channel.wait_heard(HEARD_TIMEOUT_S)
+
+    async def _fall_back(
+        self, turn: RobotTurn, error: Exception, *, say_fallback: bool = True
+    ) -> None:
+        """A provider failed: record it; if the caller has heard nothing yet, say the fallback
+        (not in a goodbye: "please repeat" makes no sense there, and the TTS just failed)."""
         turn.error = f"{type(error).__name__}: {error}"
         log.warning("call %s turn %d: %s", self.call.record.call_id, turn.idx, turn.error)
         self.call.event("error", turn=turn.idx, detail=turn.error)
-        if turn.first_audio_at is not None:
+        if turn.first_audio_at is not None or not say_fallback:
             return
         try:
             await self._synthesize(turn, self.config.fallback_text)
@@ -342,10 +424,16 @@ class Session:
             turn.sentences.append(SpokenSentence(text, start, end))
             self.channel.mark(f"t{turn.idx}s{len(turn.sentences)}")
 
-    async def barge_in(self, speech_started: float | None = None) -> None:
-        """The caller interrupts: stop the speaker, flush what is queued and buffered."""
+    async def barge_in(self, speech_started: float | None = None, *, force: bool = False) -> None:
+        """The caller interrupts: stop the speaker, flush what is queued and buffered.
+
+        A final goodbye is left alone unless `force` (the robot's own decision, e.g. max duration).
+        """
         turn, speaker = self.turn, self.speaker
         if turn is None or speaker is None:
+            return
+        if speaker is self._final and not force:
+            self.call.event("speech_ignored", reason="the robot is saying goodbye")
             return
         turn.interrupted_at_ms = self.channel.heard_ms()
         speaker.cancel()  # before clear(): no more audio may be queued after the flush
@@ -373,17 +461,26 @@ class Session:
 
     # -- timers ------------------------------------------------------------------------------
     async def _max_duration(self) -> None:
+        """At max_call_s the robot says max_call_text and hangs up. The goodbye is final: caller
+        speech neither cancels nor replaces it, its TTS gets no fallback phrase (a failed or hung
+        TTS ends the call after tts.timeout_s) and the wait for it to be heard is bounded by the
+        playout clock. So the call ends within max_call_s + the TTS's time to first audio + the
+        goodbye's length + FINAL_HEARD_SLACK_S."""
         await asyncio.sleep(self.config.max_call_s)
-        if self.speaker is not None:
-            if self.robot_talking():
-                await self.barge_in()
-            else:
-                self.speaker.cancel()
         self.call.event("max_duration")
+        if self.saying_goodbye():
+            return  # e.g. the no-input goodbye: it ends the call just as soon
+        speaker = self.speaker
+        if speaker is not None and not speaker.done():
+            if self.robot_talking():
+                await self.barge_in(force=True)
+            else:
+                speaker.cancel()
         self.start_speaker(
             lambda: self.speak(
                 [self.config.max_call_text], interruptible=False, ends_call="max_duration"
-            )
+            ),
+            final=True,
         )
 
 

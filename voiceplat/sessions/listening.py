@@ -113,12 +113,17 @@ class ListeningSession(Session):
                 self.barge_pending = True
         return None
 
+    def robot_has_the_floor(self) -> bool:
+        """The robot talks, or is about to say a turn that must be heard (a goodbye, a
+        non-interruptible greeting): caller speech does not start an answer now."""
+        return self.robot_talking() or self.speaker_protected()
+
     def _on_speech_started(self, event: SpeechStarted) -> None:
         self.speech_started_at = event.started_at
         self.last_activity = event.started_at
         self.reprompts = 0
         self.call.event("speech_start")
-        if self.speaker is not None and not self.robot_talking():
+        if self.speaker is not None and not self.robot_has_the_floor():
             # The caller goes on talking while we think: drop the answer, hear them out.
             self.speaker.cancel()
             self.call.event("answer_cancelled", reason="caller kept talking")
@@ -126,9 +131,10 @@ class ListeningSession(Session):
     def _on_speech_ended(self, event: SpeechEnded) -> None:
         self.last_activity = event.ended_at
         self.call.event("speech_end", ms=round((event.ended_at - event.started_at) * 1000))
-        if self.robot_talking():
-            if self.barge_pending:
-                self._tasks.create_task(self._confirm_barge_in(event))
+        if self.robot_has_the_floor():
+            turn = self.turn
+            if self.barge_pending and self.robot_talking() and turn and turn.interruptible:
+                self._tasks.create_task(self._confirm_barge_in(event, turn))
             else:
                 self.call.event("speech_ignored", reason="short or not interruptible")
             self.barge_pending = False
@@ -157,7 +163,7 @@ class ListeningSession(Session):
 
     def _speculate(self, event: SpeechPaused) -> None:
         """The caller paused: transcribe now; if they stay silent, the answer starts sooner."""
-        if self.robot_talking() or self.carry_audio:
+        if self.robot_has_the_floor() or self.carry_audio:
             return
         self._drop_speculation()
         speculation = Speculation(event.ended_at)
@@ -197,14 +203,19 @@ class ListeningSession(Session):
             self.call.event("asr_speculative", used=False)
             self.speculation = None
 
-    async def _confirm_barge_in(self, event: SpeechEnded) -> None:
-        """A short burst while the robot spoke: interrupt only if ASR heard more than 'ага'."""
+    async def _confirm_barge_in(self, event: SpeechEnded, turn: RobotTurn) -> None:
+        """A short burst while the robot spoke `turn`: interrupt only if ASR heard more than 'ага'."""
         try:
             text, asr_ms = await self.transcribe(event.audio)
         except Exception as exc:  # a failed confirmation must not end the call
             self.call.event("error", detail=f"barge-in ASR: {type(exc).__name__}: {exc}")
             return
-        if self.policy.after_utterance(text) == "ignore" or not self.robot_talking():
+        if self.turn is not turn or not self.robot_talking():
+            # That turn is over (or was replaced, e.g. by the max-duration goodbye): the burst
+            # was said over something that is no longer playing.
+            self.call.event("backchannel", text=text, reason="the turn it was said over is over")
+            return
+        if self.policy.after_utterance(text) == "ignore":
             self.call.event("backchannel", text=text)
             return
         await self.barge_in(event.started_at)
