@@ -4,6 +4,27 @@ Inbound: the first TEXT message is the dialplan's metadata JSON, then BINARY L16
 size; an odd trailing byte is carried into the next message, never dropped. Later TEXT messages may be mark
 replies. Outbound: BINARY audio for the module's playout buffer and TEXT commands (killAudio, mark,
 transfer, disconnect).
+
+What the module does with them (jambonz freeswitch-modules, mod_audio_fork/lws_glue.cpp, read for
+issue 9; the simulator's peer_playout.py follows the same rules):
+
+- BINARY audio waits in a pre-buffer until it holds `PREBUFFER_FIRST_SAMPLES` (the first time in a
+  call) or `PREBUFFER_SAMPLES`, marker samples included, then all of it moves to the playout buffer
+  (`processIncomingBinary`). Less than that waits for the next BINARY message, however long.
+- A mark waits in an inventory until the next BINARY message, which puts one marker sample (0xFFFF)
+  before its audio; the marker reaching the write frame answers `{"type": "mark", "data": {"name":
+  ..., "event": "playout"}}`. Inventory marks are also answered, one per 20 ms frame, when the
+  playout buffer is empty and no mark is in use or cleared (`dub_speech_frame`). Marks in use plus
+  in the inventory are limited to `MAX_MARKS`; more are discarded without a reply.
+- killAudio is carried out at the next write frame: the playout buffer (not the pre-buffer) is
+  emptied and every mark in use or in the inventory is answered `cleared`; the names in use are
+  kept as "cleared", each to be matched, silently, by the next marker played. Markers flushed with
+  the buffer never come, so from then on replies name an earlier mark than the one played, and a
+  mark after the last audio of a turn is never answered.
+- While any name is in use or cleared, an audio sample of -1 is taken for a marker.
+- `disconnect` and `transfer` only raise the FreeSWITCH events `mod_audio_fork::disconnect` and
+  `mod_audio_fork::transfer` (body: the message's `data`); the module neither hangs up nor
+  transfers. The socket closed by the robot raises `mod_audio_fork::disconnect` too (no body).
 """
 
 from __future__ import annotations
@@ -12,10 +33,22 @@ import json
 import uuid
 from typing import Any
 
+import numpy as np
+
 from voiceplat.telephony.events import AudioIn, CallMetadata, MarkReply, ProtocolError
 
 SUBPROTOCOL = "audio.drachtio.org"
 MAX_CALL_ID = 128
+
+MAX_MARKS = 30
+"""lws_glue.cpp MAX_MARKS: marks in use plus in the inventory the module holds."""
+PREBUFFER_FIRST_SAMPLES = 1280
+"""lws_glue.cpp fork_data_init: 320 * downscale_factor * 4 samples (160 ms of our 8 kHz audio;
+the source's comment says 80 ms, true of 16 kHz)."""
+PREBUFFER_SAMPLES = 640
+"""lws_glue.cpp processIncomingBinary: the threshold after the first playout (80 ms at 8 kHz)."""
+MARKER = b"\xff\xff"
+"""lws_glue.cpp AUDIO_MARKER, the marker sample; an audio sample of -1 reads the same."""
 
 Event = CallMetadata | AudioIn | MarkReply
 
@@ -70,6 +103,20 @@ class AudioForkDecoder:
         whole = len(data) - len(data) % 2
         self._carry = data[whole:]
         return [AudioIn(data[:whole])] if whole else []
+
+
+def without_markers(data: bytes) -> bytes:
+    """`data` with every -1 sample made 0, so that the module takes none of them for a marker."""
+    if MARKER not in data:  # a C-speed scan; the usual case
+        return data
+    whole = len(data) - len(data) % 2
+    samples = np.frombuffer(data, dtype="<i2", count=whole // 2)
+    minus_one = samples == -1
+    if not minus_one.any():  # 0xFFFF across two samples
+        return data
+    fixed = samples.copy()
+    fixed[minus_one] = 0
+    return fixed.tobytes() + data[whole:]
 
 
 def kill_audio() -> str:
