@@ -88,3 +88,12 @@ async def test_server_errors_are_retried_then_reported() -> None:
     async with server:
         with pytest.raises(ProviderError, match="401"):
             await choose(server)
+
+
+async def test_the_choice_limit_uses_the_configured_token_limit_name() -> None:
+    server = FakeOpenAIServer(stream(tokens_then_done('{"id": "hours"}')))
+    async with server:
+        assert await choose(server, max_tokens_field="max_completion_tokens") == "hours"
+    body = server.requests[0].json()
+    assert body["max_completion_tokens"] == len("fallback") + 32
+    assert "max_tokens" not in body

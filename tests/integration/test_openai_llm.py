@@ -369,3 +369,44 @@ def test_sse_parser_follows_the_event_stream_format():
     parser.feed_line("data: unterminated")
     assert parser.flush() == SseEvent("unterminated", id="7")
     assert parser.flush() is None
+
+
+# The token limit's name: OpenAI deprecated `max_tokens` (o-series models reject it) for
+# `max_completion_tokens`; Ollama reads only `max_tokens` and would ignore the new name.
+
+
+async def test_openai_itself_is_sent_max_completion_tokens():
+    server = FakeOpenAIServer(stream(tokens_then_done("ok")))
+    async with server:
+        # The fake server is the proxy of a plain-http "api.openai.com": the real host is never
+        # reached, and the provider believes it talks to OpenAI.
+        proxy = server.base_url.removesuffix("/v1")
+        llm = make_llm("http://api.openai.com/v1", proxy=proxy)
+        try:
+            assert await collect(llm) == ["ok"]
+        finally:
+            await llm.aclose()
+    (request,) = server.requests
+    assert request.path == "http://api.openai.com/v1/chat/completions"
+    body = request.json()
+    assert body["max_completion_tokens"] == 64
+    assert "max_tokens" not in body
+
+
+async def test_the_token_limit_name_can_be_chosen():
+    server = FakeOpenAIServer(stream(tokens_then_done("a")), stream(tokens_then_done("b")))
+    async with server:
+        newer = make_llm(server.base_url, max_tokens_field="max_completion_tokens")
+        older = make_llm(server.base_url, max_tokens_field="max_tokens")
+        assert await collect(newer) == ["a"]
+        assert await collect(older) == ["b"]
+    first, second = (request.json() for request in server.requests)
+    assert (first["max_completion_tokens"], "max_tokens" in first) == (64, False)
+    assert (second["max_tokens"], "max_completion_tokens" in second) == (64, False)
+
+
+async def test_chunks_with_a_null_error_field_are_not_errors():
+    events = [{**event, "error": None} for event in tokens_then_done("Да", ", конечно")[:-1]]
+    server = FakeOpenAIServer(stream([*events, "[DONE]"]))
+    async with server:
+        assert await collect(make_llm(server.base_url)) == ["Да", ", конечно"]

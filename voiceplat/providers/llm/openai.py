@@ -11,6 +11,12 @@ thinking included) and then every gap between chunks. Retries: connect failures 
 retried up to `retries` times with exponential backoff, but only before any token was yielded — a
 half-spoken answer must not be repeated (providers/cloud_http).
 
+The answer's length limit (`max_tokens` in config.json) is sent under the name the target reads
+(`max_tokens_field`): OpenAI deprecated `max_tokens` for `max_completion_tokens` (its o-series
+models reject the old name); vLLM and current llama.cpp servers read both, Ollama and older
+llama.cpp builds only `max_tokens`, and ignore a name they do not know. So `auto` sends the new
+name to api.openai.com and the old one everywhere else.
+
 `choose` (llm_script) asks for structured output: `response_format` `json_schema` (strict) with one
 property `id` whose `enum` is the options, temperature 0, so the model can only answer
 `{"id": "<one of them>"}`. A server that ignores `response_format` (some Ollama or llama.cpp server
@@ -23,7 +29,7 @@ import contextlib
 import ipaddress
 import json
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field
@@ -42,6 +48,8 @@ from voiceplat.providers.cloud_http.provider import HttpProvider
 from voiceplat.providers.cloud_http.sse import iter_events
 
 DONE = "[DONE]"
+OPENAI_HOST = "api.openai.com"
+TokenLimitField = Literal["max_completion_tokens", "max_tokens"]
 error_message = cloud_http.error_message  # kept importable from here
 
 
@@ -64,6 +72,19 @@ class OpenAILLMSettings(LLMSettings, cloud_http.HttpOptions):
     extra_body: dict[str, Any] = Field(
         default_factory=dict, description="Merged into the request JSON (e.g. top_p, stop)."
     )
+    max_tokens_field: Literal["auto", "max_completion_tokens", "max_tokens"] = Field(
+        "auto",
+        description="The request key that carries `max_tokens`: auto (max_completion_tokens for "
+        "api.openai.com, max_tokens for every other server), or either name.",
+    )
+
+
+def token_limit_field(settings: OpenAILLMSettings) -> TokenLimitField:
+    """The name under which this target reads the answer's length limit."""
+    if settings.max_tokens_field != "auto":
+        return settings.max_tokens_field
+    host = (urlsplit(settings.base_url).hostname or "").lower()
+    return "max_completion_tokens" if host == OPENAI_HOST else "max_tokens"
 
 
 def is_local_url(url: str) -> bool:
@@ -79,7 +100,12 @@ def is_local_url(url: str) -> bool:
 
 
 def chat_body(
-    model: str, messages: list[Message], settings: LLMSettings, extra: Mapping[str, Any]
+    model: str,
+    messages: list[Message],
+    settings: LLMSettings,
+    extra: Mapping[str, Any],
+    *,
+    limit_field: TokenLimitField = "max_tokens",
 ) -> dict[str, Any]:
     """An OpenAI-style streaming chat-completions request body."""
     body: dict[str, Any] = {
@@ -87,7 +113,7 @@ def chat_body(
         "messages": [{"role": m.role, "content": m.content} for m in messages],
         "stream": True,
         "temperature": settings.temperature,
-        "max_tokens": settings.max_tokens,
+        limit_field: settings.max_tokens,
     }
     body.update(extra)
     return body
@@ -105,7 +131,8 @@ async def chat_pieces(
             chunk = json.loads(event.data)
         except ValueError as exc:
             raise fail(f"bad stream data {event.data[:100]!r}") from exc
-        if event.event == "error" or (isinstance(chunk, dict) and "error" in chunk):
+        # Some servers send `"error": null` in every chunk: only a real error object counts.
+        if event.event == "error" or (isinstance(chunk, dict) and chunk.get("error")):
             raise fail(f"error in stream: {cloud_http.message_of(chunk) or event.data[:200]}")
         choices = chunk.get("choices") if isinstance(chunk, dict) else None
         if not choices:
@@ -174,18 +201,24 @@ class OpenAILLM(HttpProvider, LLM):
     def _error_prefix(self) -> str:
         return f"LLM {self.settings.model!r} at {self.url}"
 
+    def _body(self, messages: list[Message]) -> dict[str, Any]:
+        settings = self.settings
+        return chat_body(
+            settings.model,
+            messages,
+            settings,
+            settings.extra_body,
+            limit_field=token_limit_field(settings),
+        )
+
     async def stream(self, messages: list[Message]) -> AsyncIterator[str]:
-        body = chat_body(self.settings.model, messages, self.settings, self.settings.extra_body)
-        async for piece in self._pieces(body):
+        async for piece in self._pieces(self._body(messages)):
             yield piece
 
     async def choose(self, messages: list[Message], options: list[str]) -> str:
-        body = chat_body(self.settings.model, messages, self.settings, self.settings.extra_body)
-        body.update(
-            temperature=0,
-            max_tokens=max(len(option) for option in options) + 32,
-            response_format=choice_format(options),
-        )
+        body = self._body(messages)
+        body.update(temperature=0, response_format=choice_format(options))
+        body[token_limit_field(self.settings)] = max(len(option) for option in options) + 32
         answer = "".join([piece async for piece in self._pieces(body)])
         try:
             chosen = json.loads(answer)["id"]
