@@ -224,3 +224,15 @@ async def test_mtls_alone_sends_no_token_and_verify_off(tmp_path: Path):
     (chat,) = server.requests
     assert chat.path == "/api/v1/chat/completions"
     assert "authorization" not in chat.headers
+
+
+async def test_a_model_the_host_does_not_serve_names_base_url():
+    # GigaChat answers 404 "No such model" for a model its host does not serve.
+    script = [token(), error(404, {"status": 404, "message": "No such model"})]
+    async with FakeServer(*script) as server:
+        with pytest.raises(ProviderError) as caught:
+            await collect(make_llm(server, model="GigaChat-2-Max"))
+    message = str(caught.value)
+    assert "No such model" in message
+    assert "GigaChat-2-Max" in message and "base_url" in message
+    assert len(server.requests) == 2  # not retried

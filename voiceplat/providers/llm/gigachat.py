@@ -172,11 +172,20 @@ class GigaChatLLM(HttpProvider, LLM):
         request = client.build_request("POST", self.url, json=body, headers=headers)
         return await cloud_http.send(client, request)
 
+    def _not_served_hint(self) -> str:
+        base = self.settings.base_url.rstrip("/")
+        return (
+            f" (model {self.settings.model!r} is not served at {base}: GET {base}/models lists "
+            "the models there; check `model`, or set `base_url` to the API host of your account)"
+        )
+
     async def _attempt(self, body: dict[str, Any]) -> AsyncIterator[str]:
         token = await self._access_token()
         try:
             response = await self._send_chat(body, token)
         except cloud_http.HttpFailure as failure:
+            if failure.status == 404:
+                failure.message += self._not_served_hint()
             if failure.status != 401 or token is None:
                 raise
             # The token was revoked or expired early: renew it once and send again.
