@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import numpy as np
 import pytest
@@ -365,3 +366,33 @@ def test_the_seed_robot_config_is_accepted_and_check_names_what_is_missing(
 
     (robot_dir / ".env").write_text(f"YANDEX_API_KEY={KEY}\nYANDEX_FOLDER_ID={FOLDER}\n")
     assert load_robot(robot_dir, root_dir=robot_dir.parent.parent).problems() == []
+
+
+# SpeechKit API v1 takes a POST body of at most 15 KB, URL-encoded (a Cyrillic letter is 6 bytes
+# there), and a text of at most 5,000 characters.
+
+
+async def test_tts_splits_a_text_over_15_kb_once_url_encoded_and_keeps_its_order():
+    sentence = "Это предложение довольно длинное, но ничего особенного в нём нет. "
+    text = (sentence * 45).strip()
+    assert len(text) < 5000 and len(urlencode({"text": text})) > 15_000
+    audios = [tone(0.1 * n).data for n in (1, 2, 3)]
+    async with FakeServer(*(chunked([audio], "audio/x-pcm") for audio in audios)) as server:
+        chunks = await synthesize(make_tts(server), text)
+    assert 2 <= len(server.requests) <= 3
+    assert all(len(request.body) <= 15_000 for request in server.requests)
+    said = [request.form["text"] for request in server.requests]
+    assert " ".join(said).split() == text.split()
+    assert b"".join(chunk.data for chunk in chunks) == b"".join(audios[: len(said)])
+
+
+async def test_tts_splits_a_text_over_5000_characters():
+    text = " ".join(["Hello there."] * 500)  # 6,499 characters, 7 KB encoded
+    audios = [tone(0.1).data, tone(0.2).data]
+    async with FakeServer(*(chunked([audio], "audio/x-pcm") for audio in audios)) as server:
+        chunks = await synthesize(make_tts(server), text)
+    assert len(server.requests) == 2
+    said = [request.form["text"] for request in server.requests]
+    assert all(len(piece) <= 5000 for piece in said)
+    assert " ".join(said).split() == text.split()
+    assert b"".join(chunk.data for chunk in chunks) == b"".join(audios)

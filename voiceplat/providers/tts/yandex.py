@@ -6,13 +6,20 @@ ones depend on the voice), `speed` (0.1-3.0), `format=lpcm`, `sampleRateHertz` (
 the audio needs no resampling; the seed's `sample_rate: 48000` is honoured), `folderId`. The answer
 is headerless 16-bit little-endian mono PCM, yielded as it arrives. Credentials: see
 providers/yandex_cloud.py.
+
+A request's body may hold at most 15 KB, URL-encoded, and its text at most 5,000 characters; a
+Cyrillic letter takes 6 bytes encoded, so about 2,500 of them fit. A longer text is split at
+sentence ends (else at spaces) into pieces that fit, synthesised one after the other.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+import re
+from collections.abc import AsyncIterator, Callable, Mapping
+from functools import partial
 from typing import Literal
+from urllib.parse import urlencode
 
 from pydantic import Field
 
@@ -24,7 +31,9 @@ from voiceplat.providers.tts.local_audio import speakable
 from voiceplat.providers.yandex_cloud import YandexAuthOptions, YandexCredentials
 
 URL = "https://tts.api.cloud.yandex.net/speech/v1/tts:synthesize"
-MAX_TEXT = 5000
+MAX_TEXT = 5000  # characters of `text`
+MAX_BODY = 15_000  # bytes of the URL-encoded form ("15 KB"; the smaller reading of it)
+_SENTENCE_END = re.compile(r"(?<=[.!?…;])\s+")
 
 
 class YandexTTSSettings(TTSSettings, YandexAuthOptions, cloud_http.HttpOptions):
@@ -84,15 +93,21 @@ class YandexTTS(HttpProvider, TTS):
             form["folderId"] = self.credentials.folder_id
         return form
 
+    def fits(self, text: str) -> bool:
+        """Whether one request can carry `text` (the service's limits)."""
+        return len(text) <= MAX_TEXT and len(urlencode(self.form(text))) <= MAX_BODY
+
     async def synthesize(self, text: str) -> AsyncIterator[Pcm]:
         if not speakable(text):
             return
-        if len(text) > MAX_TEXT:
-            raise self._error(f"text of {len(text)} characters; SpeechKit takes {MAX_TEXT}")
-        chunks = self._retrying_stream(lambda: self._attempt(text), first_what="audio")
-        async with contextlib.aclosing(chunks):
-            async for pcm in chunks:
-                yield pcm
+        for piece in split_to_fit(text.strip(), self.fits):
+            if not speakable(piece):
+                continue
+            # Retried only before a piece's first audio, as any stream (cloud_http.retries).
+            chunks = self._retrying_stream(partial(self._attempt, piece), first_what="audio")
+            async with contextlib.aclosing(chunks):
+                async for pcm in chunks:
+                    yield pcm
 
     async def _attempt(self, text: str) -> AsyncIterator[Pcm]:
         client = self._http.get()
@@ -117,3 +132,42 @@ class YandexTTS(HttpProvider, TTS):
                     yield Pcm(data[:cut], self.rate)
         finally:
             await response.aclose()
+
+
+def split_to_fit(text: str, fits: Callable[[str], bool]) -> list[str]:
+    """`text` as few pieces that each `fit`: whole sentences where possible, else words, else
+    characters (a "word" too long for one request)."""
+    if fits(text):
+        return [text]
+    pieces: list[str] = []
+    for unit in _units(text, fits):
+        joined = f"{pieces[-1]} {unit}" if pieces else unit
+        if pieces and fits(joined):
+            pieces[-1] = joined
+        else:
+            pieces.append(unit)
+    return pieces
+
+
+def _units(text: str, fits: Callable[[str], bool]) -> list[str]:
+    """Sentences of `text`, those too long for one request cut into words or characters."""
+    units: list[str] = []
+    for sentence in _SENTENCE_END.split(text):
+        if fits(sentence):
+            units.append(sentence)
+            continue
+        for word in sentence.split():
+            while not fits(word):
+                cut = _longest_fitting_prefix(word, fits)
+                units.append(word[:cut])
+                word = word[cut:]
+            units.append(word)
+    return [unit for unit in units if unit]
+
+
+def _longest_fitting_prefix(word: str, fits: Callable[[str], bool]) -> int:
+    low, high = 1, len(word)  # a single character always fits
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if fits(word[:middle]) else (low, middle - 1)
+    return low
