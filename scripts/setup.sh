@@ -12,7 +12,8 @@ apt_packages=(festival festvox-ru espeak-ng sox)
 if [ "$purpose" = test ]; then
   # The storage tests start their own PostgreSQL and Redis (tests/storage_servers.py).
   # Recorded Russian telephone prompts (real speech) for the ASR accuracy test and benchmark.
-  apt_packages+=(postgresql redis-server asterisk-core-sounds-ru asterisk-core-sounds-ru-wav)
+  # Lua runs freeswitch/ws_bridge.lua against a stub FreeSWITCH API (tests/unit/test_ws_bridge.py).
+  apt_packages+=(postgresql redis-server asterisk-core-sounds-ru asterisk-core-sounds-ru-wav lua5.4)
 fi
 if ! python3 -m venv --help >/dev/null 2>&1; then apt_packages+=(python3-venv); fi
 
