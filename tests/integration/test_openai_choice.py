@@ -6,6 +6,8 @@ is an enum of the options; a server that ignores it answers in text, where the i
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from tests.integration.test_openai_llm import (
@@ -21,7 +23,7 @@ from voiceplat.providers.base import ProviderError
 OPTIONS = ["hours", "prices", "fallback"]
 
 
-async def choose(server: FakeOpenAIServer, **settings: object) -> str:
+async def choose(server: FakeOpenAIServer, **settings: Any) -> str:
     llm = make_llm(server.base_url, **settings)
     try:
         return await llm.choose(MESSAGES, OPTIONS)

@@ -169,7 +169,7 @@ def test_problems_name_the_env_variables(monkeypatch: pytest.MonkeyPatch):
         "robots/<robot>/.env or the root .env",
     ]
     with pytest.raises(ValueError, match="token"):
-        ZvukogramTTS.Settings(provider="zvukogram", token=TOKEN)
+        ZvukogramTTS.Settings(provider="zvukogram", token=TOKEN)  # type: ignore[call-arg]
     mp3 = ZvukogramTTS.Settings(provider="zvukogram", format="mp3")
     original = importlib.util.find_spec
     monkeypatch.setattr(

@@ -49,7 +49,7 @@ def test_options_validation_and_problems():
     assert "s3cret" not in problem
     assert "s3cret" in cloud_http.option_secrets(with_password, {})
     with pytest.raises(ValueError, match="extra"):
-        cloud_http.HttpOptions(proxy_url="http://proxy:3128")
+        cloud_http.HttpOptions(proxy_url="http://proxy:3128")  # type: ignore[call-arg]
     options = cloud_http.HttpOptions(ca_bundle="/nowhere/ca.pem", proxy_env="MY_PROXY")
     assert cloud_http.options_problems(options, {}) == [
         "ca_bundle: file /nowhere/ca.pem not found",

@@ -8,7 +8,7 @@ A provider says what to mask (`_secrets`) and how to name itself (`_error_prefix
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 from voiceplat.providers import cloud_http
@@ -47,8 +47,8 @@ class HttpProvider:
         return ProviderError(f"{self._error_prefix()}: {message}")
 
     def _retrying_stream(
-        self, attempt: Callable[[], AsyncIterator[T]], *, first_what: str = "first token"
-    ) -> AsyncIterator[T]:
+        self, attempt: Callable[[], AsyncGenerator[T, None]], *, first_what: str = "first token"
+    ) -> AsyncGenerator[T, None]:
         """`cloud_http.retrying_stream` with this provider's retries and timeout; close it after."""
         return cloud_http.retrying_stream(
             attempt,

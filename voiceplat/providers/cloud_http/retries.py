@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import TypeVar
 
 import httpx
@@ -34,7 +34,7 @@ _END = _End()
 
 
 async def retrying_stream(
-    attempt: Callable[[], AsyncIterator[T]],
+    attempt: Callable[[], AsyncGenerator[T, None]],
     *,
     retries: int,
     backoff_s: float,
@@ -42,7 +42,7 @@ async def retrying_stream(
     fail: Callable[[str], ProviderError],
     first_what: str = "first token",
     gap_timeout_s: float | None = None,
-) -> AsyncIterator[T]:
+) -> AsyncGenerator[T, None]:
     """Yields the items of `attempt()`, retrying it while nothing was yielded yet.
 
     An attempt is retried when it raises a retryable `HttpFailure` or a transport error before its
@@ -84,13 +84,13 @@ def _unexpected(exc: Exception, fail: Callable[[str], ProviderError]) -> Provide
 
 
 async def _first_item(
-    attempt: Callable[[], AsyncIterator[T]],
+    attempt: Callable[[], AsyncGenerator[T, None]],
     retries: int,
     backoff_s: float,
     first_timeout_s: float,
     fail: Callable[[str], ProviderError],
     first_what: str,
-) -> tuple[AsyncIterator[T], T | _End]:
+) -> tuple[AsyncGenerator[T, None], T | _End]:
     delays = backoff_delays(retries, backoff_s)
     last: HttpFailure | None = None
     try:
@@ -144,7 +144,7 @@ async def retrying_call(
 ) -> T:
     """`call()` with the retry rules of `retrying_stream` (its one result is the first item)."""
 
-    async def once() -> AsyncIterator[T]:
+    async def once() -> AsyncGenerator[T, None]:
         yield await call()
 
     stream = retrying_stream(

@@ -22,7 +22,7 @@ import contextlib
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from typing import Any, Literal
 
 import httpx
@@ -179,7 +179,7 @@ class GigaChatLLM(HttpProvider, LLM):
             "the models there; check `model`, or set `base_url` to the API host of your account)"
         )
 
-    async def _attempt(self, body: dict[str, Any]) -> AsyncIterator[str]:
+    async def _attempt(self, body: dict[str, Any]) -> AsyncGenerator[str, None]:
         token = await self._access_token()
         try:
             response = await self._send_chat(body, token)

@@ -23,10 +23,10 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import Field
 
@@ -43,6 +43,7 @@ from voiceplat.providers.worker import SharedModels, SingleWorker
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
+    from llama_cpp.llama_types import ChatCompletionRequestMessage, CreateCompletionStreamResponse
 
 LLAMA_CPP_REQUIREMENT = "llama-cpp-python==0.3.36"
 MODEL_NAMES = {"qwen2.5-coder-1.5b", "qwen2.5-coder-0.5b"}
@@ -160,7 +161,7 @@ class _Engine(SingleWorker):
             tokens = self.fit(request)
             self.states.restore_best(self.llm, tokens)
             if prefill(self.llm, tokens, stop):
-                for chunk in self.llm.create_completion(
+                chunks = self.llm.create_completion(
                     tokens,
                     max_tokens=request.max_tokens,
                     temperature=request.temperature,
@@ -168,7 +169,9 @@ class _Engine(SingleWorker):
                     stop=request.stop,
                     stream=True,
                     grammar=_grammar(request.grammar),
-                ):
+                )
+                # With stream=True it is an iterator of chunks (typed as a union with a response).
+                for chunk in cast("Iterator[CreateCompletionStreamResponse]", chunks):
                     if stop.is_set():
                         break
                     text = chunk["choices"][0]["text"]
@@ -211,7 +214,9 @@ def _chat_renderer(llm: Llama) -> Callable[[list[dict[str, str]], bool], str]:
         for flag in (True, False)
     }
     return lambda messages, generation_prompt: (
-        formatters[generation_prompt](messages=messages).prompt
+        formatters[generation_prompt](
+            messages=cast("list[ChatCompletionRequestMessage]", messages)
+        ).prompt
     )
 
 

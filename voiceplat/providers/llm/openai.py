@@ -28,7 +28,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import json
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Mapping
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -234,7 +234,7 @@ class OpenAILLM(HttpProvider, LLM):
             async for piece in pieces:
                 yield piece
 
-    async def _attempt(self, body: dict[str, Any]) -> AsyncIterator[str]:
+    async def _attempt(self, body: dict[str, Any]) -> AsyncGenerator[str, None]:
         client = self._http.get()
         request = client.build_request("POST", self.url, json=body, headers=self._headers())
         try:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Mapping
 from typing import Any
 
 from pydantic import Field
@@ -161,7 +161,7 @@ class YandexLLM(HttpProvider, LLM):
             async for piece in pieces:
                 yield piece
 
-    async def _attempt(self, body: dict[str, Any]) -> AsyncIterator[str]:
+    async def _attempt(self, body: dict[str, Any]) -> AsyncGenerator[str, None]:
         client = self._http.get()
         request = client.build_request("POST", self.settings.url, json=body, headers=self.headers())
         response = await cloud_http.send(client, request)

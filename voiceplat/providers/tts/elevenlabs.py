@@ -11,7 +11,7 @@ it is synthesised: `ulaw_8000` is G.711 mu-law at 8 kHz (decoded here, no resamp
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, Literal
 from urllib.parse import quote
 
@@ -108,7 +108,7 @@ class ElevenLabsTTS(HttpProvider, TTS):
             async for pcm in audio:
                 yield pcm
 
-    async def _attempt(self, text: str) -> AsyncIterator[Pcm]:
+    async def _attempt(self, text: str) -> AsyncGenerator[Pcm, None]:
         client = self._http.get()
         request = client.build_request(
             "POST",

@@ -15,7 +15,7 @@ import contextlib
 import importlib.util
 import shutil
 import struct
-from collections.abc import AsyncIterator, Awaitable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Mapping
 
 from pydantic import Field
 
@@ -125,7 +125,9 @@ class EspeakTTS(TTS):
                         process.kill()
                 await process.wait()
 
-    async def _read(self, process: asyncio.subprocess.Process, text: str) -> AsyncIterator[Pcm]:
+    async def _read(
+        self, process: asyncio.subprocess.Process, text: str
+    ) -> AsyncGenerator[Pcm, None]:
         assert process.stdin and process.stdout and process.stderr
         stdout = process.stdout
         process.stdin.write(text.encode() + b"\n")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 from voiceplat.audio.pcm import Pcm, rms
 from voiceplat.audio.resample import StreamResampler
@@ -28,7 +28,7 @@ MAX_EXTRA_S = 2.0
 """Slack for leading/trailing silence on top of `MAX_S_PER_LETTER`."""
 
 
-async def ahead(chunks: AsyncIterator[Pcm]) -> AsyncIterator[Pcm]:
+async def ahead(chunks: AsyncIterator[Pcm]) -> AsyncGenerator[Pcm, None]:
     """Yields what `chunks` produces, running it to the end in a task of its own.
 
     Closing or cancelling this generator cancels that task and waits for it, so the engine's
@@ -56,7 +56,7 @@ async def ahead(chunks: AsyncIterator[Pcm]) -> AsyncIterator[Pcm]:
         await asyncio.wait([task])
 
 
-async def at_rate(chunks: AsyncIterator[Pcm], rate: int | None) -> AsyncIterator[Pcm]:
+async def at_rate(chunks: AsyncGenerator[Pcm, None], rate: int | None) -> AsyncGenerator[Pcm, None]:
     """Yields `chunks` resampled to `rate` with one streaming resampler (no seams between them)."""
     async with contextlib.aclosing(chunks):
         if rate is None:

@@ -17,7 +17,7 @@ import contextlib
 import importlib.util
 import logging
 import threading
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -137,7 +137,7 @@ class PiperTTS(TTS):
         async for pcm in at_rate(self._stream(text), self.settings.sample_rate):
             yield pcm
 
-    async def _stream(self, text: str) -> AsyncIterator[Pcm]:
+    async def _stream(self, text: str) -> AsyncGenerator[Pcm, None]:
         if not speakable(text):
             return
         voice = await self._loaded()

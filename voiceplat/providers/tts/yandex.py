@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from functools import partial
 from typing import Literal
 from urllib.parse import urlencode
@@ -109,7 +109,7 @@ class YandexTTS(HttpProvider, TTS):
                 async for pcm in chunks:
                     yield pcm
 
-    async def _attempt(self, text: str) -> AsyncIterator[Pcm]:
+    async def _attempt(self, text: str) -> AsyncGenerator[Pcm, None]:
         client = self._http.get()
         request = client.build_request(
             "POST", self.settings.url, data=self.form(text), headers=self.credentials.headers()
