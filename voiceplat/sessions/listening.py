@@ -283,7 +283,8 @@ class ListeningSession(Session):
             self.start_speaker(
                 lambda: self.speak(
                     [settings.goodbye_text], interruptible=False, ends_call="no_input"
-                )
+                ),
+                final=True,
             )
 
         timer = NoInputTimer(
