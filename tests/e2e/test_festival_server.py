@@ -89,7 +89,7 @@ def interfaces(pid: int) -> set[str]:
     return {line.split(":")[0].strip() for line in lines}
 
 
-def network_namespace(pid: int | str) -> str:
+def network_namespace_of(pid: int | str) -> str:
     return os.readlink(f"/proc/{pid}/ns/net")
 
 
@@ -118,7 +118,7 @@ async def test_the_server_accepts_no_connection_from_another_host(festival: Fest
     assert pid is not None
     sockets = listening(pid)
     assert sockets, "the festival server listens on no TCP socket"
-    own_network = network_namespace(pid) != network_namespace("self")
+    own_network = network_namespace_of(pid) != network_namespace_of("self")
     for address, port in sockets:
         if address in LOOPBACK:
             continue
@@ -135,7 +135,7 @@ async def test_the_server_is_isolated_where_the_kernel_allows_it(festival: Festi
     assert festival._server.isolated
     pid = festival.server_pid
     assert pid is not None
-    assert network_namespace(pid) != network_namespace("self")
+    assert network_namespace_of(pid) != network_namespace_of("self")
 
 
 @pytest.mark.parametrize("network_namespace", ["auto", "off"])
@@ -182,3 +182,29 @@ async def test_a_restart_does_not_wait_for_children_still_serving(festival: Fest
         assert festival.server_pid not in (None, old_pid)
     finally:
         await busy.close()
+
+
+@pytest.mark.parametrize("network_namespace", ["auto", "required"])
+async def test_without_namespaces_auto_shares_the_network_and_required_refuses(
+    network_namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from voiceplat.providers.base import ProviderError
+    from voiceplat.providers.tts import festival_server
+
+    launch = festival_server._Sandbox.launch
+
+    async def no_namespaces(port: int, isolated: bool, setup: bytes) -> festival_server._Sandbox:
+        if isolated:  # what the sandbox answers where the kernel refuses user namespaces
+            raise festival_server._NoNamespace("cannot make a network namespace: EPERM")
+        return await launch(port, isolated, setup)
+
+    monkeypatch.setattr(festival_server._Sandbox, "launch", no_namespaces)
+    if network_namespace == "required":
+        with pytest.raises(ProviderError, match="reachable from other hosts"):
+            async for _ in started(network_namespace=network_namespace):
+                pass
+        return
+    async for tts in started(network_namespace=network_namespace):
+        assert not tts._server.isolated
+        assert tts.server_pid is not None
+        assert network_namespace_of(tts.server_pid) == network_namespace_of("self")
