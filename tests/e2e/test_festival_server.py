@@ -113,7 +113,16 @@ async def test_the_password_is_in_no_command_line(festival: FestivalTTS) -> None
     assert not leaks, f"the festival password is visible in /proc/<pid>/cmdline of {leaks}"
 
 
+NO_NAMESPACES = (
+    "this kernel or container allows no user namespaces: the server then listens on all "
+    "interfaces, as documented (network_namespace: auto); a property of the host, not of the setup"
+)
+
+
+@pytest.mark.ci_may_skip(NO_NAMESPACES)
 async def test_the_server_accepts_no_connection_from_another_host(festival: FestivalTTS) -> None:
+    if not can_make_network_namespace():
+        pytest.skip(NO_NAMESPACES)
     pid = festival.server_pid
     assert pid is not None
     sockets = listening(pid)
@@ -129,9 +138,10 @@ async def test_the_server_accepts_no_connection_from_another_host(festival: Fest
         assert port not in ports_listening_here()
 
 
+@pytest.mark.ci_may_skip(NO_NAMESPACES)
 async def test_the_server_is_isolated_where_the_kernel_allows_it(festival: FestivalTTS) -> None:
     if not can_make_network_namespace():
-        pytest.skip("this sandbox does not allow network namespaces")
+        pytest.skip(NO_NAMESPACES)
     assert festival._server.isolated
     pid = festival.server_pid
     assert pid is not None
