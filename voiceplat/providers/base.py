@@ -79,6 +79,11 @@ class Provider:
     kind: ClassVar[Kind]
     name: ClassVar[str]
     Settings: ClassVar[type[ProviderSettings]]
+    bounds_own_time: ClassVar[bool] = False
+    """True when the provider applies `timeout_s` itself, from the moment its model starts on the
+    request: a local model shared by every call of the process queues requests, and the wait in
+    that queue is not a hang. The session then adds no timeout of its own; otherwise the
+    session's clock starts when it asks."""
 
     def __init__(self, settings: ProviderSettings, env: Mapping[str, str]) -> None:
         self.settings = settings

@@ -28,7 +28,7 @@ from voiceplat.audio.resample import StreamResampler
 from voiceplat.providers.base import Message
 from voiceplat.robot import Robot
 from voiceplat.sessions.text import strip_marker
-from voiceplat.sessions.timeouts import with_gap_timeout
+from voiceplat.sessions.timeouts import session_timeout, with_gap_timeout
 from voiceplat.sessions.turn import RobotTurn, SpokenSentence, utcnow
 from voiceplat.storage.recorder import CallLog, Recorder
 from voiceplat.storage.records import CallRecord, CallStatus, TurnRecord
@@ -401,7 +401,7 @@ class Session:
         asked = self.clock()
         resampler: StreamResampler | None = None
         start = self.channel.queued_ms
-        stream = with_gap_timeout(tts.synthesize(text), tts.settings.timeout_s, "TTS")
+        stream = with_gap_timeout(tts.synthesize(text), session_timeout(tts), "TTS")
         async for chunk in stream:
             if resampler is None:
                 resampler = StreamResampler(chunk.rate, 8000)

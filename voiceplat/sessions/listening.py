@@ -14,6 +14,7 @@ from typing import Any
 from voiceplat.audio.pcm import FRAME_MS, Framer, Pcm
 from voiceplat.sessions.base import CallEnded, Session
 from voiceplat.sessions.no_input import NoInputTimer
+from voiceplat.sessions.timeouts import session_timeout
 from voiceplat.sessions.turn import RobotTurn
 from voiceplat.telephony.events import AudioIn
 from voiceplat.turns.barge_in import BargeInPolicy
@@ -226,7 +227,7 @@ class ListeningSession(Session):
     async def transcribe(self, audio: bytes, *, log: bool = True) -> tuple[str, float]:
         asr = self.robot.asr
         asked = self.clock()
-        async with asyncio.timeout(asr.settings.timeout_s):
+        async with asyncio.timeout(session_timeout(asr)):
             transcript = await asr.transcribe(Pcm(audio), asr.settings.language)
         asr_ms = (self.clock() - asked) * 1000
         if log:

@@ -12,7 +12,7 @@ from collections.abc import AsyncGenerator
 from voiceplat.providers.base import Message
 from voiceplat.sessions.listening import ListeningSession
 from voiceplat.sessions.text import SentenceSplitter
-from voiceplat.sessions.timeouts import with_gap_timeout
+from voiceplat.sessions.timeouts import session_timeout, with_gap_timeout
 from voiceplat.sessions.turn import RobotTurn
 
 _DONE = object()
@@ -59,7 +59,7 @@ class PipelineSession(ListeningSession):
                 queue.put_nowait(sentence)
 
         try:
-            stream = with_gap_timeout(llm.stream(self.dialog()), llm.settings.timeout_s, "LLM")
+            stream = with_gap_timeout(llm.stream(self.dialog()), session_timeout(llm), "LLM")
             async for chunk in stream:
                 if turn.llm_ttft_ms is None:
                     turn.llm_ttft_ms = (self.clock() - asked) * 1000

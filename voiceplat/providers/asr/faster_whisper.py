@@ -114,6 +114,7 @@ def _release(shared: _SharedModel) -> None:
 class FasterWhisperASR(ASR):
     Settings = FasterWhisperSettings
     settings: FasterWhisperSettings
+    bounds_own_time = True  # timeout_s from when the model starts the request
 
     def __init__(self, settings: FasterWhisperSettings, env: Mapping[str, str]) -> None:
         super().__init__(settings, env)

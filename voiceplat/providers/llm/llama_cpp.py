@@ -249,6 +249,7 @@ def _release(engine: _Engine) -> None:
 class LlamaCppLLM(LLM):
     Settings = LlamaCppSettings
     settings: LlamaCppSettings
+    bounds_own_time = True  # timeout_s from when the model starts the request
 
     def __init__(self, settings: LlamaCppSettings, env: Mapping[str, str]) -> None:
         super().__init__(settings, env)

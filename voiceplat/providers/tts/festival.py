@@ -79,6 +79,7 @@ def installed_voices() -> list[str]:
 class FestivalTTS(TTS):
     Settings = FestivalSettings
     settings: FestivalSettings
+    bounds_own_time = True  # timeout_s from when the model starts the request
 
     def __init__(self, settings: FestivalSettings, env: Mapping[str, str]) -> None:
         super().__init__(settings, env)

@@ -84,6 +84,7 @@ def _load(voice: str) -> PiperVoice:
 class PiperTTS(TTS):
     Settings = PiperSettings
     settings: PiperSettings
+    bounds_own_time = True  # timeout_s from when the model starts the request
 
     def __init__(self, settings: PiperSettings, env: Mapping[str, str]) -> None:
         super().__init__(settings, env)

@@ -23,7 +23,7 @@ from voiceplat.robot import Robot
 from voiceplat.sessions.base import CallEnded
 from voiceplat.sessions.listening import ListeningSession
 from voiceplat.sessions.llm_script.tracks import Track, TrackSet
-from voiceplat.sessions.timeouts import ProviderTimeout
+from voiceplat.sessions.timeouts import ProviderTimeout, session_timeout
 from voiceplat.sessions.turn import RobotTurn
 from voiceplat.storage.recorder import Recorder
 from voiceplat.telephony.channel import CallChannel
@@ -70,7 +70,7 @@ class LlmScriptSession(ListeningSession):
     async def _choose(self) -> Track:
         llm = self.robot.llm
         try:
-            async with asyncio.timeout(llm.settings.timeout_s):
+            async with asyncio.timeout(session_timeout(llm)):
                 chosen = await llm.choose(self.dialog(), self.tracks.ids)
         except TimeoutError:
             raise ProviderTimeout(
