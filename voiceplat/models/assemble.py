@@ -196,8 +196,11 @@ def _part_path(part: Part) -> Path:
 def _locate_parts(spec: ModelSpec, files: list[ModelFile]) -> dict[str, list[Path]]:
     """Maps each file name to its part paths; raises one ModelError listing every package issue."""
     needed = {part.package.name: part.package for file in files for part in file.parts}
-    unusable = {name: _package_problem(package) for name, package in needed.items()}
-    unusable = {name: problem for name, problem in unusable.items() if problem}
+    unusable = {
+        name: problem
+        for name, package in needed.items()
+        if (problem := _package_problem(package)) is not None
+    }
     if unusable:
         packages = [needed[name] for name in unusable]
         raise ModelError(

@@ -75,7 +75,7 @@ class Cleaner:
             self.fixes.append(f"{path}: nested deeper than {MAX_DEPTH} levels, stored as text")
             return self.text(_as_text(value), path)
         if isinstance(value, dict):
-            cleaned = {}
+            cleaned: dict[str, Any] = {}
             for key, item in value.items():
                 name = self.text(str(key), f"{path}.<key {len(cleaned)}>")
                 cleaned[name] = self.value(item, f"{path}.{name}" if path else name, depth + 1)

@@ -169,13 +169,14 @@ class Recorder:
         if self._closed:
             return
         self._closed = True
-        running = [worker for worker in self._workers if worker.task is not None]
+        # Each started worker with its task, so the task's type is known not to be None.
+        running = [(worker, worker.task) for worker in self._workers if worker.task is not None]
         if running:
-            drains = [asyncio.create_task(worker.queue.join()) for worker in running]
+            drains = [asyncio.create_task(worker.queue.join()) for worker, _ in running]
             _, pending = await asyncio.wait(drains, timeout=timeout_s)
             for drain in pending:
                 drain.cancel()
-            for worker in running:
+            for worker, task in running:
                 if worker.queue.qsize():
                     log.warning(
                         "recorder: sink %s did not finish in %g s; %d item(s) not written",
@@ -183,9 +184,8 @@ class Recorder:
                         timeout_s,
                         worker.queue.qsize(),
                     )
-                assert worker.task is not None
-                worker.task.cancel()
-            await asyncio.gather(*(worker.task for worker in running), return_exceptions=True)
+                task.cancel()
+            await asyncio.gather(*(task for _, task in running), return_exceptions=True)
         for worker in self._workers:
             try:
                 await worker.sink.aclose()
