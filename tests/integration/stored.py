@@ -91,6 +91,15 @@ async def from_mongo(uri: str) -> dict[str, Stored]:
     return stored
 
 
+def _decoded_hash(fields: dict[bytes | str, bytes | str]) -> dict[str, str]:
+    """A hash read with decode_responses=True, typed as the str it is (redis's types allow bytes)."""
+    decoded: dict[str, str] = {}
+    for name, value in fields.items():
+        assert isinstance(name, str) and isinstance(value, str), "client does not decode responses"
+        decoded[name] = value
+    return decoded
+
+
 async def from_redis(url: str) -> dict[str, Stored]:
     import redis.asyncio as aioredis
 
@@ -100,7 +109,7 @@ async def from_redis(url: str) -> dict[str, Stored]:
         async for key in client.scan_iter(match="call:*"):
             if key.endswith(":history"):
                 continue
-            call = await client.hgetall(key)
+            call = _decoded_hash(await client.hgetall(key))
             history = [json.loads(t) for t in await client.lrange(f"{key}:history", 0, -1)]
             stored[key.removeprefix("call:")] = Stored(
                 call["caller"] or None,

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -16,7 +18,7 @@ from tests.storage_servers import StoreEnv
 from voiceplat.cli import main
 from voiceplat.storage.migrations import migrate_postgres, read_migrations
 from voiceplat.storage.recorder import Recorder
-from voiceplat.storage.records import CallRecord, TurnRecord, utcnow
+from voiceplat.storage.records import CallRecord, CallStatus, TurnRecord, utcnow
 from voiceplat.storage.scenarios import CACHE_TTL_S, Scenario, ScenarioStore
 from voiceplat.storage.sinks import sinks_from_env
 from voiceplat.storage.spooled_sink import RetryPolicy, SpooledSink
@@ -36,7 +38,7 @@ def record_call(
     robot: str = "robot",
     turns: list[dict] | None = None,
     metadata: dict | None = None,
-    status: str = "completed",
+    status: CallStatus = "completed",
     start: datetime | None = None,
 ) -> None:
     start = start or utcnow()
@@ -112,7 +114,7 @@ def test_migrate_command_prepares_both_stores(
     assert main(["migrate", str(robot)]) == 0
     assert "postgres: up to date" in capsys.readouterr().out
 
-    async def indexes() -> dict:
+    async def indexes() -> Mapping[str, Any]:
         from voiceplat.storage.mongo import open_database
 
         client, db = open_database(stores.env["MONGO_URI"])
@@ -275,15 +277,18 @@ async def test_scenarios_are_read_through_the_redis_cache(stores: StoreEnv, tmp_
         await store.put(Scenario(name="booking", robot="robot", body={"steps": ["day", "time"]}))
         first = await store.get_scenario("booking")
         assert first is not None and first.body == {"steps": ["day", "time"]}
+        assert store.redis is not None, "the suite's stores include a Redis cache"
         ttl = await store.redis.ttl("scenario:booking")
         assert 0 < ttl <= CACHE_TTL_S
 
         # Changed behind the cache's back: readers see the cached copy until it expires...
         await store.pool.execute("UPDATE scenarios SET body = '{\"steps\": []}'")
-        assert (await store.get_scenario("booking")).body == {"steps": ["day", "time"]}
+        cached = await store.get_scenario("booking")
+        assert cached is not None and cached.body == {"steps": ["day", "time"]}
         # ...while a change through the store is seen at once.
         await store.put(Scenario(name="booking", body={"steps": ["day"]}))
         changed = await store.get_scenario("booking")
+        assert changed is not None
         assert changed.body == {"steps": ["day"]} and changed.version == 2
     finally:
         await store.aclose()
