@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
+from websockets.typing import Subprotocol
 
 from tests.conftest import FIXTURES, read_call_records
 from voiceplat.audio.wav import read_wav
 
-SUBPROTOCOLS = ["audio.drachtio.org"]
+SUBPROTOCOLS = [Subprotocol("audio.drachtio.org")]
 
 
 async def drain(ws) -> list[str | bytes]:

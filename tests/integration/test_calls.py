@@ -50,6 +50,7 @@ async def test_greeting_then_answer_are_heard_and_recorded(make_robot, robot_ser
     assert len(result.answers) == 2  # greeting, then the answer
     assert all(not a.cut_by_kill_audio for a in result.answers)
     greeting_ms = len("Здравствуйте! Чем могу помочь?") * 60
+    assert result.answers[0].duration_ms is not None
     assert abs(result.answers[0].duration_ms - greeting_ms) < 200
     assert abs(tone_frequency(result.robot_audio) - 500) < 10  # resampled 16 kHz → 8 kHz cleanly
     (utterance,) = result.utterances
@@ -91,6 +92,8 @@ async def test_barge_in_cuts_the_robot_and_records_what_was_heard(make_robot, ro
     assert barge.kind == "barge_in" and barge.robot_talking_at_start
     assert barge.kill_audio is True
     # The robot stopped while the caller was still talking, and not before min_speech_ms of speech.
+    assert barge.kill_audio_after_ms is not None
+    assert barge.speech_end_ms is not None and barge.speech_start_ms is not None
     assert 300 <= barge.kill_audio_after_ms < barge.speech_end_ms - barge.speech_start_ms
     assert any(e.type == "killAudio" for e in result.events)
 
