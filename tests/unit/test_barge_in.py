@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from voiceplat.audio.wav import read_wav
 from voiceplat.turns.barge_in import BargeInPolicy, BargeInSettings, words
 from voiceplat.turns.endpointer import Endpointer
-from voiceplat.turns.vad import FRAME_BYTES, make_vad
+from voiceplat.turns.vad import FRAME_BYTES, VadEngine, make_vad
 
 DEFAULT = BargeInSettings()
 NO_BACKCHANNELS = BargeInSettings(backchannel_words=[])
@@ -101,7 +101,7 @@ def test_default_word_list_is_not_shared_between_instances() -> None:
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 
 
-def strongest_decision(engine: str, name: str) -> str:
+def strongest_decision(engine: VadEngine, name: str) -> str:
     """Plays a fixture over the robot's voice; returns the strongest per-frame decision."""
     audio = read_wav(FIXTURES / name).data + bytes(FRAME_BYTES * 50)
     vad, endpointer, policy = make_vad(engine), Endpointer(), BargeInPolicy()
@@ -125,5 +125,5 @@ def strongest_decision(engine: str, name: str) -> str:
         ("cough.wav", "ignore"),
     ],
 )
-def test_real_bursts_over_the_robot(engine: str, name: str, expected: str) -> None:
+def test_real_bursts_over_the_robot(engine: VadEngine, name: str, expected: str) -> None:
     assert strongest_decision(engine, name) == expected

@@ -14,9 +14,10 @@ from voiceplat.turns.endpointer import (
     EndpointerSettings,
     EndpointEvent,
     SpeechEnded,
+    SpeechPaused,
     SpeechStarted,
 )
-from voiceplat.turns.vad import FRAME_BYTES, make_vad
+from voiceplat.turns.vad import FRAME_BYTES, VadEngine, make_vad
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 FRAME_S = 0.02
@@ -163,7 +164,7 @@ def speech_region(audio: bytes) -> tuple[float, float]:
     return loud[0] * FRAME_S, (loud[-1] + 1) * FRAME_S
 
 
-def run_audio(engine: str, audio: bytes, settings: EndpointerSettings | None = None) -> list:
+def run_audio(engine: VadEngine, audio: bytes, settings: EndpointerSettings | None = None) -> list:
     vad, endpointer = make_vad(engine), Endpointer(settings)
     events = []
     for k in range(len(audio) // FRAME_BYTES):
@@ -173,7 +174,7 @@ def run_audio(engine: str, audio: bytes, settings: EndpointerSettings | None = N
 
 
 @pytest.mark.parametrize("engine", ["webrtc", "energy", "silero"])
-def test_two_real_utterances_separated_by_a_second_of_silence(engine: str) -> None:
+def test_two_real_utterances_separated_by_a_second_of_silence(engine: VadEngine) -> None:
     hello = read_wav(FIXTURES / "ru_hello.wav").data
     question = read_wav(FIXTURES / "ru_question.wav").data
     audio = on_a_noisy_line(0.5, hello, 1.0, question, 1.0)
@@ -203,7 +204,7 @@ def test_a_cough_gives_no_events_with_silero() -> None:
 
 
 @pytest.mark.parametrize("engine", ["webrtc", "energy"])
-def test_a_cough_never_barges_in(engine: str) -> None:
+def test_a_cough_never_barges_in(engine: VadEngine) -> None:
     # WebRTC and the energy VAD cannot tell a noise burst from speech, only its length:
     # WebRTC marks the 150 ms burst plus its built-in hangover as ~260 ms of speech, the energy
     # VAD as 160 ms. That can open an utterance (ASR then hears nothing) but stays below
@@ -221,8 +222,6 @@ def test_a_cough_never_barges_in(engine: str) -> None:
 
 
 def test_pause_then_silence_gives_paused_then_ended_with_the_same_end() -> None:
-    from voiceplat.turns.endpointer import SpeechPaused
-
     ep = Endpointer(EndpointerSettings(min_speech_ms=60, silence_ms=200, pause_ms=60))
     events = []
     t = 0.0
@@ -232,7 +231,7 @@ def test_pause_then_silence_gives_paused_then_ended_with_the_same_end() -> None:
     kinds = [type(e).__name__ for e in events]
     assert kinds == ["SpeechStarted", "SpeechPaused", "SpeechEnded"]
     paused, ended = events[1], events[2]
-    assert isinstance(paused, SpeechPaused)
+    assert isinstance(paused, SpeechPaused) and isinstance(ended, SpeechEnded)
     assert paused.ended_at == ended.ended_at  # the speculative transcript stays valid
     assert ended.audio.startswith(paused.audio)
 
@@ -252,7 +251,10 @@ def test_speech_after_a_pause_resumes_and_pauses_again() -> None:
         "SpeechPaused",
         "SpeechEnded",
     ]
-    assert events[1].ended_at < events[3].ended_at == events[4].ended_at
+    first_pause, second_pause, ended = events[1], events[3], events[4]
+    assert isinstance(first_pause, SpeechPaused) and isinstance(second_pause, SpeechPaused)
+    assert isinstance(ended, SpeechEnded)
+    assert first_pause.ended_at < second_pause.ended_at == ended.ended_at
 
 
 def test_no_pause_events_unless_asked() -> None:

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from voiceplat.audio.wav import read_wav
-from voiceplat.turns.vad import FRAME_BYTES, EnergyVad, SileroVad, WebRtcVad, make_vad
+from voiceplat.turns.vad import FRAME_BYTES, EnergyVad, SileroVad, VadEngine, WebRtcVad, make_vad
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
-ENGINES = ["webrtc", "energy", "silero"]
+ENGINES: list[VadEngine] = ["webrtc", "energy", "silero"]
 
 
 def frames(data: bytes) -> list[bytes]:
@@ -24,14 +24,14 @@ def line_noise(seconds: float, level: float, seed: int = 0) -> bytes:
     return rng.normal(0, level, int(8000 * seconds)).astype("<i2").tobytes()
 
 
-def decisions(engine: str, data: bytes) -> list[bool]:
+def decisions(engine: VadEngine, data: bytes) -> list[bool]:
     vad = make_vad(engine)
     return [vad.is_speech(frame) for frame in frames(data)]
 
 
 @pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("name", ["ru_hello.wav", "ru_question.wav", "en_hello.wav"])
-def test_detects_speech_in_real_speech(engine: str, name: str) -> None:
+def test_detects_speech_in_real_speech(engine: VadEngine, name: str) -> None:
     speech = read_wav(FIXTURES / name).data
     flags = decisions(engine, speech)
     # The fixtures are speech from end to end apart from short pauses and ~0.2 s edges.
@@ -39,13 +39,13 @@ def test_detects_speech_in_real_speech(engine: str, name: str) -> None:
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-def test_no_speech_in_digital_silence(engine: str) -> None:
+def test_no_speech_in_digital_silence(engine: VadEngine) -> None:
     assert not any(decisions(engine, bytes(FRAME_BYTES * 100)))
 
 
 @pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("level", [10.0, 50.0])
-def test_low_line_noise_is_not_speech(engine: str, level: float) -> None:
+def test_low_line_noise_is_not_speech(engine: VadEngine, level: float) -> None:
     flags = decisions(engine, line_noise(2.0, level))
     # WebRTC flags a few frames while its noise model adapts at the start of a stream; after
     # that, steady hiss is never speech. 4 frames (80 ms) is far below any min_speech_ms.
@@ -54,7 +54,7 @@ def test_low_line_noise_is_not_speech(engine: str, level: float) -> None:
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-def test_speech_stops_being_detected_after_it_ends(engine: str) -> None:
+def test_speech_stops_being_detected_after_it_ends(engine: VadEngine) -> None:
     speech = read_wav(FIXTURES / "ru_hello.wav").to_numpy().astype(np.float64)
     # Hiss under the speech and after it, as on a real line.
     with_pause = np.concatenate([speech, np.zeros(8000)])
@@ -66,14 +66,14 @@ def test_speech_stops_being_detected_after_it_ends(engine: str) -> None:
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-def test_frame_size_is_checked(engine: str) -> None:
+def test_frame_size_is_checked(engine: VadEngine) -> None:
     vad = make_vad(engine)
     with pytest.raises(ValueError, match="320 bytes"):
         vad.is_speech(bytes(FRAME_BYTES - 2))
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-def test_reset_makes_a_rerun_identical(engine: str) -> None:
+def test_reset_makes_a_rerun_identical(engine: VadEngine) -> None:
     vad = make_vad(engine)
     speech = frames(read_wav(FIXTURES / "ru_question.wav").data)
     first = [vad.is_speech(frame) for frame in speech]
