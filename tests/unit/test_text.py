@@ -14,7 +14,8 @@ def llm_tokens(text: str) -> list[str]:
     return re.findall(r"\s*\w+|\s*[^\w\s]", text)
 
 
-def split(text: str, chunks: str = "tokens", **settings: int) -> list[str]:
+def split(text: str, chunks: str = "tokens", /, **settings: int) -> list[str]:
+    # Positional-only, so **settings (SentenceSplitter keywords) can never fill `chunks`.
     splitter = SentenceSplitter(**settings)
     if chunks == "tokens":
         parts = llm_tokens(text)
