@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from voiceplat.cli import main
 from voiceplat.errors import RobotError
+from voiceplat.providers.base import LLMSettings, TTSSettings
 from voiceplat.robot import load_robot
 
-SEED = {
+SEED: dict[str, Any] = {
     "ws_port": 5200,
     "mode": "pipeline",
     "asr": {"provider": "fake", "language": "ru-RU"},
@@ -45,8 +47,9 @@ def test_seed_config_loads_with_its_meanings(
     assert robot.config.ws_port == 5200
     assert robot.config.vad.end_silence_ms == 800  # the seed's 25 frames were about 0.8 s
     assert robot.config.vad.start_speech_ms == 160
-    assert robot.settings["tts"].sample_rate == 48000
-    assert robot.settings["llm"].max_tokens == 80
+    tts, llm = robot.settings["tts"], robot.settings["llm"]
+    assert isinstance(tts, TTSSettings) and tts.sample_rate == 48000
+    assert isinstance(llm, LLMSettings) and llm.max_tokens == 80
 
 
 def test_bad_value_names_file_field_value_and_what_is_allowed(
