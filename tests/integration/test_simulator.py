@@ -438,3 +438,25 @@ def test_cli_missing_wav_is_a_usage_error(tmp_path, capsys):
     code = run_call_command(parse(["ws://127.0.0.1:9/", "--say", str(tmp_path / "nope.wav")]))
     assert code == 2
     assert "nope.wav: file not found" in capsys.readouterr().err
+
+
+def test_peer_switches_reach_the_call(monkeypatch, capsys):
+    seen: dict = {}
+
+    async def fake_run_call(url, steps, **options):
+        seen.update(options)
+        raise ValueError("stop here")
+
+    monkeypatch.setattr("voiceplat.simulator.cli.run_call", fake_run_call)
+    assert run_call_command(parse(["ws://x/"])) == 2
+    assert (seen["marks"], seen["prebuffer"], seen["hangup_on_disconnect"]) == (
+        "module",
+        True,
+        False,
+    )
+    run_call_command(parse(["ws://x/", "--no-marks", "--no-prebuffer", "--hangup-on-disconnect"]))
+    assert (seen["marks"], seen["prebuffer"], seen["hangup_on_disconnect"]) == ("none", False, True)
+    run_call_command(parse(["ws://x/", "--ideal-marks"]))
+    assert seen["marks"] == "ideal"
+    with pytest.raises(SystemExit):
+        parse(["ws://x/", "--ideal-marks", "--no-marks"])

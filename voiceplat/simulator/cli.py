@@ -123,8 +123,7 @@ def add_call_arguments(parser: argparse.ArgumentParser) -> None:
         "--ramp", type=_seconds, default=0.0, help="with --calls: spread the starts over S s"
     )
     peer = parser.add_argument_group(
-        "the peer (default: mod_audio_fork's own rules: marks wait for the next audio, at most 30"
-        " held; 160 ms then 80 ms pre-buffered; disconnect/transfer only raise events)"
+        "the simulated FreeSWITCH (default: mod_audio_fork's own rules, see the README)"
     )
     marks = peer.add_mutually_exclusive_group()
     marks.add_argument(

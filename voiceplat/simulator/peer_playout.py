@@ -43,17 +43,12 @@ from typing import Literal
 import numpy as np
 
 from voiceplat.audio.pcm import CALL_RATE, SAMPLE_WIDTH, frame_bytes
+from voiceplat.telephony.audio_fork import MAX_MARKS, PREBUFFER_FIRST_SAMPLES, PREBUFFER_SAMPLES
 
 ANSWER_GAP_S = 0.3
 """Robot audio separated by more than this much time with nothing received and played is two
 answers; a shorter gap inside an answer is an underrun."""
 
-MAX_MARKS = 30
-"""lws_glue.cpp MAX_MARKS: in-use plus inventory marks held at most; more are discarded."""
-PREBUFFER_FIRST_SAMPLES = 1280
-"""lws_glue.cpp fork_data_init: streamingPreBufSize = 320 * downscale_factor * 4 (factor 1 here)."""
-PREBUFFER_SAMPLES = 640
-"""lws_glue.cpp processIncomingBinary: the threshold after the first playout, 320 * factor * 2."""
 
 MarkRules = Literal["module", "ideal", "none"]
 
