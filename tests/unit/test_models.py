@@ -299,9 +299,16 @@ def test_concurrent_ensures_assemble_once(
     assembled: list[str] = []
     real = assemble._assemble
 
-    def counting(spec, directory, files, *args):  # type: ignore[no-untyped-def]
+    def counting(
+        spec: ModelSpec,
+        directory: Path,
+        files: list[ModelFile],
+        sources: dict[str, list[Path]],
+        stamp: dict[str, dict],
+        progress: bool,
+    ) -> None:
         assembled.extend(file.name for file in files)
-        return real(spec, directory, files, *args)
+        real(spec, directory, files, sources, stamp, progress)
 
     monkeypatch.setattr(assemble, "_assemble", counting)
     threads = [threading.Thread(target=ensure_model, args=("fake-model", False)) for _ in range(4)]
@@ -478,7 +485,7 @@ def test_common_prefix() -> None:
 async def test_whisper_queue_is_bounded_and_drops_abandoned_jobs() -> None:
     from voiceplat.providers.asr.faster_whisper import _SharedModel
 
-    shared = _SharedModel(model=None)  # type: ignore[arg-type]
+    shared = _SharedModel(model=None)  # no model: the queue runs plain callables, never it
     release = threading.Event()
     started = threading.Event()
     ran: list[str] = []
