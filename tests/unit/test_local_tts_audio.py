@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 import numpy as np
 import pytest
@@ -18,7 +18,7 @@ def tone(seconds: float, rate: int = 16000, level: float = 0.3) -> Pcm:
     return Pcm.from_numpy((np.sin(2 * np.pi * 220 * t) * level).astype(np.float32), rate)
 
 
-async def chunks_of(*pcms: Pcm) -> AsyncIterator[Pcm]:
+async def chunks_of(*pcms: Pcm) -> AsyncGenerator[Pcm, None]:
     for pcm in pcms:
         yield pcm
 
