@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from voiceplat.simulator.peer_playout import Playout
+from voiceplat.simulator.peer_playout import Chunk, Playout
 
 F = 0.02  # one frame
 
@@ -17,8 +17,18 @@ def frame(value: int, nbytes: int = 320) -> bytes:
     return bytes([value]) * nbytes
 
 
-def ideal(**options) -> Playout:
-    return Playout(marks="ideal", prebuffer=False, **options)
+def ideal(keep_audio: bool = True) -> Playout:
+    return Playout(marks="ideal", prebuffer=False, keep_audio=keep_audio)
+
+
+def chunks(playout: Playout) -> list[Chunk]:
+    assert playout.chunks is not None
+    return playout.chunks
+
+
+def received(playout: Playout) -> bytes:
+    assert playout.received is not None
+    return bytes(playout.received)
 
 
 def test_plays_one_frame_per_tick_then_silence():
@@ -29,7 +39,7 @@ def test_plays_one_frame_per_tick_then_silence():
     assert heard == [frame(1), frame(2), frame(3), frame(0), frame(0)]
     assert playout.buffered == 0
     assert playout.heard == heard
-    assert bytes(playout.received) == frame(1) + frame(2) + frame(3)
+    assert received(playout) == frame(1) + frame(2) + frame(3)
 
 
 def test_audio_is_not_played_before_it_arrives():
@@ -137,7 +147,7 @@ def test_jitter_measures_lateness_against_a_real_time_stream():
     playout = ideal()
     for arrival in [0.0, 0.02, 0.05, 0.06]:
         playout.push(frame(1), now=arrival)
-    jitter = [c.jitter_s for c in playout.chunks]
+    jitter = [c.jitter_s for c in chunks(playout)]
     assert jitter[0] is None
     assert jitter[1:] == pytest.approx([0.0, 0.01, 0.0])
 
@@ -160,7 +170,7 @@ def test_jitter_ignores_a_lead_sent_ahead_of_real_time():
     for k in range(1, 6):
         playout.push(frame(1), now=k * F)
         playout.tick(k * F)
-    assert all(c.jitter_s == pytest.approx(0.0) for c in playout.chunks[1:])
+    assert all(c.jitter_s == pytest.approx(0.0) for c in chunks(playout)[1:])
     assert playout.max_buffered == 6 * 320
 
 
@@ -172,7 +182,7 @@ def test_jitter_reference_restarts_after_a_pause_and_after_kill_audio():
     playout.push(frame(1), now=0.5)  # > 300 ms after the last audio: a new stream
     playout.kill(now=0.51)
     playout.push(frame(1), now=0.52)  # after killAudio: a new stream
-    assert [c.jitter_s for c in playout.chunks] == [None, None, None]
+    assert [c.jitter_s for c in chunks(playout)] == [None, None, None]
 
 
 def test_quiet_needs_empty_buffer_and_settle_time():
@@ -189,7 +199,7 @@ def test_odd_byte_is_carried_to_the_next_message():
     playout = ideal()
     playout.push(b"\x01\x02\x03", now=0.0)
     playout.push(b"\x04", now=0.0)
-    assert bytes(playout.received) == b"\x01\x02\x03\x04"
+    assert received(playout) == b"\x01\x02\x03\x04"
     assert playout.tick(0.02)[0][:4] == b"\x01\x02\x03\x04"
 
 
