@@ -285,6 +285,7 @@ async def test_invalid_utf8_ends_the_call_with_1007_and_a_record(make_robot, rob
     assert await client.close_code_received() == 1007
     (record,) = await final_records(robot)
     assert record["call"]["call_id"] == "utf8"
+    assert (record["call"]["status"], record["call"]["end_reason"]) == ("failed", "protocol_error")
 
 
 async def test_port_in_use_is_a_robot_error(make_robot, robot_server) -> None:

@@ -147,6 +147,9 @@ class CallChannel:
         codes = {frame.code for frame in (exc.rcvd, exc.sent) if frame is not None}
         if 1009 in codes:  # we refused a message over the size limit
             self._fail(ProtocolError("a message larger than the frame limit arrived"))
+        elif exc.sent is not None and exc.sent.code in (1002, 1007) and not exc.rcvd_then_sent:
+            # We failed the connection: the peer broke the protocol (e.g. invalid UTF-8).
+            self._fail(ProtocolError(f"the peer broke the WebSocket protocol: {exc.sent.reason}"))
         else:
             self._fail(Hangup())
 
