@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 
 import pytest
 from websockets.exceptions import ConnectionClosedOK
@@ -107,12 +108,12 @@ async def test_audio_is_handled_in_the_reader_and_waits_for_returned_work() -> N
 class FakeLoop:
     def __init__(self) -> None:
         self.now = 0.0
-        self.timers: list[tuple[float, object]] = []
+        self.timers: list[tuple[float, Callable[[], None]]] = []
 
     def time(self) -> float:
         return self.now
 
-    def call_at(self, at: float, callback):
+    def call_at(self, at: float, callback: Callable[[], None]):
         loop = self
 
         class Handle:
