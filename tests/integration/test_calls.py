@@ -23,8 +23,9 @@ AGA = FIXTURES / "ru_aga.wav"
 
 
 async def final_records(robot: Path, count: int = 1) -> list[dict]:
-    """The JSON sink writes in its own task: wait (bounded) until `count` calls are final."""
-    async with asyncio.timeout(10):
+    """The JSON sink writes in its own task: wait until `count` calls are final (bounded, at a
+    limit only a hang reaches)."""
+    async with asyncio.timeout(60):
         while True:
             records = [r for r in read_call_records(robot) if r["call"]["status"] != "in_progress"]
             if len(records) >= count:
@@ -50,8 +51,9 @@ async def test_greeting_then_answer_are_heard_and_recorded(make_robot, robot_ser
     assert len(result.answers) == 2  # greeting, then the answer
     assert all(not a.cut_by_kill_audio for a in result.answers)
     greeting_ms = len("Здравствуйте! Чем могу помочь?") * 60
-    assert result.answers[0].duration_ms is not None
-    assert abs(result.answers[0].duration_ms - greeting_ms) < 200
+    # Its audio heard (8 kHz, 16-bit), not its playout time, which an underrun on a busy machine
+    # stretches: all of it (give or take a frame), once, plus at most a short silence pad.
+    assert greeting_ms - 20 <= result.answers[0].bytes / 16 < greeting_ms + 200
     assert abs(tone_frequency(result.robot_audio) - 500) < 10  # resampled 16 kHz → 8 kHz cleanly
     (utterance,) = result.utterances
     assert utterance.answered and utterance.v2v_ms is not None
@@ -91,10 +93,10 @@ async def test_barge_in_cuts_the_robot_and_records_what_was_heard(make_robot, ro
     barge = result.utterances[1]
     assert barge.kind == "barge_in" and barge.robot_talking_at_start
     assert barge.kill_audio is True
-    # The robot stopped while the caller was still talking, and not before min_speech_ms of speech.
+    # Not before min_speech_ms of speech: the killAudio cannot come sooner than the caller frames
+    # it answers were sent, however fast or slow the machine (slowness only makes it later).
     assert barge.kill_audio_after_ms is not None
-    assert barge.speech_end_ms is not None and barge.speech_start_ms is not None
-    assert 300 <= barge.kill_audio_after_ms < barge.speech_end_ms - barge.speech_start_ms
+    assert 300 <= barge.kill_audio_after_ms
     assert any(e.type == "killAudio" for e in result.events)
 
     (record,) = await final_records(robot)
@@ -102,7 +104,12 @@ async def test_barge_in_cuts_the_robot_and_records_what_was_heard(make_robot, ro
     assert cut["role"] == "robot"
     assert cut["heard_text"] and cut["text"].startswith(cut["heard_text"].rstrip("…").split()[0])
     assert len(cut["heard_text"]) < len(cut["text"])
-    assert "barge_in" in [e["event"] for e in record["pipeline_log"]]
+    # The robot stopped while the caller was still talking, judged on the audio it received (its
+    # log follows that audio), not on how fast the machine is: the barge-in comes after the start
+    # of the second utterance and before its end.
+    events = [e["event"] for e in record["pipeline_log"]]
+    before_barge_in = events[: events.index("barge_in")]
+    assert (before_barge_in.count("speech_start"), before_barge_in.count("speech_end")) == (2, 1)
     # after the barge-in the robot listened and answered what the caller said
     after = record["turns"][record["turns"].index(cut) + 1 :]
     assert [(t["role"], t["text"]) for t in after][:1] == [("user", "Подождите")]
