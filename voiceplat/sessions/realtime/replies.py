@@ -18,7 +18,9 @@ from voiceplat.audio.pcm import CALL_RATE
 from voiceplat.audio.resample import StreamResampler
 from voiceplat.config import RobotConfig
 from voiceplat.providers.realtime import protocol
-from voiceplat.providers.realtime.protocol import AudioDelta, AudioFormat, ItemAudio, ResponseDone
+from voiceplat.providers.realtime.protocol import AudioFormat
+from voiceplat.providers.realtime.server_events import AudioDelta, ResponseDone
+from voiceplat.providers.realtime.timelines import ItemAudio
 from voiceplat.sessions.realtime.robot_turns import RealtimeTurn, Reply, Scripted
 from voiceplat.sessions.transcript import CallTranscript
 from voiceplat.sessions.turn import RobotTurn, SpokenSentence

@@ -37,7 +37,7 @@ from typing import NoReturn
 from voiceplat.providers.base import ProviderError
 from voiceplat.providers.realtime import protocol
 from voiceplat.providers.realtime.connection import ProtocolRealtime, RealtimeClosed
-from voiceplat.providers.realtime.protocol import (
+from voiceplat.providers.realtime.server_events import (
     AudioDelta,
     AudioDone,
     InputSpeechStarted,
