@@ -19,7 +19,8 @@ import pytest
 from voiceplat.audio.pcm import frame_bytes
 from voiceplat.simulator.peer_playout import MarkRules, Playout
 from voiceplat.telephony import audio_fork
-from voiceplat.telephony.channel import KILL_SETTLE_S, MARK_SLACK_S, CallChannel
+from voiceplat.telephony.channel import KILL_SETTLE_S, CallChannel
+from voiceplat.telephony.marks import MARK_SLACK_S
 
 F = 0.02
 

@@ -12,16 +12,12 @@ from websockets.exceptions import ConnectionClosedOK
 from websockets.frames import Close
 
 from voiceplat.errors import RobotError
-from voiceplat.providers.realtime import protocol
+from voiceplat.providers.realtime import protocol, server_events
 from voiceplat.providers.realtime.connection import RealtimeClosed, RealtimeConnection
 from voiceplat.providers.realtime.openai_realtime import OpenAIRealtime, OpenAIRealtimeSettings
-from voiceplat.providers.realtime.protocol import (
-    AudioDelta,
-    AudioFormat,
-    InputTimeline,
-    ItemAudio,
-    parse_server_event,
-)
+from voiceplat.providers.realtime.protocol import AudioFormat
+from voiceplat.providers.realtime.server_events import AudioDelta, parse_server_event
+from voiceplat.providers.realtime.timelines import InputTimeline, ItemAudio
 from voiceplat.providers.realtime.yandex_realtime import YandexRealtime, YandexRealtimeSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -189,12 +185,12 @@ def test_session_events_give_the_formats() -> None:
             },
         )
     )
-    assert isinstance(ga, protocol.SessionInfo) and ga.updated and ga.session_id == "sess_1"
+    assert isinstance(ga, server_events.SessionInfo) and ga.updated and ga.session_id == "sess_1"
     assert ga.output_format == AudioFormat("audio/pcm", 44100)
     beta = parse_server_event(
         event("session.created", session={"id": "s", "output_audio_format": "g711_ulaw"})
     )
-    assert isinstance(beta, protocol.SessionInfo) and not beta.updated
+    assert isinstance(beta, server_events.SessionInfo) and not beta.updated
     assert beta.output_format == AudioFormat("audio/pcmu")
     assert beta.input_format is None
 
@@ -207,7 +203,7 @@ def test_audio_deltas_in_ga_and_beta_names() -> None:
         )
         assert delta == AudioDelta("r1", "i1", 0, b"\x00\x01" * 10)
     done = parse_server_event(event("response.output_audio.done", response_id="r1", item_id="i1"))
-    assert done == protocol.AudioDone("r1", "i1")
+    assert done == server_events.AudioDone("r1", "i1")
     with pytest.raises(protocol.RealtimeProtocolError):
         parse_server_event(event("response.output_audio.delta", delta="not base64!"))
 
@@ -216,13 +212,13 @@ def test_transcripts_of_both_sides() -> None:
     robot = parse_server_event(
         event("response.output_audio_transcript.delta", response_id="r", item_id="i", delta="При")
     )
-    assert robot == protocol.RobotTextDelta("r", "i", "При", "transcript")
+    assert robot == server_events.RobotTextDelta("r", "i", "При", "transcript")
     text = parse_server_event(event("response.output_text.delta", response_id="r", delta="x"))
-    assert isinstance(text, protocol.RobotTextDelta) and text.source == "text"
+    assert isinstance(text, server_events.RobotTextDelta) and text.source == "text"
     done = parse_server_event(
         event("response.output_audio_transcript.done", response_id="r", transcript="Привет.")
     )
-    assert isinstance(done, protocol.RobotTextDone) and done.text == "Привет."
+    assert isinstance(done, server_events.RobotTextDone) and done.text == "Привет."
     user = parse_server_event(
         event(
             "conversation.item.input_audio_transcription.completed",
@@ -230,7 +226,7 @@ def test_transcripts_of_both_sides() -> None:
             transcript=" Хочу записаться ",
         )
     )
-    assert user == protocol.UserTranscript("u1", "Хочу записаться")
+    assert user == server_events.UserTranscript("u1", "Хочу записаться")
     failed = parse_server_event(
         event(
             "conversation.item.input_audio_transcription.failed",
@@ -238,20 +234,20 @@ def test_transcripts_of_both_sides() -> None:
             error={"message": "bad audio"},
         )
     )
-    assert failed == protocol.UserTranscriptFailed("u2", "bad audio")
+    assert failed == server_events.UserTranscriptFailed("u2", "bad audio")
 
 
 def test_vad_response_and_error_events() -> None:
     started = parse_server_event(
         event("input_audio_buffer.speech_started", item_id="u1", audio_start_ms=1200)
     )
-    assert started == protocol.InputSpeechStarted("u1", 1200)
+    assert started == server_events.InputSpeechStarted("u1", 1200)
     stopped = parse_server_event(
         event("input_audio_buffer.speech_stopped", item_id="u1", audio_end_ms=2400)
     )
-    assert stopped == protocol.InputSpeechStopped("u1", 2400)
+    assert stopped == server_events.InputSpeechStopped("u1", 2400)
     created = parse_server_event(event("response.created", response={"id": "resp_1"}))
-    assert created == protocol.ResponseCreated("resp_1")
+    assert created == server_events.ResponseCreated("resp_1")
     failed = parse_server_event(
         event(
             "response.done",
@@ -262,11 +258,11 @@ def test_vad_response_and_error_events() -> None:
             },
         )
     )
-    assert failed == protocol.ResponseDone("resp_1", "failed", "overloaded")
+    assert failed == server_events.ResponseDone("resp_1", "failed", "overloaded")
     cancelled = parse_server_event(
         event("response.done", response={"id": "r", "status": "cancelled"})
     )
-    assert cancelled == protocol.ResponseDone("r", "cancelled", None)
+    assert cancelled == server_events.ResponseDone("r", "cancelled", None)
     expired = parse_server_event(
         event(
             "error",
@@ -278,11 +274,11 @@ def test_vad_response_and_error_events() -> None:
             },
         )
     )
-    assert isinstance(expired, protocol.ServerError) and expired.expired
+    assert isinstance(expired, server_events.ServerError) and expired.expired
     other = parse_server_event(event("error", error={"type": "server_error", "message": "oops"}))
-    assert isinstance(other, protocol.ServerError) and not other.expired
+    assert isinstance(other, server_events.ServerError) and not other.expired
     other_event = parse_server_event(event("rate_limits.updated"))
-    assert isinstance(other_event, protocol.OtherEvent)
+    assert isinstance(other_event, server_events.OtherEvent)
     assert other_event.type == "rate_limits.updated"
     for garbage in ("{not json", "[]", '{"no": "type"}'):
         with pytest.raises(protocol.RealtimeProtocolError):
@@ -369,7 +365,7 @@ async def test_close_reason_tells_an_expired_session() -> None:
         [event("session.created", session={}), ConnectionClosedOK(Close(1001, reason), None)]
     )
     link = RealtimeConnection(ws)
-    assert isinstance(await link.recv(), protocol.SessionInfo)
+    assert isinstance(await link.recv(), server_events.SessionInfo)
     with pytest.raises(RealtimeClosed) as closed:
         await link.recv()
     assert closed.value.expired and "1001" in closed.value.detail

@@ -1,4 +1,7 @@
-"""What every mode shares: call lifecycle, robot turns and playback, barge-in, timers, records.
+"""What every mode shares: call lifecycle, the one speaker, robot turns, barge-in, max duration.
+
+The call's turn records and dialog are its `CallTranscript` (transcript.py); a turn's audio goes to
+the channel through its `TurnAudio` (turn_audio.py).
 
 A mode adds only its turn logic (`main`). All tasks of a call live in one TaskGroup; ending the call
 (hangup, goodbye, error) cancels them all. A robot turn runs in the `speaker` task: it queues audio
@@ -16,22 +19,20 @@ peer left), then the peer is told to hang up and the connection is closed, which
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import ClassVar, TypeVar
 
 from voiceplat.audio.pcm import Pcm
-from voiceplat.audio.resample import StreamResampler
-from voiceplat.providers.base import Message
 from voiceplat.robot import Robot
 from voiceplat.sessions.text import strip_marker
-from voiceplat.sessions.timeouts import session_timeout, with_gap_timeout
-from voiceplat.sessions.turn import RobotTurn, SpokenSentence, utcnow
+from voiceplat.sessions.transcript import CallTranscript
+from voiceplat.sessions.turn import RobotTurn, utcnow
+from voiceplat.sessions.turn_audio import TurnAudio
 from voiceplat.storage.recorder import CallLog, Recorder
-from voiceplat.storage.records import CallRecord, CallStatus, TurnRecord
+from voiceplat.storage.records import CallRecord, CallStatus
 from voiceplat.telephony.channel import CallChannel, Hangup
 from voiceplat.telephony.events import CallMetadata, ProtocolError
 
@@ -40,10 +41,6 @@ log = logging.getLogger(__name__)
 E = TypeVar("E", bound=BaseException)
 
 METADATA_TIMEOUT_S = 10.0
-HEARD_TIMEOUT_S = 60.0
-FINAL_HEARD_SLACK_S = 1.0
-"""A final turn waits for the caller to hear it at most this long after the playout clock says
-all its audio has played (a peer that never answers marks must not hold the call open)."""
 
 
 class CallEnded(Exception):
@@ -67,8 +64,12 @@ class Session:
         self.channel = channel
         self.recorder = recorder
         self.clock = asyncio.get_running_loop().time
+        # Made when the call's record opens (_open_record):
         self.call: CallLog
-        self.history: list[Message] = []
+        self.transcript: CallTranscript
+        """The call's turns: their numbering, records and the dialog history."""
+        self.audio: TurnAudio
+        """Robot turns' audio onto the channel, and the wait until heard."""
         self.turn: RobotTurn | None = None
         self.speaker: asyncio.Task[None] | None = None
         self._protected: asyncio.Task[None] | None = None
@@ -80,7 +81,6 @@ class Session:
         self.idle = asyncio.Event()
         self.idle.set()
         self.last_activity = self.clock()
-        self._next_idx = 0
         self._started_clock = self.clock()
         self._started_wall = utcnow()
         self._tasks: asyncio.TaskGroup
@@ -142,6 +142,17 @@ class Session:
                 metadata=metadata.extra,
             )
         )
+        self.transcript = CallTranscript(
+            self.call,
+            started_clock=self._started_clock,
+            started_wall=self._started_wall,
+            prompt=self.robot.prompt,
+            history_turns=self.config.history_turns,
+            goodbye_words=self.config.goodbye_words,
+        )
+        self.audio = TurnAudio(
+            self.channel, self.call, tts=lambda: self.robot.tts, clock=self.clock
+        )
 
     def _note_end(self, task: asyncio.Task[None] | None = None) -> None:
         """Stamps the moment the call ended: the first task that raised (CallEnded after the
@@ -169,78 +180,6 @@ class Session:
 
     def release(self) -> None:
         """Cancels work a mode keeps outside the call's TaskGroup."""
-
-    # -- time and records --------------------------------------------------------------------
-    def wall(self, t: float) -> datetime:
-        return self._started_wall + timedelta(seconds=t - self._started_clock)
-
-    def next_idx(self) -> int:
-        idx = self._next_idx
-        self._next_idx += 1
-        return idx
-
-    def record_user_turn(
-        self, text: str, started: float, ended: float, asr_ms: float | None
-    ) -> int:
-        idx = self.next_idx()
-        self.call.add_turn(
-            TurnRecord(
-                call_id=self.call.record.call_id,
-                idx=idx,
-                role="user",
-                text=text,
-                started_at=self.wall(started),
-                ended_at=self.wall(ended),
-                asr_ms=asr_ms,
-            )
-        )
-        self.history.append(Message("user", text))
-        return idx
-
-    def _record_robot_turn(self, turn: RobotTurn) -> None:
-        heard = turn.heard_text()
-        self.call.add_turn(
-            TurnRecord(
-                call_id=self.call.record.call_id,
-                idx=turn.idx,
-                role="robot",
-                text=turn.text,
-                heard_text=heard if turn.interrupted else None,
-                started_at=turn.started_at,
-                ended_at=utcnow(),
-                interrupted=turn.interrupted,
-                asr_ms=turn.asr_ms,
-                llm_ttft_ms=turn.llm_ttft_ms,
-                tts_ttfb_ms=turn.tts_ttfb_ms,
-                v2v_ms=turn.v2v_ms,
-                track=turn.track,
-                error=turn.error,
-            )
-        )
-        if heard:
-            self.history.append(Message("assistant", heard))
-
-    def dialog(self, then: Message | None = None) -> list[Message]:
-        """System prompt and the recent dialog, consecutive same-role messages merged; `then` is
-        a message not yet in the history (what the caller is likely to have said)."""
-        history = self.history if then is None else [*self.history, then]
-        recent = history[-self.config.history_turns :] if self.config.history_turns else []
-        merged: list[Message] = []
-        for message in recent:
-            if merged and merged[-1].role == message.role:
-                merged[-1] = Message(message.role, f"{merged[-1].content} {message.content}")
-            else:
-                merged.append(message)
-        return [Message("system", self.robot.prompt), *merged]
-
-    def caller_said_goodbye(self) -> bool:
-        """Whether the caller's last words hold one of `goodbye_words` (always, if the list is empty)."""
-        words = self.config.goodbye_words
-        if not words:
-            return True
-        said = next((m.content for m in reversed(self.history) if m.role == "user"), "")
-        said = said.lower().replace("ё", "е")
-        return any(word.lower().replace("ё", "е") in said for word in words)
 
     # -- robot turns -------------------------------------------------------------------------
     def robot_talking(self) -> bool:
@@ -309,7 +248,7 @@ class Session:
         `ends_call` too it is final: no fallback phrase if the TTS fails, and a bounded wait for
         the caller to hear it, so the call ends on time.
         """
-        turn = turn or RobotTurn(self.next_idx())
+        turn = turn or RobotTurn(self.transcript.next_idx())
         turn.interruptible = interruptible and self.config.barge_in.enabled
         final = not interruptible and ends_call is not None
         unprotect = self._protect_current_speaker(protect=not interruptible, final=final)
@@ -317,17 +256,14 @@ class Session:
         try:
             try:
                 if audio is not None:
-                    self._queue_audio(turn, audio.data, " ".join(sentences) or None)  # type: ignore[arg-type]
+                    self.audio.queue(turn, audio.data, " ".join(sentences) or None)  # type: ignore[arg-type]
                 else:
                     await self._speak_sentences(turn, sentences)
             except (asyncio.CancelledError, CallEnded):
                 raise
             except Exception as exc:
                 await self._fall_back(turn, exc, say_fallback=not final)
-            if final:
-                await self._wait_heard_bounded()
-            else:
-                await self.channel.wait_heard(HEARD_TIMEOUT_S)
+            await self.audio.wait_heard(bounded=final)
         except asyncio.CancelledError:
             if turn.interrupted_at_ms is None and turn.first_audio_at is not None:
                 turn.interrupted_at_ms = self.channel.heard_ms()
@@ -338,6 +274,10 @@ class Session:
         if turn.ends_call or ends_call:
             raise CallEnded(ends_call or "robot_goodbye")
         return turn
+
+    def _record_robot_turn(self, turn: RobotTurn) -> None:
+        """Records a robot turn however it ended (a mode may change what enters the dialog)."""
+        self.transcript.record_robot_turn(turn)
 
     def _protect_current_speaker(self, *, protect: bool, final: bool) -> Callable[[], None]:
         """Marks the running speaker protected (and final) for one turn; returns the undo."""
@@ -357,14 +297,6 @@ class Session:
 
         return unprotect
 
-    async def _wait_heard_bounded(self) -> None:
-        """Waits until the caller has heard what is queued, but no longer than the playout clock
-        says it takes, plus FINAL_HEARD_SLACK_S."""
-        unheard_s = max(0.0, self.channel.queued_ms - self.channel.heard_ms()) / 1000.0
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(unheard_s + FINAL_HEARD_SLACK_S):
-                await self.channel.wait_heard(HEARD_TIMEOUT_S)
-
     async def _fall_back(
         self, turn: RobotTurn, error: Exception, *, say_fallback: bool = True
     ) -> None:
@@ -376,7 +308,7 @@ class Session:
         if turn.first_audio_at is not None or not say_fallback:
             return
         try:
-            await self._synthesize(turn, self.config.fallback_text)
+            await self.audio.synthesize(turn, self.config.fallback_text)
         except Exception as exc:  # the TTS itself may be what failed
             self.call.event("error", turn=turn.idx, detail=f"fallback phrase: {exc}")
 
@@ -387,42 +319,14 @@ class Session:
             sentences = _aiter_list(list(sentences))
         async for raw in sentences:
             text, marker = strip_marker(raw, self.config.end_call_marker)
-            if marker and not self.caller_said_goodbye():
+            if marker and not self.transcript.caller_said_goodbye():
                 # Small models write the marker where it does not belong; hanging up on a caller
                 # who did not say goodbye is worse than staying on the line.
                 self.call.event("end_marker_ignored", turn=turn.idx)
                 marker = False
             turn.ends_call = turn.ends_call or marker
             if text:
-                await self._synthesize(turn, text)
-
-    async def _synthesize(self, turn: RobotTurn, text: str) -> None:
-        tts = self.robot.tts
-        asked = self.clock()
-        resampler: StreamResampler | None = None
-        start = self.channel.queued_ms
-        stream = with_gap_timeout(tts.synthesize(text), session_timeout(tts), "TTS")
-        async for chunk in stream:
-            if resampler is None:
-                resampler = StreamResampler(chunk.rate, 8000)
-                if turn.tts_ttfb_ms is None:
-                    turn.tts_ttfb_ms = (self.clock() - asked) * 1000
-            self._queue_audio(turn, resampler.process(chunk.data), None)
-        if resampler is not None:
-            self._queue_audio(turn, resampler.flush(), None)
-        turn.sentences.append(SpokenSentence(text, start, self.channel.queued_ms))
-        self.channel.mark(f"t{turn.idx}s{len(turn.sentences)}")
-
-    def _queue_audio(self, turn: RobotTurn, data: bytes, text: str | None) -> None:
-        if turn.first_audio_at is None and data:
-            turn.first_audio_at = self.clock()
-            if turn.user_speech_ended is not None:
-                turn.v2v_ms = (turn.first_audio_at - turn.user_speech_ended) * 1000
-            self.call.event("tts_first_audio", turn=turn.idx, v2v_ms=turn.v2v_ms)
-        start, end = self.channel.play(data)
-        if text is not None:
-            turn.sentences.append(SpokenSentence(text, start, end))
-            self.channel.mark(f"t{turn.idx}s{len(turn.sentences)}")
+                await self.audio.synthesize(turn, text)
 
     async def barge_in(self, speech_started: float | None = None, *, force: bool = False) -> None:
         """The caller interrupts: stop the speaker, flush what is queued and buffered.
@@ -454,7 +358,7 @@ class Session:
 
     async def speak_fallback(self, error: Exception) -> None:
         """A failure before the robot turn began (e.g. ASR): a robot turn with just the fallback."""
-        turn = RobotTurn(self.next_idx(), error=f"{type(error).__name__}: {error}")
+        turn = RobotTurn(self.transcript.next_idx(), error=f"{type(error).__name__}: {error}")
         log.warning("call %s turn %d: %s", self.call.record.call_id, turn.idx, turn.error)
         self.call.event("error", turn=turn.idx, detail=turn.error)
         await self.speak([self.config.fallback_text], turn=turn)

@@ -263,8 +263,10 @@ class ListeningSession(Session):
         if not text:
             self.call.event("empty_transcript")
             return
-        self.record_user_turn(text, started, ended, asr_ms)
-        await self.reply(RobotTurn(self.next_idx(), asr_ms=asr_ms, user_speech_ended=ended))
+        self.transcript.record_user_turn(text, started, ended, asr_ms)
+        await self.reply(
+            RobotTurn(self.transcript.next_idx(), asr_ms=asr_ms, user_speech_ended=ended)
+        )
 
     async def reply(self, turn: RobotTurn) -> None:
         """The mode's robot turn answering the caller's last message (already in the history)."""

@@ -22,7 +22,7 @@ class PipelineSession(ListeningSession):
     mode = "pipeline"
 
     async def prepare_reply(self, text: str) -> bool:
-        return await self.robot.llm.prefill(self.dialog(then=Message("user", text)))
+        return await self.robot.llm.prefill(self.transcript.dialog(then=Message("user", text)))
 
     async def reply(self, turn: RobotTurn) -> None:
         sentences = self._reply_sentences(turn)
@@ -59,7 +59,9 @@ class PipelineSession(ListeningSession):
                 queue.put_nowait(sentence)
 
         try:
-            stream = with_gap_timeout(llm.stream(self.dialog()), session_timeout(llm), "LLM")
+            stream = with_gap_timeout(
+                llm.stream(self.transcript.dialog()), session_timeout(llm), "LLM"
+            )
             async for chunk in stream:
                 if turn.llm_ttft_ms is None:
                     turn.llm_ttft_ms = (self.clock() - asked) * 1000

@@ -4,13 +4,8 @@ Nothing above telephony/ knows which protocol a call came through; a session see
 
 When has the caller heard a robot turn? The playout clock (`PlayoutModel`) gives the earliest
 moment: audio is not heard before it was sent, nor faster than real time. A mark reply confirms it,
-but a peer may never answer marks (mod_audio_fork before marks, other ingresses), and
-mod_audio_fork answers them by its own rules (see `audio_fork`): a mark waits for the next BINARY
-message, and after a killAudio that flushed a marker its replies name earlier marks and a turn's
-last mark is never answered. So `wait_heard` waits for the clock, then for the turn's mark at most
-`MARK_SLACK_S` more, and stops waiting for marks once the peer is known not to answer them truly:
-when a slack ran out and no mark was ever answered, or when a killAudio flushed a mark in use.
-The channel also keeps what mod_audio_fork would mishandle out of the stream: it never sends a -1
+as far as the peer answers marks truly: `PeerMarks` (marks.py) keeps that bookkeeping and decides
+when `wait_heard` returns. The channel also keeps what mod_audio_fork would mishandle out of the stream: it never sends a -1
 sample (taken for a marker), never more than `MAX_MARKS` unanswered marks (more are discarded),
 pads a turn's end with the silence that releases audio the pre-buffer would hold until the next
 turn, and sends nothing for `KILL_SETTLE_S` after a killAudio (the module flushes at its next frame).
@@ -20,12 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import math
-from asyncio import FIRST_COMPLETED
 from collections import deque
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from websockets.exceptions import ConnectionClosed
@@ -34,14 +26,11 @@ from voiceplat.audio.pcm import CALL_RATE, duration_ms, frame_bytes
 from voiceplat.telephony import audio_fork
 from voiceplat.telephony.connection import Receiver
 from voiceplat.telephony.events import AudioIn, CallMetadata, MarkReply, ProtocolError
+from voiceplat.telephony.marks import Mark, PeerMarks
 from voiceplat.telephony.pacer import Pacer, shared_pacer
-from voiceplat.telephony.playout_model import PlayoutModel, PrebufferModel
-
-log = logging.getLogger(__name__)
+from voiceplat.telephony.playout_model import PlayoutModel
 
 WRITE_BLOCKED_RETRY_S = 0.02
-MARK_SLACK_S = 0.5
-"""How long past the playout clock the end of a turn waits for the peer to answer its mark."""
 KILL_SETTLE_S = 0.04
 """After killAudio nothing is sent for this long: mod_audio_fork empties its buffer at its next
 20 ms write frame, and audio (or a mark) arriving before that would be emptied with it."""
@@ -58,18 +47,6 @@ class Transport(Protocol):
 
 class Hangup(Exception):
     """The peer closed the connection."""
-
-
-@dataclass(slots=True, eq=False)
-class _Mark:
-    name: str
-    reply: asyncio.Future[str]
-    """"playout" or "cleared" as the peer answered; "unsent" if it was not sent."""
-    reached: asyncio.Future[float] | None = None
-    """A turn's end: set when the pacer reaches the mark, with the clock time by which the audio
-    before it will have played."""
-    in_use: bool = False
-    """A BINARY message went after it: mod_audio_fork holds a marker for it."""
 
 
 AudioHandler = Callable[[AudioIn], Coroutine[Any, Any, None] | None]
@@ -96,19 +73,13 @@ class CallChannel:
         # arrives at a steady real-time pace with the lead between refill_s and refill_s + chunk.
         self._refill_s = (max(1, math.ceil(lead_ms / chunk_ms)) - 1) * chunk_ms / 1000.0
         self._max_ahead_s = max_audio_ahead_s
-        self._queue: deque[bytes | _Mark] = deque()
+        self._queue: deque[bytes | Mark] = deque()
         self._queued_bytes = 0
         self._pacer = pacer or shared_pacer()
         self._ended: asyncio.Future[None] = loop.create_future()
-        self._sent_marks: dict[str, _Mark] = {}  # sent, not answered
-        self._marks_trusted = True
-        self._mark_replies = 0
+        self._marks = PeerMarks(self._clock)
         self._hold_until = -math.inf
         self.playout = PlayoutModel()
-        # Whether the peer puts marker samples into its pre-buffer (mod_audio_fork with marks)
-        # or not (a build without marks) shows only with its first mark reply, or its silence.
-        self.prebuffer = PrebufferModel(count_markers=True)
-        self._prebuffers = [self.prebuffer, PrebufferModel(count_markers=False)]
         self._audio_in_ms = 0.0
         self._audio_in_started: float | None = None
         self.closed = False
@@ -131,7 +102,7 @@ class CallChannel:
             events = self._decode(message)
             for event in events:
                 if isinstance(event, MarkReply):
-                    self._on_mark_reply(event)
+                    self._marks.on_reply(event)
                     continue
                 if isinstance(event, AudioIn):
                     self._check_rate(event)
@@ -261,14 +232,6 @@ class CallChannel:
         if ahead > self._max_ahead_s:
             raise ProtocolError(f"caller audio arrives faster than real time ({ahead:.1f} s ahead)")
 
-    def _on_mark_reply(self, reply: MarkReply) -> None:
-        mark = self._sent_marks.pop(reply.name, None)
-        if mark is not None:
-            if not self._mark_replies:
-                self._prebuffers = [self.prebuffer]  # it answers marks: it has markers
-            self._mark_replies += 1
-            _resolve(mark.reply, reply.event)
-
     # -- outbound --------------------------------------------------------------------------
     @property
     def queued_ms(self) -> float:
@@ -298,9 +261,8 @@ class CallChannel:
         marks truly, or holds as many as it takes)."""
         return self._queue_mark(name).reply
 
-    def _queue_mark(self, name: str, *, ends_turn: bool = False) -> _Mark:
-        loop = asyncio.get_running_loop()
-        mark = _Mark(name, loop.create_future(), loop.create_future() if ends_turn else None)
+    def _queue_mark(self, name: str, *, ends_turn: bool = False) -> Mark:
+        mark = self._marks.new(name, ends_turn=ends_turn)
         self._queue.append(mark)
         self._pacer.wake(self)
         return mark
@@ -309,59 +271,29 @@ class CallChannel:
         """Barge-in: drops queued audio, flushes the peer's buffer. Returns the heard position."""
         now = self._clock()
         for item in self._queue:
-            if isinstance(item, _Mark):
-                _resolve(item.reply, "cleared")
-                if item.reached is not None:
-                    _resolve(item.reached, now)
+            if isinstance(item, Mark):
+                item.drop(now)
         self._queue.clear()
         self._queued_bytes = 0
         heard = self.playout.flush(now)
-        held = self.prebuffer.held_marks
-        if any(m.in_use and m.name not in held for m in self._sent_marks.values()):
-            # The module keeps this mark's name, but its marker goes with the flushed audio:
-            # every later reply would name an earlier mark (lws_glue.cpp dub_speech_frame).
-            self._distrust_marks("killAudio flushed a mark in use")
-        for mark in self._sent_marks.values():
-            _resolve(mark.reply, "cleared")
-        self._sent_marks.clear()
-        for model in self._prebuffers:
-            model.inventory.clear()  # the module empties its inventory on killAudio
+        self._marks.on_kill_audio()
         self._send(audio_fork.kill_audio())
         self._hold_until = now + KILL_SETTLE_S
         return heard
 
     async def wait_heard(self, timeout_s: float) -> None:
-        """Waits until the caller has heard everything queued so far (see the module docstring).
+        """Waits until the caller has heard everything queued so far.
 
         Returns when the playout clock says it was played and the peer has answered the mark
         queued here, or `MARK_SLACK_S` after the clock if it has not: never later, whatever the
-        peer does with marks. `timeout_s` bounds the whole wait (a peer that stopped reading).
+        peer does with marks (`PeerMarks.wait_heard`). `timeout_s` bounds the whole wait (a peer
+        that stopped reading).
         """
         self._drains += 1
         mark = self._queue_mark(f"drain-{self._drains}", ends_turn=True)
-        assert mark.reached is not None
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout_s):
-                await asyncio.wait((mark.reached, self._ended), return_when=FIRST_COMPLETED)
-                if not mark.reached.done():
-                    return  # the channel closed before the audio went out
-                heard_at = mark.reached.result()
-                await asyncio.sleep(max(0.0, heard_at - self._clock()))
-                if mark.reply.done():
-                    return
-                try:
-                    async with asyncio.timeout_at(heard_at + MARK_SLACK_S):
-                        await asyncio.shield(mark.reply)
-                except TimeoutError:
-                    if not self._mark_replies:
-                        self._distrust_marks(f"no mark answered within {MARK_SLACK_S:g} s")
-                        # Nor does it put markers into its pre-buffer, if it has one.
-                        self._prebuffers = [m for m in self._prebuffers if not m.count_markers]
-
-    def _distrust_marks(self, why: str) -> None:
-        if self._marks_trusted:
-            self._marks_trusted = False
-            log.info("marks are not answered truly (%s): the playout clock alone decides", why)
+                await self._marks.wait_heard(mark, self._ended)
 
     async def disconnect(self) -> None:
         self._send(audio_fork.disconnect())
@@ -406,7 +338,7 @@ class CallChannel:
         queue = self._queue
         while queue and not self.closed:
             item = queue[0]
-            if isinstance(item, _Mark):
+            if isinstance(item, Mark):
                 queue.popleft()
                 self._send_mark(item, now)
                 continue
@@ -418,33 +350,19 @@ class CallChannel:
             self._send_audio(self._take_audio(), now)
         return None
 
-    def _send_mark(self, mark: _Mark, now: float) -> None:
-        if mark.reached is not None:
-            _resolve(mark.reached, max(now, self.playout.playout_end))
-        if not self._marks_trusted or len(self._sent_marks) >= audio_fork.MAX_MARKS:
-            _resolve(mark.reply, "unsent")  # more would be discarded by the module
-        else:
-            self._sent_marks[mark.name] = mark
-            for model in self._prebuffers:
-                model.on_mark(mark.name)
+    def _send_mark(self, mark: Mark, now: float) -> None:
+        if self._marks.on_reached(mark, now, self.playout.playout_end):
             self._send(audio_fork.mark(mark.name))
         if mark.reached is not None:
             # A turn ends here: release what the module's pre-buffer holds back (it would wait
             # for the next turn's audio), with the marks before it.
-            pad = max(model.pad_samples() for model in self._prebuffers)
+            pad = self._marks.pad_samples()
             if pad:
                 self._send_audio(bytes(pad * 2), now)
 
     def _send_audio(self, chunk: bytes, now: float) -> None:
         self.playout.on_send(duration_ms(len(chunk), CALL_RATE), now)
-        samples = len(chunk) // 2
-        for model in self._prebuffers:
-            if model is not self.prebuffer:
-                model.on_binary(samples)
-        for name in self.prebuffer.on_binary(samples):  # marks now in use at the module
-            sent = self._sent_marks.get(name)
-            if sent is not None:
-                sent.in_use = True
+        self._marks.on_binary(len(chunk) // 2)
         self._send(chunk)
 
     def _take_audio(self) -> bytes:
@@ -461,8 +379,3 @@ class CallChannel:
             size += len(data)
         self._queued_bytes -= size
         return b"".join(parts)
-
-
-def _resolve(future: asyncio.Future[Any], value: Any) -> None:
-    if not future.done():
-        future.set_result(value)

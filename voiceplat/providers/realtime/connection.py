@@ -25,14 +25,9 @@ from voiceplat.providers.base import (
     Realtime,
     RealtimeSettings,
 )
-from voiceplat.providers.realtime import protocol
-from voiceplat.providers.realtime.protocol import (
-    AudioFormat,
-    FormatType,
-    Modality,
-    ServerEvent,
-    SessionInfo,
-)
+from voiceplat.providers.realtime import protocol, server_events
+from voiceplat.providers.realtime.protocol import AudioFormat, FormatType, Modality
+from voiceplat.providers.realtime.server_events import ServerEvent, SessionInfo
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +159,7 @@ class RealtimeConnection:
             raise RealtimeClosed(
                 f"closed ({code}{': ' + reason if reason else ''})", expired=expired
             ) from None
-        return protocol.parse_server_event(message)
+        return server_events.parse_server_event(message)
 
     async def aclose(self) -> None:
         self.closed = True
@@ -287,7 +282,7 @@ class ProtocolRealtime(Realtime):
             raise self._error(f"cannot connect: {exc}") from None
         except protocol.RealtimeProtocolError as exc:
             raise self._error(f"bad first message: {exc}") from None
-        if isinstance(first, protocol.ServerError):
+        if isinstance(first, server_events.ServerError):
             await connection.aclose()
             raise self._error(f"{first.code or first.type}: {first.message}")
         if not isinstance(first, SessionInfo):

@@ -39,10 +39,11 @@ class LlmScriptSession(ListeningSession):
         self.tracks: TrackSet = robot.tracks
 
     def _record_robot_turn(self, turn: RobotTurn) -> None:
-        heard_before = len(self.history)
+        history = self.transcript.history
+        heard_before = len(history)
         super()._record_robot_turn(turn)
-        if turn.track is not None and len(self.history) > heard_before:
-            self.history[-1] = Message("assistant", turn.track)
+        if turn.track is not None and len(history) > heard_before:
+            history[-1] = Message("assistant", turn.track)
 
     async def greet(self) -> None:
         track = self.tracks.greeting
@@ -53,7 +54,7 @@ class LlmScriptSession(ListeningSession):
         self.start_speaker(lambda: self.play_track(track, interruptible=interruptible))
 
     async def not_heard(self, error: Exception) -> None:
-        await self._play_fallback(RobotTurn(self.next_idx()), error)
+        await self._play_fallback(RobotTurn(self.transcript.next_idx()), error)
 
     async def reply(self, turn: RobotTurn) -> None:
         asked = self.clock()
@@ -71,7 +72,7 @@ class LlmScriptSession(ListeningSession):
         llm = self.robot.llm
         try:
             async with asyncio.timeout(session_timeout(llm)):
-                chosen = await llm.choose(self.dialog(), self.tracks.ids)
+                chosen = await llm.choose(self.transcript.dialog(), self.tracks.ids)
         except TimeoutError:
             raise ProviderTimeout(
                 f"LLM chose no track within {llm.settings.timeout_s:g} s"
@@ -90,7 +91,7 @@ class LlmScriptSession(ListeningSession):
         self, track: Track, turn: RobotTurn | None = None, *, interruptible: bool = True
     ) -> None:
         """One robot turn that plays `track`; then hangs up or transfers if the track says so."""
-        turn = turn or RobotTurn(self.next_idx())
+        turn = turn or RobotTurn(self.transcript.next_idx())
         turn.track = track.id
         await self.speak(
             [track.spoken_text],

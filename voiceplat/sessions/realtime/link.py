@@ -19,7 +19,8 @@ from voiceplat.providers.realtime.connection import (
     RealtimeClosed,
     RealtimeConnection,
 )
-from voiceplat.providers.realtime.protocol import AudioFormat, ServerEvent, SessionInfo
+from voiceplat.providers.realtime.protocol import AudioFormat
+from voiceplat.providers.realtime.server_events import ServerEvent, SessionInfo
 from voiceplat.sessions.realtime.uplink import CallerUplink
 from voiceplat.storage.recorder import CallLog
 

@@ -18,10 +18,13 @@ from voiceplat.audio.pcm import CALL_RATE
 from voiceplat.audio.resample import StreamResampler
 from voiceplat.config import RobotConfig
 from voiceplat.providers.realtime import protocol
-from voiceplat.providers.realtime.protocol import AudioDelta, AudioFormat, ItemAudio, ResponseDone
-from voiceplat.sessions.base import HEARD_TIMEOUT_S
+from voiceplat.providers.realtime.protocol import AudioFormat
+from voiceplat.providers.realtime.server_events import AudioDelta, ResponseDone
+from voiceplat.providers.realtime.timelines import ItemAudio
 from voiceplat.sessions.realtime.robot_turns import RealtimeTurn, Reply, Scripted
+from voiceplat.sessions.transcript import CallTranscript
 from voiceplat.sessions.turn import RobotTurn, SpokenSentence
+from voiceplat.sessions.turn_audio import HEARD_TIMEOUT_S
 from voiceplat.storage.recorder import CallLog
 from voiceplat.telephony.channel import CallChannel
 
@@ -32,6 +35,7 @@ class Voice(Protocol):
     config: RobotConfig
     channel: CallChannel
     call: CallLog
+    transcript: CallTranscript
     speaker: asyncio.Task[None] | None
     turn: RobotTurn | None
     """The speaker's turn once its audio plays (what barge-in cuts)."""
@@ -40,8 +44,6 @@ class Voice(Protocol):
 
     @property
     def has_tts(self) -> bool: ...
-
-    def next_idx(self) -> int: ...
 
     def start_speaker(self, work: Callable[[], Awaitable[None]]) -> object: ...
 
@@ -199,7 +201,9 @@ class Replies:
         voice, channel = self._voice, self._voice.channel
         if reply.turn is None:
             interruptible = reply.scripted.interruptible if reply.scripted else True
-            reply.turn = RealtimeTurn(voice.next_idx(), user_speech_ended=reply.speech_ended)
+            reply.turn = RealtimeTurn(
+                voice.transcript.next_idx(), user_speech_ended=reply.speech_ended
+            )
             reply.turn.interruptible = interruptible and voice.config.barge_in.enabled
             reply.start_ms = channel.queued_ms
         if reply.task is not None and reply.task is voice.speaker:
@@ -217,7 +221,7 @@ class Replies:
             if reply.turn is not None:
                 await voice.channel.wait_heard(HEARD_TIMEOUT_S)
             elif reply.error and voice.has_tts and not voice.closing:
-                fallback = RobotTurn(voice.next_idx(), error=reply.error)
+                fallback = RobotTurn(voice.transcript.next_idx(), error=reply.error)
                 await voice.speak([voice.config.fallback_text], turn=fallback)
         except asyncio.CancelledError:
             turn = reply.turn

@@ -7,7 +7,7 @@ import asyncio
 from dataclasses import dataclass, field
 
 from voiceplat.audio.resample import StreamResampler
-from voiceplat.providers.realtime.protocol import ItemAudio
+from voiceplat.providers.realtime.timelines import ItemAudio
 from voiceplat.sessions.turn import RobotTurn
 
 

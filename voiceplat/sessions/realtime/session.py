@@ -37,7 +37,7 @@ from typing import NoReturn
 from voiceplat.providers.base import ProviderError
 from voiceplat.providers.realtime import protocol
 from voiceplat.providers.realtime.connection import ProtocolRealtime, RealtimeClosed
-from voiceplat.providers.realtime.protocol import (
+from voiceplat.providers.realtime.server_events import (
     AudioDelta,
     AudioDone,
     InputSpeechStarted,
@@ -52,13 +52,14 @@ from voiceplat.providers.realtime.protocol import (
     UserTranscript,
     UserTranscriptFailed,
 )
-from voiceplat.sessions.base import HEARD_TIMEOUT_S, CallEnded, Session
+from voiceplat.sessions.base import CallEnded, Session
 from voiceplat.sessions.no_input import NoInputTimer
 from voiceplat.sessions.realtime.caller_turns import CallerTurns
 from voiceplat.sessions.realtime.link import RealtimeLink, ServiceGone
 from voiceplat.sessions.realtime.replies import Replies
 from voiceplat.sessions.realtime.uplink import CallerUplink
 from voiceplat.sessions.turn import RobotTurn
+from voiceplat.sessions.turn_audio import HEARD_TIMEOUT_S
 from voiceplat.storage.records import CallStatus
 
 log = logging.getLogger(__name__)
@@ -93,7 +94,7 @@ class RealtimeSession(Session):
 
     # -- what the parts use of the session (Replies' `Voice`) ---------------------------------
     def queue_audio(self, turn: RobotTurn, data: bytes) -> None:
-        self._queue_audio(turn, data, None)
+        self.audio.queue(turn, data, None)
 
     def record_robot_turn(self, turn: RobotTurn) -> None:
         self._record_robot_turn(turn)
@@ -111,7 +112,10 @@ class RealtimeSession(Session):
         )
         self.replies = Replies(self, self.link, prompt=self.robot.prompt)
         self.callers = CallerTurns(
-            self.call, next_idx=self.next_idx, clock=self.clock, wall=self.wall
+            self.call,
+            next_idx=self.transcript.next_idx,
+            clock=self.clock,
+            wall=self.transcript.wall,
         )
         # The uplink runs first: it also reads the mark replies that tell when audio was heard.
         self._tasks.create_task(self._uplink())

@@ -9,7 +9,8 @@ from voiceplat.audio.pcm import CALL_RATE
 from voiceplat.audio.resample import StreamResampler
 from voiceplat.providers.realtime import protocol
 from voiceplat.providers.realtime.connection import RealtimeConnection
-from voiceplat.providers.realtime.protocol import AudioFormat, InputTimeline
+from voiceplat.providers.realtime.protocol import AudioFormat
+from voiceplat.providers.realtime.timelines import InputTimeline
 
 BACKLOG_MS = 3000.0
 """Caller audio kept while the service is reconnecting, sent when it is back."""
