@@ -15,11 +15,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+from websockets.exceptions import ConnectionClosedError
 
 from voiceplat.audio.pcm import frame_bytes
 from voiceplat.simulator.peer_playout import MarkRules, Playout
 from voiceplat.telephony import audio_fork
-from voiceplat.telephony.channel import KILL_SETTLE_S, CallChannel
+from voiceplat.telephony.channel import KILL_SETTLE_S, CallChannel, Hangup
 from voiceplat.telephony.marks import MARK_SLACK_S
 
 F = 0.02
@@ -293,5 +294,23 @@ def test_wait_heard_gives_up_at_its_timeout_if_the_audio_never_goes_out() -> Non
         await channel.wait_heard(5.0)
         assert asyncio.get_running_loop().time() == pytest.approx(started + 5.0)
         await channel.close()
+
+    run(test)
+
+
+def test_a_turn_cut_by_the_caller_leaving_raises_why_the_call_ended() -> None:
+    """The caller hangs up while the turn is still being sent: wait_heard must not return as if
+    the turn had been heard (it was recorded as heard whole before), but raise the reason."""
+
+    async def test() -> None:
+        channel, _ = await start("ideal")
+        channel.play(tone(5000))
+        waiting = asyncio.ensure_future(channel.wait_heard(60.0))
+        await asyncio.sleep(1.0)  # virtual time: the pacer has sent about a second of it
+        assert not waiting.done()
+        channel.on_closed(ConnectionClosedError(None, None))
+        with pytest.raises(Hangup):
+            await waiting
+        assert channel.heard_ms() < 2000
 
     run(test)

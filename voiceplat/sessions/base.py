@@ -264,7 +264,7 @@ class Session:
             except Exception as exc:
                 await self._fall_back(turn, exc, say_fallback=not final)
             await self.audio.wait_heard(bounded=final)
-        except asyncio.CancelledError:
+        except BaseException:  # cancelled, or the caller left before hearing it all: cut short
             if turn.interrupted_at_ms is None and turn.first_audio_at is not None:
                 turn.interrupted_at_ms = self.channel.heard_ms()
             raise

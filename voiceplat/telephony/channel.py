@@ -45,6 +45,10 @@ class Transport(Protocol):
     async def close(self, code: int = 1000, reason: str = "") -> None: ...
 
 
+CLOSE_REASON_WAIT_S = 10.0
+"""How long a robot turn cut by the end of the call waits for the transport to say why it ended."""
+
+
 class Hangup(Exception):
     """The peer closed the connection."""
 
@@ -89,6 +93,7 @@ class CallChannel:
         self._inbox: deque[CallMetadata | AudioIn] = deque()
         self._reader: asyncio.Future[None] | None = None
         self._failure: Exception | None = None
+        self._failed = asyncio.Event()
         self._handler: AudioHandler | None = None
         self._handler_work: Coroutine[Any, Any, None] | None = None
         self._handler_error: Exception | None = None
@@ -127,6 +132,7 @@ class CallChannel:
     def _fail(self, exc: Exception) -> None:
         if self._failure is None:
             self._failure = exc
+            self._failed.set()
         self._wake_reader()
 
     def _wake_reader(self) -> None:
@@ -294,6 +300,14 @@ class CallChannel:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout_s):
                 await self._marks.wait_heard(mark, self._ended)
+        if self._ended.done() and mark.reached is not None and not mark.reached.done():
+            # The call ended before all of it was sent: the caller did not hear it all. Raise
+            # why it ended (a hangup, a protocol error), as the reader does, once it is known:
+            # a failed send can close the channel before the transport reports the reason.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(CLOSE_REASON_WAIT_S):
+                    await self._failed.wait()
+            raise self._failure or Hangup()
 
     async def disconnect(self) -> None:
         self._send(audio_fork.disconnect())
