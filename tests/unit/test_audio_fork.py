@@ -8,7 +8,7 @@ import pytest
 
 from voiceplat.telephony import audio_fork
 from voiceplat.telephony.audio_fork import AudioForkDecoder
-from voiceplat.telephony.events import AudioIn, CallMetadata, MarkReply, ProtocolError
+from voiceplat.telephony.events import AudioIn, CallMetadata, CallProtocolError, MarkReply
 from voiceplat.telephony.playout_model import PlayoutModel
 
 
@@ -35,12 +35,12 @@ def test_metadata_without_call_id_gets_one() -> None:
 
 @pytest.mark.parametrize("text", ["not json", "[1, 2]", '"str"'])
 def test_bad_metadata_is_a_protocol_error(text: str) -> None:
-    with pytest.raises(ProtocolError, match="metadata"):
+    with pytest.raises(CallProtocolError, match="metadata"):
         AudioForkDecoder().text(text)
 
 
 def test_audio_before_metadata_is_a_protocol_error() -> None:
-    with pytest.raises(ProtocolError, match="before the metadata"):
+    with pytest.raises(CallProtocolError, match="before the metadata"):
         AudioForkDecoder().binary(b"\x00\x00")
 
 
@@ -50,7 +50,7 @@ def test_mark_replies_and_other_events() -> None:
     reply = {"type": "mark", "data": {"name": "t1s1", "event": "playout"}}
     assert decoder.text(json.dumps(reply)) == [MarkReply("t1s1", "playout")]
     assert decoder.text('{"type": "transcription", "data": {}}') == []
-    with pytest.raises(ProtocolError):
+    with pytest.raises(CallProtocolError):
         decoder.text("garbage")
 
 

@@ -34,7 +34,7 @@ from voiceplat.sessions.turn_audio import TurnAudio
 from voiceplat.storage.recorder import CallLog, Recorder
 from voiceplat.storage.records import CallRecord, CallStatus
 from voiceplat.telephony.channel import CallChannel, Hangup
-from voiceplat.telephony.events import CallMetadata, ProtocolError
+from voiceplat.telephony.events import CallMetadata, CallProtocolError
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ class Session:
         try:
             async with asyncio.timeout(METADATA_TIMEOUT_S):
                 metadata = await self.channel.metadata()
-        except (ProtocolError, Hangup, TimeoutError) as exc:
+        except (CallProtocolError, Hangup, TimeoutError) as exc:
             reason = "caller_hangup" if isinstance(exc, Hangup) else "protocol_error"
             problem = str(exc) or "no metadata within 10 s"
             self._open_record(CallMetadata(call_id=str(uuid.uuid4())))
@@ -118,7 +118,7 @@ class Session:
             reason = _first(group).reason
         except* Hangup:
             reason = "caller_hangup"
-        except* ProtocolError as group:
+        except* CallProtocolError as group:
             status, reason, detail = "failed", "protocol_error", str(group.exceptions[0])
         except* Exception as group:
             log.error("call %s failed", self.metadata.call_id, exc_info=group.exceptions[0])

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from voiceplat.telephony.events import AudioIn, CallMetadata, MarkReply, ProtocolError
+from voiceplat.telephony.events import AudioIn, CallMetadata, CallProtocolError, MarkReply
 
 SUBPROTOCOL = "audio.drachtio.org"
 MAX_CALL_ID = 128
@@ -57,9 +57,9 @@ def parse_metadata(text: str) -> CallMetadata:
     try:
         data = json.loads(text)
     except ValueError:
-        raise ProtocolError(f"metadata is not JSON: {text[:80]!r}") from None
+        raise CallProtocolError(f"metadata is not JSON: {text[:80]!r}") from None
     if not isinstance(data, dict):
-        raise ProtocolError(f"metadata must be a JSON object, got {type(data).__name__}")
+        raise CallProtocolError(f"metadata must be a JSON object, got {type(data).__name__}")
     call_id = data.pop("callId", None) or data.pop("call_id", None) or data.pop("uuid", None)
     call_id = str(call_id)[:MAX_CALL_ID] if call_id else str(uuid.uuid4())
     caller = data.pop("from", None) or data.pop("caller", None)
@@ -75,7 +75,7 @@ def parse_metadata(text: str) -> CallMetadata:
 
 
 class AudioForkDecoder:
-    """Decodes what FreeSWITCH sends, in order. Raises ProtocolError on a broken stream."""
+    """Decodes what FreeSWITCH sends, in order. Raises CallProtocolError on a broken stream."""
 
     def __init__(self) -> None:
         self.metadata: CallMetadata | None = None
@@ -88,7 +88,7 @@ class AudioForkDecoder:
         try:
             data: Any = json.loads(message)
         except ValueError:
-            raise ProtocolError(f"TEXT message is not JSON: {message[:80]!r}") from None
+            raise CallProtocolError(f"TEXT message is not JSON: {message[:80]!r}") from None
         if isinstance(data, dict) and data.get("type") == "mark":
             mark = data.get("data") or {}
             event = mark.get("event")
@@ -98,7 +98,7 @@ class AudioForkDecoder:
 
     def binary(self, message: bytes) -> list[Event]:
         if self.metadata is None:
-            raise ProtocolError("audio arrived before the metadata TEXT message")
+            raise CallProtocolError("audio arrived before the metadata TEXT message")
         data = self._carry + message
         whole = len(data) - len(data) % 2
         self._carry = data[whole:]

@@ -25,7 +25,7 @@ from websockets.exceptions import ConnectionClosed
 from voiceplat.audio.pcm import CALL_RATE, duration_ms, frame_bytes
 from voiceplat.telephony import audio_fork
 from voiceplat.telephony.connection import Receiver
-from voiceplat.telephony.events import AudioIn, CallMetadata, MarkReply, ProtocolError
+from voiceplat.telephony.events import AudioIn, CallMetadata, CallProtocolError, MarkReply
 from voiceplat.telephony.marks import Mark, PeerMarks
 from voiceplat.telephony.pacer import Pacer, shared_pacer
 from voiceplat.telephony.playout_model import PlayoutModel
@@ -89,7 +89,7 @@ class CallChannel:
         self.closed = False
         self._drains = 0
         # Inbound: decoded events not yet handed over, the task waiting for them, the failure
-        # (Hangup, ProtocolError) that ends the stream once they are consumed.
+        # (Hangup, CallProtocolError) that ends the stream once they are consumed.
         self._inbox: deque[CallMetadata | AudioIn] = deque()
         self._reader: asyncio.Future[None] | None = None
         self._failure: Exception | None = None
@@ -112,7 +112,7 @@ class CallChannel:
                 if isinstance(event, AudioIn):
                     self._check_rate(event)
                 self._inbox.append(event)
-        except ProtocolError as exc:
+        except CallProtocolError as exc:
             self._fail(exc)
             return
         if self._inbox:
@@ -122,10 +122,12 @@ class CallChannel:
         self._set_closed()
         codes = {frame.code for frame in (exc.rcvd, exc.sent) if frame is not None}
         if 1009 in codes:  # we refused a message over the size limit
-            self._fail(ProtocolError("a message larger than the frame limit arrived"))
+            self._fail(CallProtocolError("a message larger than the frame limit arrived"))
         elif exc.sent is not None and exc.sent.code in (1002, 1007) and not exc.rcvd_then_sent:
             # We failed the connection: the peer broke the protocol (e.g. invalid UTF-8).
-            self._fail(ProtocolError(f"the peer broke the WebSocket protocol: {exc.sent.reason}"))
+            self._fail(
+                CallProtocolError(f"the peer broke the WebSocket protocol: {exc.sent.reason}")
+            )
         else:
             self._fail(Hangup())
 
@@ -179,11 +181,11 @@ class CallChannel:
             await self._wait_inbound()
         event = self._inbox.popleft()
         if not isinstance(event, CallMetadata):
-            raise ProtocolError("expected the metadata TEXT message first")
+            raise CallProtocolError("expected the metadata TEXT message first")
         return event
 
     async def audio(self) -> AudioIn:
-        """Next caller audio; mark replies are consumed on the way. Raises Hangup, ProtocolError."""
+        """Next caller audio; mark replies are consumed on the way. Raises Hangup, CallProtocolError."""
         while True:
             while self._inbox:
                 event = self._inbox.popleft()
@@ -198,7 +200,7 @@ class CallChannel:
 
         No task wakes up per message. When the handler returns a coroutine, this task runs it
         and later audio waits until it is done (order is kept). Returns never: raises Hangup,
-        ProtocolError, or what the handler raised.
+        CallProtocolError, or what the handler raised.
         """
         self._handler = handler
         try:
@@ -236,7 +238,9 @@ class CallChannel:
         self._audio_in_ms += duration_ms(len(audio.data))
         ahead = self._audio_in_ms / 1000.0 - (now - self._audio_in_started)
         if ahead > self._max_ahead_s:
-            raise ProtocolError(f"caller audio arrives faster than real time ({ahead:.1f} s ahead)")
+            raise CallProtocolError(
+                f"caller audio arrives faster than real time ({ahead:.1f} s ahead)"
+            )
 
     # -- outbound --------------------------------------------------------------------------
     @property

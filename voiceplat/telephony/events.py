@@ -28,5 +28,6 @@ class MarkReply:
     event: Literal["playout", "cleared"]
 
 
-class ProtocolError(ValueError):
-    """The peer broke the protocol; the call ends with this reason."""
+class CallProtocolError(ValueError):
+    """The call's peer broke its media protocol (a bad frame, bad metadata, audio too fast); the
+    call ends with this reason (`protocol_error`)."""
