@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from voiceplat.simulator.peer_playout import Chunk, Playout
+from voiceplat.simulator.peer_playout import Playout
+from voiceplat.simulator.playout_records import Chunk
 
 F = 0.02  # one frame
 

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from voiceplat.simulator.peer_playout import Answer, MarkRules, Playout
+from voiceplat.simulator.peer_playout import MarkRules, Playout
+from voiceplat.simulator.playout_records import Answer
 from voiceplat.simulator.report import (
     AnswerReport,
     CallResult,

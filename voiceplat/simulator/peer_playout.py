@@ -26,77 +26,26 @@ killAudio when it had not); `marks="none"` never answers (builds before marks, o
 (in the module it fills one sample slot, 0.125 ms), and a -1 sample taken for a marker stays in
 the audio heard (the module drops that sample).
 
-`Playout` measures what the caller heard: answers, underruns, per-chunk jitter and marks
-(definitions in `report.py`). Every method takes `now` (seconds on the call's clock) so tests drive
-it without sleeping. The frame played by `tick(now)` is heard during [now, now + frame); a chunk is
-playable from the moment it reaches the playout buffer, so a frame never plays audio that had not
-arrived yet.
+`Playout` measures what the caller heard: answers, underruns, per-chunk jitter and marks (the
+records in `playout_records.py`, their definitions in `report.py`). Every method takes `now`
+(seconds on the call's clock) so tests drive it without sleeping. The frame played by
+`tick(now)` is heard during [now, now + frame); a chunk is playable from the moment it reaches
+the playout buffer, so a frame never plays audio that had not arrived yet.
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 
 from voiceplat.audio.pcm import CALL_RATE, SAMPLE_WIDTH, frame_bytes
+from voiceplat.simulator.playout_records import ANSWER_GAP_S, Answer, Chunk, Kill, Underrun
 from voiceplat.telephony.audio_fork import MAX_MARKS, PREBUFFER_FIRST_SAMPLES, PREBUFFER_SAMPLES
 
-ANSWER_GAP_S = 0.3
-"""Robot audio separated by more than this much time with nothing received and played is two
-answers; a shorter gap inside an answer is an underrun."""
-
-
 MarkRules = Literal["module", "ideal", "none"]
-
-
-@dataclass(slots=True)
-class Answer:
-    """One stretch of robot audio as the caller heard it. Times in seconds on the call clock."""
-
-    index: int
-    start: float
-    """When its first sample was heard (playout start)."""
-    first_arrival: float
-    """When the chunk holding its first sample arrived."""
-    end: float | None = None
-    """When its last sample finished playing (None while it still plays)."""
-    bytes_heard: int = 0
-    underruns: int = 0
-    ended_by: str = "playing"
-    """"natural" (ran out), "killAudio" (flushed), "hangup" (the call ended under it)."""
-    killed_at: float | None = None
-
-    @property
-    def cut(self) -> bool:
-        return self.ended_by == "killAudio"
-
-
-@dataclass(frozen=True, slots=True)
-class Underrun:
-    at: float
-    """When audio resumed after the gap."""
-    gap_s: float
-    """Silence the caller heard inside the answer."""
-    answer: int
-
-
-@dataclass(frozen=True, slots=True)
-class Chunk:
-    arrival: float
-    nbytes: int
-    jitter_s: float | None
-    """None for the first chunk of a stream, which defines the reference."""
-
-
-@dataclass(frozen=True, slots=True)
-class Kill:
-    at: float
-    flushed_bytes: int
-    cleared_marks: tuple[str, ...]
 
 
 class Playout:
