@@ -9,7 +9,7 @@ import pytest
 from voiceplat.audio.pcm import Pcm
 from voiceplat.providers.base import LLM, LLMSettings, Message, ProviderError, match_option
 from voiceplat.providers.llm.fake import FakeLLM
-from voiceplat.providers.llm.llama_cpp import options_grammar
+from voiceplat.providers.llm.llama_prompt import options_grammar
 from voiceplat.sessions.llm_script.tracks import Track, TrackSet
 
 OPTIONS = ["hours", "prices", "price_list", "fallback"]

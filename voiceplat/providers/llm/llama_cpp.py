@@ -7,9 +7,9 @@ asyncio.Queue. A consumer that stops iterating (barge-in, hang-up) sets a flag t
 between tokens and between 32-token slices of prompt evaluation, so the model is free again within
 tens of milliseconds; a request still waiting in the queue is dropped before it starts.
 
-Prompts are rendered with the chat template stored in the GGUF. The context keeps the tokens it
-evaluated last, and `StateCache` snapshots it after every generation, so each call's next turn
-evaluates only its new user message even when other calls took turns in between. `warm()` evaluates
+Prompts are rendered with the chat template stored in the GGUF (`llama_prompt.py`). The context
+keeps the tokens it evaluated last, and `StateCache` snapshots it after every generation, so each
+call's next turn evaluates only its new user message even when other calls took turns in between. `warm()` evaluates
 a robot's system prompt once at start, so the first caller does not pay for it. `prefill()` evaluates
 a prompt before its answer is asked for (the session's speculative transcript, while the caller may
 still be talking): the stream that follows with the same messages evaluates only its last token.
@@ -38,21 +38,22 @@ from voiceplat.providers.base import (
     match_option,
     register,
 )
+from voiceplat.providers.llm.llama_prompt import (
+    chat_renderer,
+    compile_grammar,
+    message_dicts,
+    options_grammar,
+)
 from voiceplat.providers.llm.llama_state_cache import StateCache, prefill
 from voiceplat.providers.worker import SharedModels, SingleWorker
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
-    from llama_cpp.llama_types import ChatCompletionRequestMessage, CreateCompletionStreamResponse
+    from llama_cpp.llama_types import CreateCompletionStreamResponse
 
 LLAMA_CPP_REQUIREMENT = "llama-cpp-python==0.3.36"
 MODEL_NAMES = {"qwen2.5-coder-1.5b", "qwen2.5-coder-0.5b"}
 """Catalog models (voiceplat.models.catalog); any other value is a path to a .gguf file."""
-CHATML_TEMPLATE = (
-    "{% for message in messages %}<|im_start|>{{ message.role }}\n{{ message.content }}"
-    "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-"""Used only when a GGUF carries no chat template."""
 
 
 class LlamaCppSettings(LLMSettings):
@@ -82,23 +83,6 @@ class _Request:
     stop: list[str]
     grammar: str | None = None
     """GBNF text constraining the output (llama.cpp grammar syntax)."""
-
-
-def options_grammar(options: list[str]) -> str:
-    """A GBNF grammar whose only sentences are the `options`, as string literals."""
-    return "root ::= " + " | ".join(_gbnf_literal(option) for option in options)
-
-
-def _gbnf_literal(text: str) -> str:
-    escaped = []
-    for char in text:
-        if char in '"\\':
-            escaped.append("\\" + char)
-        elif ord(char) < 0x20 or ord(char) == 0x7F:
-            escaped.append(f"\\x{ord(char):02X}")
-        else:
-            escaped.append(char)
-    return '"' + "".join(escaped) + '"'
 
 
 class _Engine(SingleWorker):
@@ -168,7 +152,7 @@ class _Engine(SingleWorker):
                     top_p=request.top_p,
                     stop=request.stop,
                     stream=True,
-                    grammar=_grammar(request.grammar),
+                    grammar=compile_grammar(request.grammar),
                 )
                 # With stream=True it is an iterator of chunks (typed as a union with a response).
                 for chunk in cast("Iterator[CreateCompletionStreamResponse]", chunks):
@@ -184,40 +168,7 @@ class _Engine(SingleWorker):
             emit("end", None)
 
 
-def _grammar(text: str | None) -> Any:
-    if text is None:
-        return None
-    from llama_cpp import LlamaGrammar
-
-    return LlamaGrammar.from_string(text, verbose=False)
-
-
 _ENGINES: SharedModels[tuple[str, int, int, int], _Engine] = SharedModels()
-
-
-def _chat_renderer(llm: Llama) -> Callable[[list[dict[str, str]], bool], str]:
-    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
-    def token_text(token: int) -> str:
-        return (
-            llm.detokenize([token], special=True).decode("utf-8", "replace") if token >= 0 else ""
-        )
-
-    template = llm.metadata.get("tokenizer.chat_template") or CHATML_TEMPLATE
-    formatters = {
-        flag: Jinja2ChatFormatter(
-            template,
-            eos_token=token_text(llm.token_eos()),
-            bos_token=token_text(llm.token_bos()),
-            add_generation_prompt=flag,
-        )
-        for flag in (True, False)
-    }
-    return lambda messages, generation_prompt: (
-        formatters[generation_prompt](
-            messages=cast("list[ChatCompletionRequestMessage]", messages)
-        ).prompt
-    )
 
 
 def _acquire(path: Path, settings: LlamaCppSettings) -> _Engine:
@@ -233,7 +184,7 @@ def _acquire(path: Path, settings: LlamaCppSettings) -> _Engine:
             verbose=False,
         )
         states = StateCache(settings.state_cache_mb << 20)
-        return _Engine(llm, _chat_renderer(llm), states)
+        return _Engine(llm, chat_renderer(llm), states)
 
     key = (str(path), settings.n_ctx, settings.n_threads, settings.n_batch)
     return _ENGINES.acquire(key, load)
@@ -311,7 +262,7 @@ class LlamaCppLLM(LLM):
 
     async def warm(self, prefix: list[Message]) -> None:
         engine = self._require_engine()
-        opening = [{"role": m.role, "content": m.content} for m in prefix]
+        opening = message_dicts(prefix)
         future = engine.submit(lambda: engine.warm(opening), self.settings.max_queue)
         await asyncio.wrap_future(future)
 
@@ -335,7 +286,7 @@ class LlamaCppLLM(LLM):
 
     def _stream_request(self, messages: list[Message]) -> _Request:
         return _Request(
-            messages=_dicts(messages),
+            messages=message_dicts(messages),
             max_tokens=self.settings.max_tokens,
             temperature=self.settings.temperature,
             top_p=self.settings.top_p,
@@ -344,7 +295,7 @@ class LlamaCppLLM(LLM):
 
     async def choose(self, messages: list[Message], options: list[str]) -> str:
         request = _Request(
-            messages=_dicts(messages),
+            messages=message_dicts(messages),
             # Every token holds at least one character: the longest id always fits.
             max_tokens=max(len(option) for option in options) + 4,
             temperature=0.0,
@@ -398,7 +349,3 @@ class LlamaCppLLM(LLM):
         if self._engine is None:
             raise ProviderError("llama_cpp LLM used before start()")
         return self._engine
-
-
-def _dicts(messages: list[Message]) -> list[dict[str, str]]:
-    return [{"role": m.role, "content": m.content} for m in messages]
