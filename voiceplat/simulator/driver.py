@@ -19,17 +19,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from voiceplat.simulator.call_report import (
+    SentMark,
+    SentUtterance,
+    answer_report,
+    chunk_report,
+    jitter_samples_ms,
+    mark_report,
+    quality_report,
+    utterance_report,
+)
 from voiceplat.simulator.peer_playout import MarkRules, Playout
-from voiceplat.simulator.playout_records import Answer
 from voiceplat.simulator.report import (
-    AnswerReport,
     CallResult,
-    ChunkReport,
     EventReport,
-    MarkReport,
-    QualityReport,
-    Stats,
-    UtteranceReport,
     ms,
 )
 from voiceplat.simulator.script import ScriptItem
@@ -48,25 +51,6 @@ class CallOptions:
     """mod_audio_fork's pre-buffer (160 ms, then 80 ms) before audio plays."""
     hangup_on_disconnect: bool = False
     """Hang up on `disconnect` and leave on `transfer`, as freeswitch/ws_bridge.lua does."""
-
-
-@dataclass(slots=True)
-class _Utterance:
-    index: int
-    kind: str
-    source: str
-    sent_start: float
-    sent_end: float
-    speech_start: float | None
-    speech_end: float | None
-
-
-@dataclass(slots=True)
-class _Mark:
-    name: str
-    queued: float
-    event: str = "pending"
-    answered: float | None = None
 
 
 _GATE, _STREAM, _DONE = "gate", "stream", "done"
@@ -104,9 +88,9 @@ class CallDriver:
         self._gate_since = 0.0
         self._frames: tuple[bytes, ...] = ()
         self._pos = 0
-        self.utterances: list[_Utterance] = []
-        self._marks: list[_Mark] = []
-        self._pending: dict[str, deque[_Mark]] = {}
+        self.utterances: list[SentUtterance] = []
+        self._marks: list[SentMark] = []
+        self._pending: dict[str, deque[SentMark]] = {}
 
     @property
     def ended(self) -> bool:
@@ -166,7 +150,7 @@ class CallDriver:
             return
         # Frame j goes out at now + j*period and holds the audio just before that moment.
         self.utterances.append(
-            _Utterance(
+            SentUtterance(
                 index=len(self.utterances),
                 kind=item.kind,
                 source=clip.source,
@@ -242,7 +226,7 @@ class CallDriver:
             if not isinstance(name, str):
                 self.warnings.append(f"at {ms(now)} ms: mark without a string data.name: {text}")
                 return []
-            mark = _Mark(name, now)
+            mark = SentMark(name, now)
             self._marks.append(mark)
             if not self.playout.mark(name, now):
                 mark.event = "dropped"  # the module discards it: MAX_MARKS are held
@@ -296,20 +280,9 @@ class CallDriver:
         playout = self.playout
         playout.close(duration)
         answers = playout.answers
-        utterances = [self._utterance_report(u, answers) for u in self.utterances]
-        jitter = [round(j * 1000.0, 1) for j in playout.jitter]
-        bps = playout.bytes_per_s
-        quality = QualityReport(
-            chunks=playout.chunk_count,
-            robot_audio_ms=ms(playout.received_bytes / bps),
-            underruns=len(playout.underruns),
-            underrun_gaps_ms=[ms(u.gap_s) for u in playout.underruns],
-            jitter_ms=Stats.of(jitter),
-            max_buffered_ms=ms(playout.max_buffered / bps),
-            kill_audio=len(playout.kills),
-            flushed_ms=ms(sum(k.flushed_bytes for k in playout.kills) / bps),
-            dropped_caller_frames=dropped_frames,
-        )
+        utterances = [utterance_report(u, answers) for u in self.utterances]
+        jitter = jitter_samples_ms(playout)
+        quality = quality_report(playout, jitter, dropped_frames)
         heard = b""
         if playout.heard is not None:
             heard = self.silence + b"".join(playout.heard)
@@ -329,74 +302,14 @@ class CallDriver:
             frame_ms=self.options.frame_ms,
             frames_sent=self.frames_sent,
             utterances=utterances,
-            answers=[_answer_report(a) for a in answers],
+            answers=[answer_report(a) for a in answers],
             events=self.events,
-            marks=[
-                MarkReport(
-                    name=m.name,
-                    queued_ms=ms(m.queued),
-                    event=m.event,
-                    answered_ms=None if m.answered is None else ms(m.answered),
-                )
-                for m in self._marks
-            ],
+            marks=[mark_report(m) for m in self._marks],
             quality=quality,
-            chunks=[
-                ChunkReport(
-                    t_ms=ms(c.arrival),
-                    bytes=c.nbytes,
-                    jitter_ms=None if c.jitter_s is None else ms(c.jitter_s),
-                )
-                for c in playout.chunks or ()
-            ],
+            chunks=[chunk_report(c) for c in playout.chunks or ()],
             jitter_samples_ms=jitter,
             sim_lag_max_ms=ms(sim_lag_max),
             caller_audio=b"".join(self.caller_frames) if self.caller_frames is not None else b"",
             robot_audio=bytes(playout.received) if playout.received is not None else b"",
             robot_heard=heard,
         )
-
-    @staticmethod
-    def _utterance_report(u: _Utterance, answers: list[Answer]) -> UtteranceReport:
-        report = UtteranceReport(
-            index=u.index,
-            kind=u.kind,
-            source=u.source,
-            sent_start_ms=ms(u.sent_start),
-            sent_end_ms=ms(u.sent_end),
-            speech_start_ms=None if u.speech_start is None else ms(u.speech_start),
-            speech_end_ms=None if u.speech_end is None else ms(u.speech_end),
-        )
-        if u.speech_start is None or u.speech_end is None:
-            return report
-        start = u.speech_start
-        reply = next((a for a in answers if a.start > start), None)
-        if reply is not None:
-            report.answered = True
-            report.answer_index = reply.index
-            report.v2v_ms = ms(reply.start - u.speech_end)
-            report.v2v_arrival_ms = ms(reply.first_arrival - u.speech_end)
-        over = next(
-            (a for a in answers if a.start <= start and (a.end is None or a.end > start)), None
-        )
-        if over is not None:
-            report.robot_talking_at_start = True
-            report.talk_over_ms = ms((over.end if over.end is not None else start) - start)
-            report.kill_audio = over.cut
-            if over.killed_at is not None:
-                report.kill_audio_after_ms = ms(over.killed_at - start)
-        return report
-
-
-def _answer_report(a: Answer) -> AnswerReport:
-    return AnswerReport(
-        index=a.index,
-        start_ms=ms(a.start),
-        end_ms=None if a.end is None else ms(a.end),
-        duration_ms=None if a.end is None else ms(a.end - a.start),
-        first_arrival_ms=ms(a.first_arrival),
-        bytes=a.bytes_heard,
-        underruns=a.underruns,
-        ended_by=a.ended_by,
-        cut_by_kill_audio=a.cut,
-    )
