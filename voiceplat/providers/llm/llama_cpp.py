@@ -9,10 +9,11 @@ tens of milliseconds; a request still waiting in the queue is dropped before it 
 
 Prompts are rendered with the chat template stored in the GGUF (`llama_prompt.py`). The context
 keeps the tokens it evaluated last, and `StateCache` snapshots it after every generation, so each
-call's next turn evaluates only its new user message even when other calls took turns in between. `warm()` evaluates
-a robot's system prompt once at start, so the first caller does not pay for it. `prefill()` evaluates
-a prompt before its answer is asked for (the session's speculative transcript, while the caller may
-still be talking): the stream that follows with the same messages evaluates only its last token.
+call's next turn evaluates only its new user message even when other calls took turns in between.
+`warm()` evaluates a robot's system prompt once at start, so the first caller does not pay for it.
+`prefill()` evaluates a prompt before its answer is asked for (the session's speculative
+transcript, while the caller may still be talking): the stream that follows with the same messages
+evaluates only its last token.
 
 `choose()` (llm_script) runs through the same queue with a GBNF grammar (`root ::= "id1" | "id2"`),
 greedy (temperature 0) and a few tokens: the model can only write one of the ids, then stop.
