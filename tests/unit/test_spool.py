@@ -15,6 +15,8 @@ from voiceplat.storage.spool import Entry, Spool
 from voiceplat.storage.spooled_sink import RetryPolicy, SpooledSink
 
 FAST = RetryPolicy(first_delay_s=0.005, max_delay_s=0.02, op_timeout_s=0.5, close_timeout_s=2)
+HANG_S = 60
+"""Waits for what the writer does next are bounded at this: only a hang takes so long."""
 
 
 class MemoryStore(SpooledSink):
@@ -107,7 +109,7 @@ async def test_a_down_store_spools_then_gets_everything_in_order(tmp_path: Path)
     await hand_over(store, "a", "b", "c")
     assert store.spool.pending == 15
     store.failed.clear()
-    async with asyncio.timeout(5):
+    async with asyncio.timeout(HANG_S):
         await store.failed.wait()  # the writer tried again, and failed
     assert store.calls == {}
     lines = store.spool.path.read_bytes().splitlines()
@@ -120,7 +122,7 @@ async def test_a_down_store_spools_then_gets_everything_in_order(tmp_path: Path)
     ]
 
     store.down = False
-    async with asyncio.timeout(5):
+    async with asyncio.timeout(HANG_S):
         await store.drained()
     assert store.available and store.outages == 1
     assert [k for call_id, k in store.applied if call_id == "b"] == [
@@ -139,12 +141,14 @@ async def test_handle_never_waits_for_a_hung_store(tmp_path: Path) -> None:
     await store.start()
     store.hang = True
     await hand_over(store, "first")
-    async with asyncio.timeout(5):
+    async with asyncio.timeout(HANG_S):
         await store.hung.wait()  # the writer is stuck in the store
-    async with asyncio.timeout(1):  # handing items over is an append: no waiting on the store
+    # Handing items over is an append, no waiting on the store: it returns while the store still
+    # hangs (a hand-over that waited for the store would wait for as long as that lasts).
+    async with asyncio.timeout(HANG_S):
         await hand_over(store, *(f"c{i}" for i in range(50)))
     store.hang = False
-    async with asyncio.timeout(5):
+    async with asyncio.timeout(HANG_S):
         await store.drained()  # the stuck write timed out, and the retry wrote everything
     assert len(store.calls) == 51 and store.outages == 1
     await store.aclose()
@@ -182,7 +186,7 @@ async def test_the_spool_survives_a_restart(tmp_path: Path) -> None:
     second = MemoryStore(tmp_path)
     recorder = Recorder([second])
     await recorder.start()
-    async with asyncio.timeout(5):
+    async with asyncio.timeout(HANG_S):
         await second.drained()
     assert set(second.calls) == {"a", "b"} and len(second.turns) == 4
     assert second.spool.path.stat().st_size == 0
@@ -195,7 +199,7 @@ async def test_close_writes_what_the_store_takes(tmp_path: Path) -> None:
     recorder = Recorder([store])
     await recorder.start()
     make_call(recorder, "a")
-    async with asyncio.timeout(5):
+    async with asyncio.timeout(HANG_S):
         await store.failed.wait()  # the writer now waits 30-60 s before trying again
     store.down = False
     await recorder.aclose()  # cuts that wait short
