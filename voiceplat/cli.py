@@ -30,6 +30,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     try:
         robot = load_robot(args.robot)
         problems = robot.problems()
+        if robot.config.sip is not None:  # a password variable or a TLS file that is missing
+            config_file = robot.directory / "config.json"
+            sip_problems = robot.config.sip.problems(robot.env, robot.directory)
+            problems += [f"{config_file}: {line}" for line in sip_problems]
     except RobotError as exc:
         problems = exc.problems
     if problems:
@@ -39,6 +43,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     providers = ", ".join(f"{kind} {s.provider}" for kind, s in robot.settings.items())
     config = robot.config
     print(f"{args.robot}: OK ({config.mode}; {providers}; ws://{config.ws_host}:{config.ws_port}/)")
+    if config.sip is not None:
+        print(f"  {config.sip.summary()}")
     return 0
 
 
