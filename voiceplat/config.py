@@ -15,7 +15,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 from dotenv import dotenv_values
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from voiceplat.audio.pcm import FRAME_MS
 from voiceplat.config_errors import describe_errors, format_value
@@ -88,6 +98,66 @@ class PlayoutSettings(Strict):
     chunk_ms: int = Field(60, ge=20, le=500, description="size of one outbound audio message")
 
 
+DTMF_KEYS = "0123456789*#ABCD"
+DTMF_ACTIONS = '"repeat", "hangup", "transfer", {"transfer": "<extension or SIP URI>"}'
+
+
+class TransferAction(Strict):
+    """A key that hands the caller to a person: `{"transfer": target}`, or `"transfer"` (target
+    None) for `transfer.target`."""
+
+    transfer: str | None = Field(None, min_length=1, description="extension or SIP URI")
+
+
+DtmfAction = Literal["repeat", "hangup"] | TransferAction
+
+
+class TransferSettings(Strict):
+    target: str | None = Field(
+        None, min_length=1, description='where the LLM\'s marker and a bare "transfer" key go'
+    )
+    marker: str = Field("[TRANSFER]", min_length=1)
+    text: str = "Соединяю с оператором."
+    failed_text: str = "Не получилось соединить. Продолжим."
+
+
+def _dtmf_problem(
+    key: str, expected: str, value: Any, loc: tuple[str, ...] | None = None
+) -> InitErrorDetails:
+    # literal_error: config_errors says "must be one of: <expected>" in these words, unchanged.
+    error = PydanticCustomError("literal_error", "bad dtmf entry", {"expected": expected})
+    return InitErrorDetails(type=error, loc=loc or (key,), input=value)
+
+
+def parse_dtmf(value: Any) -> Any:
+    """The `dtmf` map with keys upper-cased and actions parsed; every bad key or action is one
+    error at `dtmf.<key>` (pydantic's own errors for a union would be two cryptic lines)."""
+    if not isinstance(value, dict):
+        return value  # pydantic says it must be an object
+    parsed: dict[str, Any] = {}
+    problems: list[InitErrorDetails] = []
+    for raw_key, action in value.items():
+        key = str(raw_key).upper()
+        if len(key) != 1 or key not in DTMF_KEYS:
+            problems.append(_dtmf_problem(str(raw_key), "0-9, *, #, A-D (one key)", raw_key))
+            continue
+        if action == "transfer":
+            action = TransferAction()
+        elif isinstance(action, dict) and set(action) == {"transfer"}:
+            target = action["transfer"]
+            if target is not None and (not isinstance(target, str) or not target.strip()):
+                problems.append(_dtmf_problem(str(raw_key), DTMF_ACTIONS, action))
+                continue
+            action = TransferAction(transfer=target)
+        elif action not in ("repeat", "hangup"):
+            problems.append(_dtmf_problem(str(raw_key), DTMF_ACTIONS, action))
+            continue
+        parsed[key] = action
+    if problems:
+        raise ValidationError.from_exception_data("dtmf", problems)
+    return parsed
+
+
 class RobotConfig(Strict):
     ws_host: str = "0.0.0.0"
     ws_port: int = Field(5200, ge=1, le=65535)
@@ -131,6 +201,34 @@ class RobotConfig(Strict):
     max_call_text: str = "Время разговора истекло. Спасибо за звонок, до свидания!"
     history_turns: int = Field(20, ge=0, description="dialog turns sent to the LLM")
     logs_dir: str = "logs"
+    dtmf: dict[str, DtmfAction] = Field(
+        default_factory=dict,
+        description='key -> "repeat" | "hangup" | "transfer" | {"transfer": target}',
+    )
+    dtmf_inter_digit_ms: int = Field(
+        1500, ge=100, le=10000, description="other keys go to the LLM after this pause"
+    )
+    transfer: TransferSettings = Field(default_factory=TransferSettings)
+    sip: dict[str, Any] | None = None  # the SIP section; H3 replaces it with SipSettings
+
+    @field_validator("dtmf", mode="before")
+    @classmethod
+    def _parse_dtmf(cls, value: Any) -> Any:
+        return parse_dtmf(value)
+
+    @model_validator(mode="after")
+    def _transfer_keys_have_a_target(self) -> RobotConfig:
+        if self.transfer.target is not None:
+            return self
+        needs = '{"transfer": "<extension or SIP URI>"}, or "transfer" with transfer.target set'
+        problems = [
+            _dtmf_problem(key, needs, "transfer", loc=("dtmf", key))
+            for key, action in self.dtmf.items()
+            if isinstance(action, TransferAction) and action.transfer is None
+        ]
+        if problems:
+            raise ValidationError.from_exception_data("dtmf", problems)
+        return self
 
 
 def read_env_files(robot_dir: Path, root_dir: Path | None = None) -> dict[str, str]:

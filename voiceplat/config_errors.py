@@ -40,7 +40,7 @@ def _allowed(error: Mapping[str, Any]) -> str:
         "bool_parsing": "must be true or false",
         "string_type": "must be a string (in double quotes)",
         "list_type": 'must be a list, e.g. ["a", "b"]',
-        "dict_type": 'must be an object, e.g. {"provider": "..."}',
+        "dict_type": 'must be an object, e.g. {{"provider": "..."}}',  # (braces: .format)
         "model_type": "must be an object",
         "string_too_short": "must not be empty",
         "too_short": "must have at least {min_length} item(s)",
