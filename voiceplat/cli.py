@@ -11,8 +11,14 @@ import os
 import signal
 import sys
 import traceback
+from typing import TYPE_CHECKING
 
 from voiceplat.errors import RobotError
+
+if TYPE_CHECKING:
+    from voiceplat.robot import Robot
+    from voiceplat.storage.recorder import Recorder
+    from voiceplat.telephony.ingress.sip.server import SipServer
 
 log = logging.getLogger("voiceplat")
 
@@ -72,6 +78,7 @@ async def _serve(robot_dir: str, host: str | None, port: int | None, grace_s: fl
     server = RobotServer(robot, recorder)
     await server.start(host or config.ws_host, port if port is not None else config.ws_port)
     log.info("robot %s listening on ws://%s:%d/", robot.name, host or config.ws_host, server.port)
+    sip = await _start_sip(robot, recorder)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -87,10 +94,30 @@ async def _serve(robot_dir: str, host: str | None, port: int | None, grace_s: fl
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)
     await stop.wait()
-    await server.shutdown(grace_s)
+    if sip is None:
+        await server.shutdown(grace_s)
+    else:
+        await asyncio.gather(server.shutdown(grace_s), sip.shutdown(grace_s))
     await recorder.aclose()
     await robot.aclose()
     return 0
+
+
+async def _start_sip(robot: Robot, recorder: Recorder) -> SipServer | None:
+    """The robot's SIP endpoint, when its config has an enabled `sip` section."""
+    settings = robot.config.sip
+    if settings is None or not settings.enabled:
+        return None
+    from voiceplat.telephony.ingress.sip.server import SipServer
+
+    problems = settings.problems(robot.env, robot.directory)
+    if problems:
+        raise RobotError(problems)
+    sip = SipServer(robot, recorder, settings, robot.env)
+    listening = await sip.start()
+    # A line of its own on stdout: scripts and tests wait for it to know SIP is up.
+    print(f"sip: listening on {', '.join(listening)}", flush=True)
+    return sip
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -1,0 +1,265 @@
+"""The robot's SIP server: PJSIP answers INVITEs it admits, and each call runs one session.
+
+Two halves. In the PJSIP thread: admission (allow_from, digest auth, max_calls, INVITE rate),
+answering, RTP timeouts, the calls' PJSIP objects. In the event loop: each admitted call's
+`SipChannel` and session, exactly like a WebSocket call's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pjsua2 as pj
+
+from voiceplat.robot import Robot
+from voiceplat.storage.recorder import Recorder
+from voiceplat.telephony.events import CallMetadata
+from voiceplat.telephony.ingress.sip import message
+from voiceplat.telephony.ingress.sip.admission import Admission
+from voiceplat.telephony.ingress.sip.call import SipCall
+from voiceplat.telephony.ingress.sip.channel import SipChannel, SipControl
+from voiceplat.telephony.ingress.sip.digest import DigestAuthenticator
+from voiceplat.telephony.ingress.sip.endpoint import RobotAccount, SipEndpoint
+from voiceplat.telephony.ingress.sip.media import LoopInbox
+from voiceplat.telephony.ingress.sip.pj_thread import PjThread
+from voiceplat.telephony.ingress.sip.settings import SipSettings
+from voiceplat.telephony.server import session_class
+
+log = logging.getLogger(__name__)
+
+RTP_CHECK_S = 1.0
+
+
+class SipServer:
+    def __init__(
+        self, robot: Robot, recorder: Recorder, settings: SipSettings, env: Mapping[str, str]
+    ) -> None:
+        self.robot = robot
+        self.recorder = recorder
+        self.settings = settings
+        self.session_cls = session_class(robot.config.mode)
+        self.admission = Admission(settings)
+        self.auth: DigestAuthenticator | None = None
+        if settings.auth is not None:
+            password = settings.auth.password(env)
+            if password is not None:
+                self.auth = DigestAuthenticator(settings.auth.realm, settings.auth.user, password)
+        self._env = env
+        self.calls: set[asyncio.Task[None]] = set()
+        self.thread = PjThread()
+        self.endpoint: SipEndpoint | None = None
+        self.inbox: LoopInbox
+        # PJSIP thread only:
+        self._live: dict[int, SipCall] = {}
+        self._graveyard: list[SipCall] = []
+        self._next_rtp_check = 0.0
+        self._accepting = True
+
+    # -- start and stop (event loop) ----------------------------------------------------------
+    async def start(self) -> list[str]:
+        """Starts PJSIP; returns what it listens on (e.g. ["udp 0.0.0.0:5060", ...])."""
+        self.inbox = LoopInbox(asyncio.get_running_loop())
+        self.thread.start()
+        try:
+            await self.thread.run(self._start_endpoint)
+        except BaseException:
+            self.thread.stop()
+            raise
+        assert self.endpoint is not None
+        return list(self.endpoint.listening)
+
+    def _start_endpoint(self) -> None:
+        endpoint = SipEndpoint(
+            self.settings,
+            self._env,
+            Path(self.robot.directory),
+            on_incoming=self._on_incoming,
+            on_registration=self._on_registration,
+        )
+        endpoint.start()
+        self.endpoint = endpoint
+        self.thread.set_poll(self._poll)
+
+    async def shutdown(self, grace_s: float = 30.0) -> None:
+        """Refuses new calls (503), lets live ones finish up to grace_s, hangs up the rest."""
+        await self.thread.run(self._stop_accepting)
+        if self.calls:
+            _, pending = await asyncio.wait(set(self.calls), timeout=grace_s)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=5)
+        await self.thread.run(self._destroy)
+        self.thread.stop()
+
+    def _stop_accepting(self) -> None:
+        self._accepting = False
+
+    def _destroy(self) -> None:
+        for call in list(self._live.values()):
+            call.hangup_now(503)
+        # Call objects must be gone before the library is.
+        self._live.clear()
+        self._graveyard.clear()
+        if self.endpoint is not None:
+            self.endpoint.destroy()
+        self.thread.set_poll(None)
+
+    # -- PJSIP thread ---------------------------------------------------------------------------
+    def _poll(self, timeout_ms: int) -> None:
+        assert self.endpoint is not None
+        self.endpoint.poll(timeout_ms)
+        self._graveyard.clear()  # Call objects deleted outside their own callbacks
+        now = time.monotonic()
+        if now >= self._next_rtp_check:
+            self._next_rtp_check = now + RTP_CHECK_S
+            self._check_rtp(RTP_CHECK_S)
+
+    def _check_rtp(self, elapsed_s: float) -> None:
+        limit = self.settings.rtp_timeout_s
+        for call in list(self._live.values()):
+            packets = call.rtp_packets()
+            if packets is None or call.on_hold or packets != call.rx_packets:
+                call.rx_packets = packets or call.rx_packets
+                call.rx_idle_s = 0.0
+                continue
+            call.rx_idle_s += elapsed_s
+            if call.rx_idle_s >= limit:
+                log.warning("SIP call %s: no RTP for %.0f s, hanging up", call.getId(), limit)
+                call.end_cause = "rtp_timeout"
+                call.hangup_now()
+
+    def _on_registration(self, account: RobotAccount, code: int, reason: str, expires: int) -> None:
+        if 200 <= code < 300 and expires > 0:
+            log.info(
+                "SIP registered as %s (%d %s, expires in %d s)", account.name, code, reason, expires
+            )
+        elif 200 <= code < 300:
+            log.info("SIP unregistered (%d %s)", code, reason)
+        else:
+            log.warning("SIP registration failed: %d %s; retrying", code, reason)
+
+    def _on_incoming(self, account: RobotAccount, prm: Any) -> None:
+        call = SipCall(account, prm.callId, self.inbox, self._call_gone)
+        self._live[call.getId()] = call
+        whole = str(prm.rdata.wholeMsg)
+        start_line, headers = message.split_message(whole)
+        source = message.source_host(str(prm.rdata.srcAddress))
+        refusal = self._refusal(source, headers)
+        if refusal is not None:
+            status, reason, extra_headers = refusal
+            log.info("SIP INVITE from %s refused: %d %s", source, status, reason)
+            self._reject(call, status, reason, extra_headers)
+            return
+        call.admitted = True
+        self.admission.call_started()
+        metadata = self._metadata(call, start_line, headers, source)
+        self._answer(call, 200)
+        self.inbox.post(self._start_call, call, metadata)
+
+    def _refusal(
+        self, source: str, headers: dict[str, list[str]]
+    ) -> tuple[int, str, dict[str, str]] | None:
+        if not self._accepting:
+            return 503, "Service Unavailable", {"Retry-After": "30"}
+        verdict = self.admission.check(source)
+        if verdict.allowed:
+            return None
+        if verdict.status == 403 and self.auth is not None:
+            # Outside allow_from: the caller may still prove who it is with digest auth.
+            credentials = message.header(headers, "authorization")
+            if credentials is None:
+                return 401, "Unauthorized", {"WWW-Authenticate": self.auth.challenge()}
+            result = self.auth.verify("INVITE", credentials)
+            if result.ok:
+                return self._refusal_after_auth(source)
+            if result.stale:
+                return 401, "Unauthorized", {"WWW-Authenticate": self.auth.challenge(stale=True)}
+            self.admission.count("rejected_auth")
+            return 403, "Forbidden", {}
+        return verdict.status, verdict.reason, verdict.headers
+
+    def _refusal_after_auth(self, source: str) -> tuple[int, str, dict[str, str]] | None:
+        verdict = self.admission.check(source, authenticated=True)
+        return None if verdict.allowed else (verdict.status, verdict.reason, verdict.headers)
+
+    def _metadata(
+        self, call: SipCall, start_line: str, headers: dict[str, list[str]], source: str
+    ) -> CallMetadata:
+        info = call.getInfo()
+        asserted = message.header(headers, "p-asserted-identity")
+        from_value = message.header(headers, "from") or str(info.remoteUri)
+        to_value = message.header(headers, "to") or str(info.localUri)
+        uri = message.request_uri(start_line)
+        extra = {
+            "sip_call_id": message.header(headers, "call-id") or str(info.callIdString),
+            "request_uri": uri,
+            "from": from_value,
+            "to": to_value,
+            "source_address": source,
+        }
+        if name := message.display_name(asserted or from_value):
+            extra["caller_name"] = name
+        return CallMetadata(
+            call_id=str(info.callIdString),
+            caller=message.uri_user(asserted) or message.uri_user(from_value),
+            callee=message.uri_user(to_value) or message.uri_user(uri),
+            source="sip",
+            extra={k: v for k, v in extra.items() if v},
+        )
+
+    def _answer(self, call: SipCall, status: int) -> None:
+        op = pj.CallOpParam(True)
+        op.statusCode = status
+        try:
+            call.answer(op)
+        except pj.Error as exc:
+            log.warning("SIP answer failed: %s", exc.info())
+
+    def _reject(
+        self, call: SipCall, status: int, reason: str, extra_headers: Mapping[str, str]
+    ) -> None:
+        op = pj.CallOpParam(True)
+        op.statusCode = status
+        op.reason = reason
+        for name, value in extra_headers.items():
+            sip_header = pj.SipHeader()
+            sip_header.hName = name
+            sip_header.hValue = value
+            op.txOption.headers.append(sip_header)
+        try:
+            call.hangup(op)
+        except pj.Error as exc:
+            log.warning("SIP reject failed: %s", exc.info())
+
+    def _call_gone(self, call: SipCall) -> None:
+        if self._live.pop(call.getId(), None) is not None and call.admitted:
+            self.admission.call_ended()
+        self._graveyard.append(call)
+
+    # -- event loop -------------------------------------------------------------------------
+    def _start_call(self, call: SipCall, metadata: CallMetadata) -> None:
+        thread = self.thread
+        control = SipControl(
+            hangup=lambda: thread.run(call.hangup_now),
+            refer=lambda target: thread.run(lambda: call.refer(target)),
+            transfer_timeout_s=self.settings.transfer_timeout_s,
+        )
+        channel = SipChannel(metadata, control)
+        thread.submit(lambda: call.bind(channel))
+        task = asyncio.get_running_loop().create_task(self._run_call(channel))
+        self.calls.add(task)
+        task.add_done_callback(self.calls.discard)
+
+    async def _run_call(self, channel: SipChannel) -> None:
+        try:
+            await self.session_cls(self.robot, channel, self.recorder).run()
+        except Exception:  # Session.run() never raises; this is a bug, kept to this call
+            log.exception("SIP call failed")
+        finally:
+            await channel.close()
