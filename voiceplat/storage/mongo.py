@@ -1,7 +1,7 @@
 """MongoDB sink: one `transcriptions` document per call (PyMongo's asyncio API).
 
     {call_id, robot, mode, source, caller, callee, started_at, answered_at, ended_at,
-     duration_sec, status, end_reason, turns, metadata, updated_at,
+     duration_sec, status, end_reason, turns, metadata, dtmf, transfer_target, updated_at,
      segments: [{idx, role, text, heard_text, started_at, ended_at, interrupted,
                  asr_ms, llm_ttft_ms, tts_ttfb_ms, v2v_ms, track, error}, ...],   # sorted by idx
      pipeline_log: [{at, event, data}, ...]}

@@ -27,15 +27,16 @@ log = logging.getLogger(__name__)
 
 UPSERT_CALL = """
 INSERT INTO calls (call_id, robot, mode, source, caller, callee, started_at, answered_at,
-                   ended_at, duration_sec, status, end_reason, turns, metadata, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14::jsonb, now())
+                   ended_at, duration_sec, status, end_reason, turns, metadata, dtmf,
+                   transfer_target, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14::jsonb, $15, $16, now())
 ON CONFLICT (call_id) DO UPDATE SET
     robot = EXCLUDED.robot, mode = EXCLUDED.mode, source = EXCLUDED.source,
     caller = EXCLUDED.caller, callee = EXCLUDED.callee, started_at = EXCLUDED.started_at,
     answered_at = EXCLUDED.answered_at, ended_at = EXCLUDED.ended_at,
     duration_sec = EXCLUDED.duration_sec, status = EXCLUDED.status,
     end_reason = EXCLUDED.end_reason, turns = EXCLUDED.turns, metadata = EXCLUDED.metadata,
-    updated_at = now()
+    dtmf = EXCLUDED.dtmf, transfer_target = EXCLUDED.transfer_target, updated_at = now()
 -- A finished call is final: an older in-progress write arriving late never reopens it.
 WHERE calls.status = 'in_progress' OR EXCLUDED.status <> 'in_progress'
 """
@@ -76,6 +77,9 @@ def call_row(call: dict[str, Any]) -> tuple[Any, ...]:
         call["end_reason"],
         call["turns"],
         json.dumps(call["metadata"], ensure_ascii=False),
+        # A spool written before these fields existed replays without them.
+        call.get("dtmf") or "",
+        call.get("transfer_target"),
     )
 
 

@@ -24,7 +24,8 @@ END_REASONS = (
     "protocol_error",
     "error",
     "shutdown",
-    "transfer",
+    "transferred",
+    "dtmf_hangup",
 )
 """End reasons the platform uses; `end_reason` is a free string so new ones need no migration."""
 
@@ -62,6 +63,10 @@ class CallRecord(_Record):
     end_reason: str | None = None
     turns: int = 0
     metadata: dict[str, Any] = Field(default_factory=dict)
+    dtmf: str = Field("", description="The keys the caller pressed, in order (e.g. '12#').")
+    transfer_target: str | None = Field(
+        None, description="Where the call was handed over (end_reason 'transferred')."
+    )
 
 
 class TurnRecord(_Record):

@@ -1,8 +1,8 @@
 """Redis sink: live calls for supervisors (`redis.asyncio`).
 
 - `call:<id>`: hash of the call as it is now: state, robot, mode, source, caller, callee,
-  started, answered, ended, end_reason, duration_sec, turns, current_turn, current_role,
-  current_text, last_barge_in.
+  started, answered, ended, end_reason, duration_sec, turns, dtmf (the keys pressed so far),
+  transfer_target, current_turn, current_role, current_text, last_barge_in.
 - `call:<id>:history`: list of the call's turns as JSON, element i = turn idx i. A turn is put at
   its index by a small Lua script (LSET when the element exists, RPUSH when it is the next one,
   empty-string placeholders over a gap), so writing a turn again, or replaying a spool, replaces
@@ -82,6 +82,8 @@ def call_hash(call: dict[str, Any]) -> dict[str, str]:
         "end_reason": _text(call["end_reason"]),
         "duration_sec": _text(call["duration_sec"]),
         "turns": str(call["turns"]),
+        "dtmf": _text(call.get("dtmf")),
+        "transfer_target": _text(call.get("transfer_target")),
     }
 
 
@@ -209,6 +211,7 @@ class RedisSink(SpooledSink):
                     end_reason=call["end_reason"],
                     duration_sec=call["duration_sec"],
                     turns=call["turns"],
+                    transfer_target=call.get("transfer_target"),
                 ),
             )
 
