@@ -170,11 +170,12 @@ async def start_stalled_call(robot_dir: Path) -> tuple[Any, StallingPeer, asynci
     from voiceplat.sessions.pipeline import PipelineSession
     from voiceplat.storage.recorder import Recorder
     from voiceplat.telephony.channel import CallChannel
+    from voiceplat.telephony.ingress.audio_fork.channel import AudioForkChannel
 
     robot = load_robot(robot_dir)
     await robot.start()
     peer = StallingPeer()
-    channel = CallChannel(peer)
+    channel: CallChannel = AudioForkChannel(peer)
     session = PipelineSession(robot, channel, Recorder([]))
     peer.receiver.on_message(json.dumps({"callId": "stalled"}))
     return session, peer, asyncio.create_task(session.run()), robot

@@ -15,7 +15,7 @@ from tests.conftest import FIXTURES, read_call_records
 from voiceplat.audio.pcm import Pcm
 from voiceplat.audio.wav import read_wav
 from voiceplat.simulator import BargeIn, Pause, Say, run_call, run_calls
-from voiceplat.telephony.audio_fork import without_markers
+from voiceplat.telephony.ingress.audio_fork.codec import without_markers
 
 HELLO = FIXTURES / "ru_hello.wav"
 STOP = FIXTURES / "ru_stop.wav"

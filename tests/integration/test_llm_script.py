@@ -24,7 +24,7 @@ from voiceplat.cli import main
 from voiceplat.errors import RobotError
 from voiceplat.robot import load_robot
 from voiceplat.simulator import BargeIn, Pause, Say, run_call
-from voiceplat.telephony.audio_fork import without_markers
+from voiceplat.telephony.ingress.audio_fork.codec import without_markers
 
 SPEECH = FIXTURES / "ru_aga.wav"  # short speech: the fake ASR decides what was said
 STOP = FIXTURES / "ru_stop.wav"  # long speech, to talk over the robot
@@ -96,7 +96,7 @@ def track(robot: Path, track_id: str) -> bytes:
 
 PAD = b"(?:\x00\x00){0,1280}"
 """After a turn the robot may send up to 160 ms of silence, which makes mod_audio_fork's
-pre-buffer let the turn's end go (telephony/channel.py)."""
+pre-buffer let the turn's end go (telephony/ingress/audio_fork/channel.py)."""
 
 
 def sent(*tracks: bytes) -> re.Pattern[bytes]:

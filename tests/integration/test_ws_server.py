@@ -21,8 +21,8 @@ from websockets.uri import parse_uri
 
 from tests.conftest import read_call_records
 from voiceplat.errors import RobotError
-from voiceplat.telephony.audio_fork import SUBPROTOCOL
 from voiceplat.telephony.connection import CallConnection, ConnectionSettings
+from voiceplat.telephony.ingress.audio_fork.codec import SUBPROTOCOL
 from voiceplat.telephony.server import RobotServer
 
 SETTINGS = ConnectionSettings(subprotocol=SUBPROTOCOL, max_message_bytes=4096)

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from voiceplat.telephony import audio_fork
-from voiceplat.telephony.audio_fork import AudioForkDecoder
 from voiceplat.telephony.events import AudioIn, CallMetadata, CallProtocolError, MarkReply
+from voiceplat.telephony.ingress.audio_fork import codec as audio_fork
+from voiceplat.telephony.ingress.audio_fork.codec import AudioForkDecoder
 from voiceplat.telephony.playout_model import PlayoutModel
 
 

@@ -1,4 +1,4 @@
-"""When has the caller heard a robot turn? CallChannel.wait_heard against peers that answer marks
+"""When has the caller heard a robot turn? AudioForkChannel.wait_heard against peers that answer
 ideally, by mod_audio_fork's rules, or never (issue 9, defects 3 and 13).
 
 No sockets and no real time: the loop's clock is virtual (it jumps to the next timer whenever
@@ -19,8 +19,9 @@ from websockets.exceptions import ConnectionClosedError
 
 from voiceplat.audio.pcm import frame_bytes
 from voiceplat.simulator.peer_playout import MarkRules, Playout
-from voiceplat.telephony import audio_fork
-from voiceplat.telephony.channel import KILL_SETTLE_S, CallChannel, Hangup
+from voiceplat.telephony.channel import Hangup
+from voiceplat.telephony.ingress.audio_fork import codec as audio_fork
+from voiceplat.telephony.ingress.audio_fork.channel import KILL_SETTLE_S, AudioForkChannel
 from voiceplat.telephony.marks import MARK_SLACK_S
 
 F = 0.02
@@ -128,14 +129,14 @@ def tone(ms: int) -> bytes:
 
 async def start(
     peer_marks: MarkRules = "ideal", prebuffer: bool = False
-) -> tuple[CallChannel, Peer]:
+) -> tuple[AudioForkChannel, Peer]:
     peer = Peer(peer_marks, prebuffer)
-    channel = CallChannel(peer, lead_ms=200, chunk_ms=60)
+    channel = AudioForkChannel(peer, lead_ms=200, chunk_ms=60)
     asyncio.get_running_loop().create_task(channel.run_pacer())
     return channel, peer
 
 
-async def turn(channel: CallChannel, ms: int) -> tuple[float, float]:
+async def turn(channel: AudioForkChannel, ms: int) -> tuple[float, float]:
     """One robot turn of `ms` of audio; returns (the playout clock's end for it, when wait_heard
     returned). The clock's end leaves out the silence pad the channel may send after the turn."""
     _, end = channel.play(tone(ms))

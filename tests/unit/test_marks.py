@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 
-from voiceplat.telephony import audio_fork
 from voiceplat.telephony.events import MarkReply
+from voiceplat.telephony.ingress.audio_fork import codec as audio_fork
 from voiceplat.telephony.marks import MARK_SLACK_S, PeerMarks
 
 

@@ -1,4 +1,5 @@
-"""CallChannel pacing and push-mode receiving, and the shared Pacer, without sockets or real time."""
+"""AudioForkChannel pacing and push-mode receiving, and the shared Pacer, without sockets or real
+time."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ import pytest
 from websockets.exceptions import ConnectionClosedOK
 
 from voiceplat.audio.pcm import frame_bytes
-from voiceplat.telephony.channel import CallChannel, Hangup
+from voiceplat.telephony.channel import Hangup
 from voiceplat.telephony.events import AudioIn
+from voiceplat.telephony.ingress.audio_fork.channel import AudioForkChannel
 from voiceplat.telephony.pacer import Pacer
 
 
@@ -42,9 +44,9 @@ class NoPacer:
         pass
 
 
-def make_channel() -> tuple[CallChannel, FakeTransport]:
+def make_channel() -> tuple[AudioForkChannel, FakeTransport]:
     transport = FakeTransport()
-    channel = CallChannel(transport, lead_ms=200, chunk_ms=60, pacer=NoPacer())  # type: ignore[arg-type]
+    channel = AudioForkChannel(transport, lead_ms=200, chunk_ms=60, pacer=NoPacer())  # type: ignore[arg-type]
     return channel, transport
 
 
@@ -154,3 +156,26 @@ def test_pacer_serves_every_client_due_within_its_window_with_one_timer() -> Non
     run()  # b (due 1.0015) is inside the 2 ms window: served in the same wake-up
     assert log[2:] == [("a", 1.0), ("b", 1.0)]
     assert [t for t, _ in loop.timers] == [2.0]
+
+
+async def test_transfer_sends_the_command_and_counts_as_accepted() -> None:
+    # mod_audio_fork never answers a transfer: the result says so instead of waiting for one.
+    channel, transport = make_channel()
+    result = await channel.transfer("sip:operator@pbx")
+    assert result.accepted
+    assert result.reason == "sent to mod_audio_fork"
+    assert [json.loads(m) for m in transport.sent] == [
+        {"type": "transfer", "data": {"target": "sip:operator@pbx"}}
+    ]
+
+
+async def test_dtmf_handler_is_kept_and_audio_is_not_taken_for_keys() -> None:
+    channel, transport = make_channel()
+    digits: list[object] = []
+    channel.on_dtmf(digits.append)
+    assert transport.receiver is not None
+    transport.receiver.on_message(json.dumps({"callId": "c1"}))
+    transport.receiver.on_message(b"\x00\x00" * 160)
+    await channel.metadata()
+    assert (await channel.audio()).data == b"\x00\x00" * 160
+    assert digits == []

@@ -43,7 +43,11 @@ import numpy as np
 
 from voiceplat.audio.pcm import CALL_RATE, SAMPLE_WIDTH, frame_bytes
 from voiceplat.simulator.playout_records import ANSWER_GAP_S, Answer, Chunk, Kill, Underrun
-from voiceplat.telephony.audio_fork import MAX_MARKS, PREBUFFER_FIRST_SAMPLES, PREBUFFER_SAMPLES
+from voiceplat.telephony.ingress.audio_fork.codec import (
+    MAX_MARKS,
+    PREBUFFER_FIRST_SAMPLES,
+    PREBUFFER_SAMPLES,
+)
 
 MarkRules = Literal["module", "ideal", "none"]
 

@@ -8,7 +8,7 @@ future and a task wake-up (at 50 caller frames a second per call that chain cost
 busy robot's CPU), and hooking into it meant using its internals, which change between releases.
 
 Inbound, the reader callback (`data_received`) gives each whole message straight to the call's
-receiver (its `CallChannel`), so the session's frame handling runs right there, with no task switch.
+receiver (its `AudioForkChannel`), so the session's frame handling runs right there, with no task switch.
 Outbound, `send_now` writes a message at once, so one shared pacer can send every call's audio from
 one timer callback; `write_ready()` says whether the socket's write buffer is below its high-water
 mark. Pings are answered (the protocol queues the pong) but never sent (FreeSWITCH does not answer

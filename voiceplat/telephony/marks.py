@@ -20,8 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from voiceplat.telephony import audio_fork
 from voiceplat.telephony.events import MarkReply
+from voiceplat.telephony.ingress.audio_fork import codec as audio_fork
 from voiceplat.telephony.playout_model import PrebufferModel
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ outbound stream.
 
 from __future__ import annotations
 
-from voiceplat.telephony.audio_fork import PREBUFFER_FIRST_SAMPLES, PREBUFFER_SAMPLES
+from voiceplat.telephony.ingress.audio_fork.codec import PREBUFFER_FIRST_SAMPLES, PREBUFFER_SAMPLES
 
 
 class PlayoutModel:
@@ -49,7 +49,7 @@ class PrebufferModel:
     then plays all of it (lws_glue.cpp `processIncomingBinary`); marks sent since the last BINARY
     message wait in its inventory and go, as markers, before the next one's audio. Knowing what is
     held lets the robot release the end of a turn (a silence pad) instead of leaving it unplayed
-    until the next turn, and tell which marks' markers a killAudio flushes (see CallChannel.clear).
+    until the next turn, and tell which marks' markers a killAudio flushes (see AudioForkChannel.clear).
 
     `count_markers=False` models a build without marks (the pre-buffer, no markers): until the
     peer shows which it is, the channel keeps both models and pads enough for either.

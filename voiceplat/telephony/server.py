@@ -15,9 +15,10 @@ from voiceplat.errors import RobotError
 from voiceplat.robot import Robot
 from voiceplat.sessions.base import Session
 from voiceplat.storage.recorder import Recorder
-from voiceplat.telephony.audio_fork import SUBPROTOCOL
 from voiceplat.telephony.channel import CallChannel
 from voiceplat.telephony.connection import CallConnection, ConnectionSettings
+from voiceplat.telephony.ingress.audio_fork.channel import AudioForkChannel
+from voiceplat.telephony.ingress.audio_fork.codec import SUBPROTOCOL
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,9 @@ class RobotServer:
         code = 1000
         try:
             playout = self.robot.config.playout
-            channel = CallChannel(connection, lead_ms=playout.lead_ms, chunk_ms=playout.chunk_ms)
+            channel: CallChannel = AudioForkChannel(
+                connection, lead_ms=playout.lead_ms, chunk_ms=playout.chunk_ms
+            )
             await self.session_cls(self.robot, channel, self.recorder).run()
         except asyncio.CancelledError:
             code = 1001  # going away: the server is shutting down
