@@ -10,7 +10,7 @@ import re
 
 COMPACT_NAMES = {"f": "from", "t": "to", "i": "call-id", "m": "contact", "v": "via"}
 
-_URI_USER = re.compile(r"<?\s*(?:sips?|tel):(?P<user>[^@;>\s]+)(?:@[^>\s]*)?", re.IGNORECASE)
+_URI_USER = re.compile(r"sips?:(?P<user>[^@;>\s:]+)(?::[^@;>\s]*)?@|tel:(?P<tel>[^;>\s]+)", re.I)
 _DISPLAY_NAME = re.compile(r'^\s*"(?P<quoted>(?:[^"\\]|\\.)*)"|^\s*(?P<token>[^<"]+?)\s*<')
 
 
@@ -46,11 +46,14 @@ def request_uri(start_line: str) -> str | None:
 
 
 def uri_user(value: str | None) -> str | None:
-    """The user part of the first sip:/sips:/tel: URI in a header value or URI."""
+    """The user part of the first sip:/sips: URI (None when it has none) or the number of a tel:
+    URI, in a header value or URI."""
     if not value:
         return None
     match = _URI_USER.search(value)
-    return match.group("user") if match else None
+    if not match:
+        return None
+    return match.group("user") or match.group("tel")
 
 
 def display_name(value: str | None) -> str | None:
