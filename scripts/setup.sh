@@ -14,6 +14,9 @@ if [ "$purpose" = test ]; then
   # Recorded Russian telephone prompts (real speech) for the ASR accuracy test and benchmark.
   # Lua runs freeswitch/ws_bridge.lua against a stub FreeSWITCH API (tests/unit/test_ws_bridge.py).
   apt_packages+=(postgresql redis-server asterisk-core-sounds-ru asterisk-core-sounds-ru-wav lua5.4)
+  # Real SIP peers for the SIP tests: SIPp scenarios, baresip as a caller (in a network namespace
+  # made with unshare/ip), Kamailio as a registrar and proxy.
+  apt_packages+=(sip-tester baresip-core kamailio iproute2 util-linux)
 fi
 if ! python3 -m venv --help >/dev/null 2>&1; then apt_packages+=(python3-venv); fi
 
