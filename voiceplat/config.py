@@ -30,6 +30,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from voiceplat.audio.pcm import FRAME_MS
 from voiceplat.config_errors import describe_errors, format_value
 from voiceplat.errors import RobotError
+from voiceplat.telephony.ingress.sip.settings import SipSettings
 from voiceplat.turns.barge_in import BargeInSettings
 from voiceplat.turns.endpointer import EndpointerSettings
 
@@ -209,7 +210,7 @@ class RobotConfig(Strict):
         1500, ge=100, le=10000, description="other keys go to the LLM after this pause"
     )
     transfer: TransferSettings = Field(default_factory=TransferSettings)
-    sip: dict[str, Any] | None = None  # the SIP section; H3 replaces it with SipSettings
+    sip: SipSettings | None = Field(None, description="the embedded SIP endpoint; absent = no SIP")
 
     @field_validator("dtmf", mode="before")
     @classmethod
