@@ -9,6 +9,8 @@ import threading
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.unit.test_sip_digest import answer
 from voiceplat.telephony.ingress.sip.admission import Admission, Verdict, parse_source
@@ -54,6 +56,19 @@ def with_auth(clock: Clock, **sip: Any) -> tuple[Admission, DigestAuthenticator]
 def test_parse_source(source: str, expected: str | None) -> None:
     address = parse_source(source)
     assert (str(address) if address else None) == expected
+
+
+FUZZ_GATE = Admission(
+    SipSettings.model_validate({"allow_from": ["0.0.0.0/0", "::/0"], "invite_burst": 10**9})
+)
+
+
+@given(st.text() | st.ip_addresses().map(str) | st.ip_addresses().map(lambda a: f"[{a}]:5060"))
+def test_any_source_text_gets_a_verdict(source: str) -> None:
+    verdict = FUZZ_GATE.check(source)
+    address = parse_source(source)
+    assert verdict.allowed == (address is not None)
+    assert verdict.status in (200, 403)
 
 
 def test_defaults_let_private_networks_in_and_refuse_the_internet() -> None:
