@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import weakref
 from collections.abc import Callable, Hashable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -27,18 +28,32 @@ K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
 
+_workers: weakref.WeakSet[SingleWorker] = weakref.WeakSet()
+
+
+def saturated() -> list[str]:
+    """The models whose queue is full now: a new call would get errors instead of answers, so an
+    ingress that can refuse a call (SIP: 503) does. Thread-safe; a snapshot."""
+    return [w.name for w in list(_workers) if w.max_queue is not None and w.pending >= w.max_queue]
+
+
 class SingleWorker:
     """One thread running jobs in order; `pending` counts the jobs queued or running."""
 
     def __init__(self, thread_name: str, overloaded: str) -> None:
         """`overloaded`: the ProviderError message for a full queue, with a `{pending}` field."""
         self.executor = ThreadPoolExecutor(1, thread_name_prefix=thread_name)
+        self.name = thread_name
         self.pending = 0
+        self.max_queue: int | None = None
+        """The queue's bound as its last job gave it."""
         self._lock = threading.Lock()
         self._overloaded = overloaded
+        _workers.add(self)
 
     def _reserve(self, max_queue: int) -> None:
         with self._lock:
+            self.max_queue = max_queue
             if self.pending >= max_queue:
                 raise ProviderError(self._overloaded.format(pending=self.pending))
             self.pending += 1

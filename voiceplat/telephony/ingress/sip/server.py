@@ -16,6 +16,8 @@ from typing import Any
 
 import pjsua2 as pj
 
+from voiceplat.errors import RobotError
+from voiceplat.providers.worker import saturated
 from voiceplat.robot import Robot
 from voiceplat.storage.recorder import Recorder
 from voiceplat.telephony.events import CallMetadata
@@ -23,7 +25,6 @@ from voiceplat.telephony.ingress.sip import message
 from voiceplat.telephony.ingress.sip.admission import Admission
 from voiceplat.telephony.ingress.sip.call import SipCall
 from voiceplat.telephony.ingress.sip.channel import SipChannel, SipControl
-from voiceplat.telephony.ingress.sip.digest import DigestAuthenticator
 from voiceplat.telephony.ingress.sip.endpoint import RobotAccount, SipEndpoint
 from voiceplat.telephony.ingress.sip.media import LoopInbox
 from voiceplat.telephony.ingress.sip.pj_thread import PjThread
@@ -33,6 +34,7 @@ from voiceplat.telephony.server import session_class
 log = logging.getLogger(__name__)
 
 RTP_CHECK_S = 1.0
+COUNTERS_LOG_S = 60.0
 
 
 class SipServer:
@@ -43,12 +45,10 @@ class SipServer:
         self.recorder = recorder
         self.settings = settings
         self.session_cls = session_class(robot.config.mode)
-        self.admission = Admission(settings)
-        self.auth: DigestAuthenticator | None = None
-        if settings.auth is not None:
-            password = settings.auth.password(env)
-            if password is not None:
-                self.auth = DigestAuthenticator(settings.auth.realm, settings.auth.user, password)
+        try:
+            self.admission = Admission.from_settings(settings, env)
+        except ValueError as exc:  # sip.auth's password is not set
+            raise RobotError(str(exc)) from None
         self._env = env
         self.calls: set[asyncio.Task[None]] = set()
         self.thread = PjThread()
@@ -58,6 +58,8 @@ class SipServer:
         self._live: dict[int, SipCall] = {}
         self._graveyard: list[SipCall] = []
         self._next_rtp_check = 0.0
+        self._next_counters_log = time.monotonic() + COUNTERS_LOG_S
+        self._last_refused: dict[str, int] = {}
         self._accepting = True
 
     # -- start and stop (event loop) ----------------------------------------------------------
@@ -119,6 +121,16 @@ class SipServer:
         if now >= self._next_rtp_check:
             self._next_rtp_check = now + RTP_CHECK_S
             self._check_rtp(RTP_CHECK_S)
+        if now >= self._next_counters_log:
+            self._next_counters_log = now + COUNTERS_LOG_S
+            self._log_counters()
+
+    def _log_counters(self) -> None:
+        counters = self.admission.counters()
+        refused = {k: v for k, v in counters.items() if k.startswith("rejected_") and v}
+        if refused != self._last_refused:
+            self._last_refused = refused
+            log.info("SIP INVITEs refused so far: %s", refused)
 
     def _check_rtp(self, elapsed_s: float) -> None:
         limit = self.settings.rtp_timeout_s
@@ -153,7 +165,6 @@ class SipServer:
         refusal = self._refusal(source, headers)
         if refusal is not None:
             status, reason, extra_headers = refusal
-            log.info("SIP INVITE from %s refused: %d %s", source, status, reason)
             self._reject(call, status, reason, extra_headers)
             return
         call.admitted = True
@@ -167,26 +178,17 @@ class SipServer:
     ) -> tuple[int, str, dict[str, str]] | None:
         if not self._accepting:
             return 503, "Service Unavailable", {"Retry-After": "30"}
-        verdict = self.admission.check(source)
+        verdict = self.admission.check(
+            source,
+            authorization=message.header(headers, "authorization"),
+            overloaded=bool(saturated()),
+        )
         if verdict.allowed:
             return None
-        if verdict.status == 403 and self.auth is not None:
-            # Outside allow_from: the caller may still prove who it is with digest auth.
-            credentials = message.header(headers, "authorization")
-            if credentials is None:
-                return 401, "Unauthorized", {"WWW-Authenticate": self.auth.challenge()}
-            result = self.auth.verify("INVITE", credentials)
-            if result.ok:
-                return self._refusal_after_auth(source)
-            if result.stale:
-                return 401, "Unauthorized", {"WWW-Authenticate": self.auth.challenge(stale=True)}
-            self.admission.count("rejected_auth")
-            return 403, "Forbidden", {}
+        # Per INVITE only at debug level: a scanner sends thousands. The counters are logged
+        # once a minute instead (_log_counters).
+        log.debug("SIP INVITE from %s refused: %d %s", source, verdict.status, verdict.detail)
         return verdict.status, verdict.reason, verdict.headers
-
-    def _refusal_after_auth(self, source: str) -> tuple[int, str, dict[str, str]] | None:
-        verdict = self.admission.check(source, authenticated=True)
-        return None if verdict.allowed else (verdict.status, verdict.reason, verdict.headers)
 
     def _metadata(
         self, call: SipCall, start_line: str, headers: dict[str, list[str]], source: str
