@@ -21,14 +21,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from datetime import datetime
-from typing import ClassVar, TypeVar
+from typing import Any, ClassVar
 
 from voiceplat.audio.pcm import Pcm
 from voiceplat.robot import Robot
-from voiceplat.sessions.text import strip_marker
+from voiceplat.sessions.dtmf import CallerKeys, KeyActions, SpeakerKeyActions
+from voiceplat.sessions.ending import CallEnded, first_error
+from voiceplat.sessions.max_duration import max_duration_goodbye
+from voiceplat.sessions.text import aiter_list, strip_marker
 from voiceplat.sessions.transcript import CallTranscript
+from voiceplat.sessions.transfer import hand_over, take_marker
 from voiceplat.sessions.turn import RobotTurn, utcnow
 from voiceplat.sessions.turn_audio import TurnAudio
 from voiceplat.storage.recorder import CallLog, Recorder
@@ -38,23 +42,13 @@ from voiceplat.telephony.events import CallMetadata, CallProtocolError
 
 log = logging.getLogger(__name__)
 
-E = TypeVar("E", bound=BaseException)
-
 METADATA_TIMEOUT_S = 10.0
-
-
-class CallEnded(Exception):
-    """Raised inside the call's TaskGroup to end the call on purpose."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 class Session:
     mode: ClassVar[str]
     HANGUP_REASONS: ClassVar[frozenset[str]] = frozenset(
-        {"robot_goodbye", "no_input", "max_duration"}
+        {"robot_goodbye", "no_input", "max_duration", "dtmf_hangup"}
     )
     """End reasons for which the robot tells the peer to hang up before closing."""
 
@@ -81,6 +75,8 @@ class Session:
         self.idle = asyncio.Event()
         self.idle.set()
         self.last_activity = self.clock()
+        self.reprompts = 0
+        self.keys: CallerKeys
         self._started_clock = self.clock()
         self._started_wall = utcnow()
         self._tasks: asyncio.TaskGroup
@@ -112,12 +108,17 @@ class Session:
         try:
             async with asyncio.TaskGroup() as tasks:
                 self._tasks = tasks
+                self.keys = CallerKeys(
+                    self, self.key_actions(), spawn=self._spawn, clock=self.clock
+                )
+                self.channel.on_dtmf(self.keys.on_dtmf)
                 for work in (self.channel.run_pacer(), self._max_duration(), self.main()):
-                    tasks.create_task(work).add_done_callback(self._note_end)
+                    self._spawn(work)
+                self._spawn(self.keys.run())
         except* CallEnded as group:
-            reason = _first(group).reason
-        except* Hangup:
-            reason = "caller_hangup"
+            reason = first_error(group).reason
+        except* Hangup as group:
+            reason = _first(group).end_reason  # caller_hangup, or e.g. rtp_timeout (SIP)
         except* CallProtocolError as group:
             status, reason, detail = "failed", "protocol_error", str(group.exceptions[0])
         except* Exception as group:
@@ -153,6 +154,12 @@ class Session:
         self.audio = TurnAudio(
             self.channel, self.call, tts=lambda: self.robot.tts, clock=self.clock
         )
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Runs `work` with the call's tasks: what it raises ends the call."""
+        task = self._tasks.create_task(work)
+        task.add_done_callback(self._note_end)
+        return task
 
     def _note_end(self, task: asyncio.Task[None] | None = None) -> None:
         """Stamps the moment the call ended: the first task that raised (CallEnded after the
@@ -271,6 +278,8 @@ class Session:
         finally:
             self._record_robot_turn(turn)
             unprotect()
+        if turn.transfer_to is not None:  # the LLM's words announced it, unless there were none
+            await self.transfer(turn.transfer_to, by="llm", announce=not turn.text)
         if turn.ends_call or ends_call:
             raise CallEnded(ends_call or "robot_goodbye")
         return turn
@@ -316,7 +325,7 @@ class Session:
         self, turn: RobotTurn, sentences: AsyncIterator[str] | Iterable[str]
     ) -> None:
         if not isinstance(sentences, AsyncIterator):
-            sentences = _aiter_list(list(sentences))
+            sentences = aiter_list(list(sentences))
         async for raw in sentences:
             text, marker = strip_marker(raw, self.config.end_call_marker)
             if marker and not self.transcript.caller_said_goodbye():
@@ -325,8 +334,11 @@ class Session:
                 self.call.event("end_marker_ignored", turn=turn.idx)
                 marker = False
             turn.ends_call = turn.ends_call or marker
+            text, turn.transfer_to = take_marker(text, self.config.transfer, self.call, turn.idx)
             if text:
                 await self.audio.synthesize(turn, text)
+            if turn.transfer_to is not None:
+                break  # the caller is handed over after this sentence; the rest is not said
 
     async def barge_in(self, speech_started: float | None = None, *, force: bool = False) -> None:
         """The caller interrupts: stop the speaker, flush what is queued and buffered.
@@ -363,37 +375,21 @@ class Session:
         self.call.event("error", turn=turn.idx, detail=turn.error)
         await self.speak([self.config.fallback_text], turn=turn)
 
+    # -- the caller's keys (dtmf.py) and transfers (transfer.py) --------------------------------
+    def key_actions(self) -> KeyActions:
+        return SpeakerKeyActions(self)
+
+    async def transfer(self, target: str, *, by: str, announce: bool = True) -> None:
+        """In the speaker: protected from caller speech until the peer has answered."""
+        unprotect = self._protect_current_speaker(protect=True, final=False)
+        try:
+            await hand_over(self, target, by=by, announce=announce)
+        finally:
+            unprotect()
+
+    async def say(self, text: str, *, protected: bool) -> None:
+        await self.speak([text], interruptible=not protected)
+
     # -- timers ------------------------------------------------------------------------------
     async def _max_duration(self) -> None:
-        """At max_call_s the robot says max_call_text and hangs up. The goodbye is final: caller
-        speech neither cancels nor replaces it, its TTS gets no fallback phrase (a failed or hung
-        TTS ends the call after tts.timeout_s) and the wait for it to be heard is bounded by the
-        playout clock. So the call ends within max_call_s + the TTS's time to first audio + the
-        goodbye's length + FINAL_HEARD_SLACK_S."""
-        await asyncio.sleep(self.config.max_call_s)
-        self.call.event("max_duration")
-        if self.saying_goodbye():
-            return  # e.g. the no-input goodbye: it ends the call just as soon
-        speaker = self.speaker
-        if speaker is not None and not speaker.done():
-            if self.robot_talking():
-                await self.barge_in(force=True)
-            else:
-                speaker.cancel()
-        self.start_speaker(
-            lambda: self.speak(
-                [self.config.max_call_text], interruptible=False, ends_call="max_duration"
-            ),
-            final=True,
-        )
-
-
-def _first(group: BaseExceptionGroup[E]) -> E:
-    """The first exception of a (possibly nested) exception group."""
-    first = group.exceptions[0]
-    return _first(first) if isinstance(first, BaseExceptionGroup) else first
-
-
-async def _aiter_list(items: list[str]) -> AsyncIterator[str]:
-    for item in items:
-        yield item
+        await max_duration_goodbye(self)

@@ -26,6 +26,7 @@ END_REASONS = (
     "shutdown",
     "transferred",
     "dtmf_hangup",
+    "rtp_timeout",
 )
 """End reasons the platform uses; `end_reason` is a free string so new ones need no migration."""
 

@@ -37,7 +37,11 @@ CLOSE_REASON_WAIT_S = 10.0
 
 
 class Hangup(Exception):
-    """The peer closed the connection."""
+    """The peer closed the connection (or the ingress saw the call die: `end_reason` says how)."""
+
+    def __init__(self, end_reason: str = "caller_hangup") -> None:
+        super().__init__(end_reason)
+        self.end_reason = end_reason
 
 
 AudioHandler = Callable[[AudioIn], Coroutine[Any, Any, None] | None]

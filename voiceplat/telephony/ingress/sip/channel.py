@@ -89,7 +89,7 @@ class SipChannel:
         """The call is over at the SIP level (the caller's BYE, CANCEL, an RTP timeout)."""
         self._hung_up = True
         self.end_cause = self.end_cause or cause
-        self._inbound.fail(Hangup())
+        self._inbound.fail(Hangup(self.end_cause))
         if self._transfer is not None and not self._transfer.done():
             self._transfer.set_result(TransferResult(accepted=False, reason="the call ended"))
         self._set_closed()
@@ -165,7 +165,7 @@ class SipChannel:
                 await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         if not heard.done() or heard.result() != "playout":
             if self._ended.done():
-                raise Hangup()
+                raise Hangup(self.end_cause or "caller_hangup")
 
     async def transfer(self, target: str) -> TransferResult:
         """Blind transfer with REFER; returns once the transferee's NOTIFY says how it went."""
