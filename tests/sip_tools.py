@@ -1,0 +1,468 @@
+"""Tools for the SIP tests: finding SIPp, baresip and kamailio, free ports, running SIPp, a robot
+that serves SIP in a child process (`voiceplat serve`), and network namespaces.
+
+- A missing tool skips the test with the Debian package to install; under CI=true that skip is a
+  failure (tests/ci_skips.py), so a broken setup never passes as green.
+- `run_sipp` runs one SIPp call (`-m 1`) with its messages and unexpected-message logs in a folder
+  of the test, and bounds it by SIPp's own global timeout (an error, not a pass).
+- `SipRobot` waits for the child's `sip: listening on` line; its call records are read from the
+  robot's logs folder once written as finished.
+- baresip skips loopback addresses for media: `netns_command` runs a program in a network namespace
+  of its own (`unshare -rn`) with 10.99.0.1/32 on its `lo`, and `netns_enter_command` runs another
+  program in that namespace.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from voiceplat.config import deep_merge
+
+ROOT = Path(__file__).resolve().parents[1]
+SIPP_SCENARIOS = ROOT / "tests" / "fixtures" / "sipp"
+ECHO_ROBOT = ROOT / "tests" / "fixtures" / "robots" / "echo"
+
+HANG_S = 60.0
+"""Only a hang takes this long: a robot that never listens, a call that never ends."""
+
+TOOL_PACKAGES = {"sipp": "sip-tester", "baresip": "baresip", "kamailio": "kamailio"}
+"""Tool -> the Debian package that has it (scripts/setup.sh test installs them)."""
+
+_SBIN = ("/usr/local/sbin", "/usr/sbin", "/sbin")  # kamailio lives there, often not on PATH
+
+
+def find_tool(name: str) -> str | None:
+    """The tool's path, on PATH or in an sbin folder; None when it is not installed."""
+    found = shutil.which(name)
+    if found is None:
+        found = shutil.which(name, path=os.pathsep.join(_SBIN))
+    return found
+
+
+def require_tool(name: str) -> str:
+    """The tool's path; skips the test when it is missing (a failure under CI=true)."""
+    found = find_tool(name)
+    if found is None:
+        package = TOOL_PACKAGES.get(name, name)
+        pytest.skip(f"{name} is not installed (apt package {package}); run scripts/setup.sh test")
+    return found
+
+
+# -- ports ---------------------------------------------------------------------------------------
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port free for both UDP and TCP on `host` right now (SIP listens on both)."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.bind((host, 0))
+            port = udp.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+                try:
+                    tcp.bind((host, port))
+                except OSError:
+                    continue
+                return int(port)
+    raise RuntimeError(f"no port free for both UDP and TCP on {host}")
+
+
+def free_rtp_port(host: str = "127.0.0.1") -> int:
+    """An even UDP port whose odd neighbour (RTCP) is free too."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rtp:
+            rtp.bind((host, 0))
+            port = rtp.getsockname()[1]
+            if port % 2 or port + 1 > 65535:
+                continue
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rtcp:
+                try:
+                    rtcp.bind((host, port + 1))
+                except OSError:
+                    continue
+                return int(port)
+    raise RuntimeError(f"no free RTP port pair on {host}")
+
+
+# -- SIPp ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class SippResult:
+    """How one SIPp run ended. SIPp exits 0 when every call succeeded, 1 when one failed (an
+    unexpected message, a recv timeout, its global timeout), other codes for its own errors."""
+
+    returncode: int
+    messages: str
+    """Every SIP message sent and received (-trace_msg)."""
+    errors: str
+    """Unexpected messages and why the call failed (-trace_err)."""
+    output: str = ""
+    """What SIPp printed (its final statistics screen)."""
+
+    def __iter__(self) -> Iterator[Any]:  # `returncode, messages, errors = run_sipp(...)`
+        return iter((self.returncode, self.messages, self.errors))
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+    def explain(self, limit: int = 6000) -> str:
+        """For an assertion message: the exit code, the errors and the end of the messages."""
+        return (
+            f"sipp exited {self.returncode}\n--- errors:\n{self.errors[-limit:] or '(none)'}\n"
+            f"--- messages (end):\n{self.messages[-limit:] or '(none)'}\n"
+            f"--- output (end):\n{self.output[-2000:] or '(none)'}"
+        )
+
+
+class Sipp:
+    """A SIPp process started by `start_sipp`; `wait()` gives its result."""
+
+    def __init__(self, process: subprocess.Popen[bytes], workdir: Path, port: int) -> None:
+        self.process = process
+        self.workdir = workdir
+        self.port = port
+        """The port this SIPp sends from and listens on."""
+
+    def wait(self, timeout: float = HANG_S + 30) -> SippResult:
+        # SIPp's -timeout ends a stuck call first; this bound is for a SIPp that hangs itself.
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        return self.result()
+
+    def result(self) -> SippResult:
+        def text(name: str) -> str:
+            path = self.workdir / name
+            return path.read_text(errors="replace") if path.exists() else ""
+
+        code = self.process.returncode
+        return SippResult(
+            code if code is not None else -1,
+            text("messages.log"),
+            text("errors.log"),
+            text("output.log"),
+        )
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+def start_sipp(
+    scenario: str | Path,
+    target: str | None = None,
+    *,
+    workdir: Path | None = None,
+    extra_args: Sequence[str] = (),
+    timeout: float = HANG_S,
+    transport: str = "udp",
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    calls: int = 1,
+) -> Sipp:
+    """Starts SIPp on `scenario` (a file, or a name in tests/fixtures/sipp/) against `target`
+    ("host:port"; None for a UAS that waits for requests). Runs in `workdir` (a new temporary
+    folder by default), where scenarios find their pcap files by relative name."""
+    sipp = require_tool("sipp")
+    path = Path(scenario)
+    if not path.is_absolute() and not path.exists():
+        path = SIPP_SCENARIOS / path
+    if workdir is None:
+        workdir = Path(tempfile.mkdtemp(prefix="sipp-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    # SIPp looks for the pcap files a scenario plays next to the scenario first.
+    path = Path(shutil.copy(path, workdir / path.name))
+    port = port or free_port(host)
+    command = [
+        sipp,
+        *([target] if target else []),
+        *["-sf", str(path), "-m", str(calls), "-nostdin"],
+        *["-t", {"udp": "u1", "tcp": "t1"}[transport]],
+        *["-i", host, "-p", str(port), "-mi", host, "-mp", str(free_rtp_port(host))],
+        *["-trace_msg", "-message_file", str(workdir / "messages.log")],
+        *["-trace_err", "-error_file", str(workdir / "errors.log")],
+        # SIPp's global timeout fails the run: a call that never ends is an error, not a pass.
+        *["-timeout", f"{max(1, round(timeout))}s", "-timeout_error"],
+        *extra_args,
+    ]
+    with (workdir / "output.log").open("wb") as output:
+        process = subprocess.Popen(
+            command, cwd=workdir, stdin=subprocess.DEVNULL, stdout=output, stderr=output
+        )
+    return Sipp(process, workdir, port)
+
+
+def run_sipp(
+    scenario: str | Path,
+    target: str | None,
+    *,
+    extra_args: Sequence[str] = (),
+    timeout: float = HANG_S,
+    workdir: Path | None = None,
+    transport: str = "udp",
+) -> SippResult:
+    """Runs one SIPp call to its end; see `start_sipp`."""
+    process = start_sipp(
+        scenario,
+        target,
+        workdir=workdir,
+        extra_args=extra_args,
+        timeout=timeout,
+        transport=transport,
+    )
+    return process.wait(timeout + 30)
+
+
+# -- a robot serving SIP -------------------------------------------------------------------------
+
+LISTENING = "sip: listening on"
+
+
+class SipRobot:
+    """`voiceplat serve <robot>` in a child process, its output collected by a reader thread."""
+
+    def __init__(
+        self,
+        directory: Path,
+        host: str,
+        port: int,
+        ws_port: int,
+        wrap: Callable[[list[str]], list[str]] | None = None,
+    ) -> None:
+        self.directory = directory
+        self.host = host
+        self.port = port
+        self.ws_port = ws_port
+        self.log_path = directory / "serve.log"
+        self._lines: list[str] = []
+        self._changed = threading.Condition()
+        self._ended = False
+        command = [sys.executable, "-m", "voiceplat.cli", "serve", str(directory)]
+        command += ["--host", host, "--port", str(ws_port), "--grace", "5"]
+        self.process = subprocess.Popen(
+            wrap(command) if wrap else command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        self._reader = threading.Thread(target=self._read, name="sip-robot-output", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        with self.log_path.open("w") as log:
+            for raw in self.process.stdout:
+                line = raw.decode(errors="replace")
+                log.write(line)
+                log.flush()
+                with self._changed:
+                    self._lines.append(line)
+                    self._changed.notify_all()
+        with self._changed:
+            self._ended = True
+            self._changed.notify_all()
+
+    @property
+    def target(self) -> str:
+        """Where SIPp sends to: "host:port"."""
+        return f"{self.host}:{self.port}"
+
+    def uri(self, user: str = "robot") -> str:
+        return f"sip:{user}@{self.host}:{self.port}"
+
+    @property
+    def logs(self) -> str:
+        """Everything the robot printed so far."""
+        with self._changed:
+            return "".join(self._lines)
+
+    def wait_output(self, text: str, timeout: float = HANG_S, start: int = 0) -> str:
+        """The first line (from line `start` on) containing `text`; fails with the output if the
+        robot exits first or prints none within `timeout`."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                for line in self._lines[start:]:
+                    if text in line:
+                        return line
+                left = deadline - time.monotonic()
+                if self._ended or left <= 0:
+                    break
+                self._changed.wait(left)
+        how = f"exited with {self.process.poll()}" if self._ended else f"ran {timeout:g} s"
+        raise AssertionError(f"the robot {how} without printing {text!r}; output:\n{self.tail()}")
+
+    def line_count(self) -> int:
+        with self._changed:
+            return len(self._lines)
+
+    def tail(self, limit: int = 6000) -> str:
+        return self.logs[-limit:] or "(no output)"
+
+    def records(self, count: int = 0, timeout: float = HANG_S) -> list[dict[str, Any]]:
+        """The call records in the logs folder, oldest first; with `count`, waits until at least
+        that many are finished (a record is rewritten when its call ends)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            records = read_records(self.directory)
+            finished = [r for r in records if r["call"]["status"] != "in_progress"]
+            if len(finished) >= count:
+                return records
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise AssertionError(
+                    f"{len(finished)} finished call record(s), expected {count}: "
+                    f"{[r['call'] for r in records]}\nrobot output:\n{self.tail()}"
+                )
+            # Nothing announces a record's rewrite to another process; look again shortly.
+            time.sleep(0.05)
+
+    def stop(self, timeout: float = HANG_S) -> int:
+        """SIGTERM, then the exit code; a robot that does not exit is killed (and fails)."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+                raise AssertionError(f"no exit after SIGTERM; output:\n{self.tail()}") from None
+        self._reader.join(timeout)
+        return self.process.returncode
+
+
+def read_records(robot_dir: Path) -> list[dict[str, Any]]:
+    records = []
+    for path in sorted((robot_dir / "logs").glob("*.json")):
+        try:
+            records.append(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            continue  # replaced while we read it: the next look sees the new one
+    return records
+
+
+def sip_section(host: str = "127.0.0.1", **overrides: Any) -> dict[str, Any]:
+    """A `sip` config section on free ports of `host`, for one test's robot."""
+    section = {
+        "enabled": True,
+        "host": host,
+        "port": free_port(host if host.startswith("127.") else "127.0.0.1"),
+        "transports": ["udp", "tcp"],
+        "rtp_port": free_rtp_port(host if host.startswith("127.") else "127.0.0.1"),
+        "rtp_port_range": 200,
+    }
+    return deep_merge(section, overrides)
+
+
+def start_sip_robot(
+    directory: Path,
+    sip: dict[str, Any] | None = None,
+    *,
+    env: dict[str, str] | None = None,
+    wrap: Callable[[list[str]], list[str]] | None = None,
+    **config: Any,
+) -> SipRobot:
+    """Writes the `sip` section (free ports unless given) and `config` over the robot's config.json
+    (and `env` into its .env), starts it, and returns once it listens for SIP."""
+    sip = sip_section(**(sip or {}))
+    path = directory / "config.json"
+    merged = deep_merge(json.loads(path.read_text()), {**config, "sip": sip})
+    if "ws_port" not in config:
+        merged["ws_port"] = free_port()
+    path.write_text(json.dumps(merged, ensure_ascii=False, indent=2))
+    if env:
+        (directory / ".env").write_text("".join(f"{k}={v}\n" for k, v in env.items()))
+    robot = SipRobot(directory, sip["host"], sip["port"], merged["ws_port"], wrap)
+    try:
+        robot.wait_output(LISTENING)
+    except BaseException:
+        robot.stop()
+        raise
+    return robot
+
+
+@pytest.fixture
+def sip_robot(tmp_path: Path) -> Iterator[Callable[..., SipRobot]]:
+    """A starter: `sip_robot(sip={...}, env={...}, **config)` copies the echo robot (fake providers)
+    into tmp_path and serves it; every robot started is stopped at the end of the test."""
+    started: list[SipRobot] = []
+
+    def start(
+        sip: dict[str, Any] | None = None,
+        *,
+        name: str = "robot",
+        env: dict[str, str] | None = None,
+        wrap: Callable[[list[str]], list[str]] | None = None,
+        **config: Any,
+    ) -> SipRobot:
+        directory = tmp_path / "robots" / name
+        shutil.copytree(ECHO_ROBOT, directory, ignore=shutil.ignore_patterns("logs"))
+        robot = start_sip_robot(directory, sip, env=env, wrap=wrap, **config)
+        started.append(robot)
+        return robot
+
+    yield start
+    for robot in started:
+        robot.stop()
+
+
+# -- network namespaces --------------------------------------------------------------------------
+
+NETNS_ADDRESS = "10.99.0.1"
+
+NO_NAMESPACES = (
+    "this kernel or container allows no unprivileged network namespaces (unshare -rn); "
+    "a property of the host, not of the setup"
+)
+
+
+def netns_command(
+    argv: Sequence[str], addresses: Sequence[str] = (f"{NETNS_ADDRESS}/32",)
+) -> list[str]:
+    """`argv` run as the first process of a new user + network namespace whose `lo` is up and has
+    `addresses` (unshare execs, so the process keeps the pid Popen reports)."""
+    setup = "".join(f"ip addr add {address} dev lo && " for address in addresses)
+    script = f'{setup}ip link set lo up && exec "$0" "$@"'
+    return ["unshare", "-rn", "sh", "-c", script, *argv]
+
+
+def netns_enter_command(pid: int, argv: Sequence[str]) -> list[str]:
+    """`argv` run inside the namespaces of process `pid` (one started with `netns_command`)."""
+    return ["nsenter", "-t", str(pid), "-U", "-n", "--preserve-credentials", *argv]
+
+
+def namespace_problem() -> str | None:
+    """None when `netns_command` works here; else what failed."""
+    if shutil.which("unshare") is None or shutil.which("ip") is None:
+        return "unshare (util-linux) or ip (iproute2) is not installed"
+    try:
+        done = subprocess.run(
+            netns_command(["ip", "-o", "addr", "show", "dev", "lo"]),
+            capture_output=True,
+            text=True,
+            timeout=HANG_S,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"unshare failed: {exc}"
+    if done.returncode != 0 or NETNS_ADDRESS not in done.stdout:
+        return f"unshare -rn failed ({done.returncode}): {done.stderr.strip()}"
+    return None
