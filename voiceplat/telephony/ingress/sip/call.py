@@ -12,7 +12,8 @@ from typing import Any
 
 import pjsua2 as pj
 
-from voiceplat.telephony.events import DtmfIn, DtmfMethod
+from voiceplat.telephony.events import CallMetadata, DtmfIn, DtmfMethod
+from voiceplat.telephony.ingress.sip import sdp_codecs
 from voiceplat.telephony.ingress.sip.channel import SipChannel
 from voiceplat.telephony.ingress.sip.media import CallMediaPort, LoopInbox, PlayoutBuffer
 
@@ -31,8 +32,10 @@ class SipCall(pj.Call):
         call_id: int,
         inbox: LoopInbox,
         on_gone: Callable[[SipCall], None],
+        codecs: list[str],
     ) -> None:
         super().__init__(account, call_id)
+        self.codecs = codecs
         self.inbox = inbox
         self.channel: SipChannel | None = None
         self.port: CallMediaPort | None = None
@@ -43,6 +46,7 @@ class SipCall(pj.Call):
         self.on_hold = False
         self.gone = False
         self.admitted = False
+        self.metadata: CallMetadata | None = None
         """Counted as a live call by admission (refused INVITEs are not)."""
         self.end_cause = "caller_hangup"
         self._on_gone = on_gone
@@ -90,6 +94,14 @@ class SipCall(pj.Call):
         self.on_hold = hold
         if self.channel is not None:
             self._connect_media()
+
+    def onCallSdpCreated(self, prm: Any) -> None:
+        offer = str(prm.remSdp.wholeSdp)
+        if not offer:
+            return  # we make the offer (a re-INVITE without SDP): PJSIP's order is ours
+        codec = sdp_codecs.choose(offer, self.codecs)
+        if codec is not None:
+            prm.sdp.wholeSdp = sdp_codecs.restrict(str(prm.sdp.wholeSdp), codec)
 
     def onDtmfDigit(self, prm: Any) -> None:
         digit = str(prm.digit).upper()
