@@ -57,6 +57,7 @@ class SipServer:
         # PJSIP thread only:
         self._live: dict[int, SipCall] = {}
         self._graveyard: list[SipCall] = []
+        self._ringing: list[tuple[float, SipCall]] = []
         self._next_rtp_check = 0.0
         self._next_counters_log = time.monotonic() + COUNTERS_LOG_S
         self._last_refused: dict[str, int] = {}
@@ -107,6 +108,7 @@ class SipServer:
             call.hangup_now(503)
         # Call objects must be gone before the library is.
         self._live.clear()
+        self._ringing.clear()
         self._graveyard.clear()
         if self.endpoint is not None:
             self.endpoint.destroy()
@@ -118,6 +120,8 @@ class SipServer:
         self.endpoint.poll(timeout_ms)
         self._graveyard.clear()  # Call objects deleted outside their own callbacks
         now = time.monotonic()
+        if self._ringing:
+            self._answer_due(now)
         if now >= self._next_rtp_check:
             self._next_rtp_check = now + RTP_CHECK_S
             self._check_rtp(RTP_CHECK_S)
@@ -157,7 +161,7 @@ class SipServer:
             log.warning("SIP registration failed: %d %s; retrying", code, reason)
 
     def _on_incoming(self, account: RobotAccount, prm: Any) -> None:
-        call = SipCall(account, prm.callId, self.inbox, self._call_gone)
+        call = SipCall(account, prm.callId, self.inbox, self._call_gone, list(self.settings.codecs))
         self._live[call.getId()] = call
         whole = str(prm.rdata.wholeMsg)
         start_line, headers = message.split_message(whole)
@@ -169,9 +173,28 @@ class SipServer:
             return
         call.admitted = True
         self.admission.call_started()
-        metadata = self._metadata(call, start_line, headers, source)
+        call.metadata = self._metadata(call, start_line, headers, source)
+        self._answer(call, 180)
+        delay_s = self.settings.answer_after_ms / 1000.0
+        if delay_s:
+            self._ringing.append((time.monotonic() + delay_s, call))
+        else:
+            self._answer_ringing(call)
+
+    def _answer_ringing(self, call: SipCall) -> None:
+        """Answers a call that is still ringing (the caller may have cancelled) and starts its
+        session: a session never runs for a call that was not answered."""
+        if call.gone or call.metadata is None:
+            return
         self._answer(call, 200)
-        self.inbox.post(self._start_call, call, metadata)
+        self.inbox.post(self._start_call, call, call.metadata)
+
+    def _answer_due(self, now: float) -> None:
+        due = [call for at, call in self._ringing if at <= now]
+        if due:
+            self._ringing = [(at, call) for at, call in self._ringing if at > now]
+            for call in due:
+                self._answer_ringing(call)
 
     def _refusal(
         self, source: str, headers: dict[str, list[str]]

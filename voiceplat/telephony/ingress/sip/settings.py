@@ -210,6 +210,9 @@ class SipSettings(Strict):
     invites_per_s: PositiveFloat = Field(5.0, description="per source; beyond it 503")
     invite_burst: PositiveInt = 10
     rtp_timeout_s: PositiveFloat = 30
+    answer_after_ms: int = Field(
+        0, ge=0, le=60000, description="ring (180) this long before answering; 0 answers at once"
+    )
     transfer_timeout_s: PositiveFloat = 15
     user_agent: str = "voiceplat"
 
