@@ -52,6 +52,7 @@ class SipChannel:
         self._waiters: list[tuple[int, int, asyncio.Future[str]]] = []
         self._order = itertools.count()
         self._transfer: asyncio.Future[TransferResult] | None = None
+        self._transfer_progress = False
         self.end_cause: str | None = None
 
     def attach(self, playout: PlayoutBuffer) -> None:
@@ -82,6 +83,8 @@ class SipChannel:
             return
         if 200 <= status < 300 and final:
             future.set_result(TransferResult(accepted=True, status=status, reason=reason))
+        elif status < 300:
+            self._transfer_progress = True  # REFER accepted (202), NOTIFY 1xx: under way
         elif status >= 300:
             future.set_result(TransferResult(accepted=False, status=status, reason=reason))
 
@@ -171,8 +174,10 @@ class SipChannel:
         """Blind transfer with REFER; returns once the transferee's NOTIFY says how it went."""
         if self.closed:
             return TransferResult(accepted=False, reason="the call has ended")
+        target = self.refer_uri(target)
         loop = asyncio.get_running_loop()
         self._transfer = future = loop.create_future()
+        self._transfer_progress = False
         try:
             await self._control.refer(target)
         except Exception as exc:  # e.g. a target PJSIP cannot parse
@@ -182,9 +187,24 @@ class SipChannel:
                 return await future
         except TimeoutError:
             timeout = self._control.transfer_timeout_s
+            if self._transfer_progress:
+                # The PBX took the REFER and is ringing the target (some report the result
+                # only when the target answers): the caller is already in its hands.
+                return TransferResult(
+                    accepted=True, reason=f"in progress after {timeout:g} s (REFER accepted)"
+                )
             return TransferResult(accepted=False, reason=f"no answer to REFER in {timeout:g} s")
         finally:
             self._transfer = None
+
+    def refer_uri(self, target: str) -> str:
+        """A REFER needs a URI: a bare extension ("1000") is taken as one on the calling PBX."""
+        if ":" in target.split("@", 1)[0]:
+            return target  # sip:, sips:, tel:
+        host = self._metadata.extra.get("source_address")
+        if "@" in target or not host:
+            return f"sip:{target}"
+        return f"sip:{target}@[{host}]" if ":" in host else f"sip:{target}@{host}"
 
     async def disconnect(self) -> None:
         await self.close()

@@ -34,6 +34,7 @@ from voiceplat.telephony.server import session_class
 log = logging.getLogger(__name__)
 
 RTP_CHECK_S = 1.0
+NOT_RETRIED_REGISTRATION = frozenset({401, 403, 404, 407})
 COUNTERS_LOG_S = 60.0
 
 
@@ -151,14 +152,25 @@ class SipServer:
                 call.hangup_now()
 
     def _on_registration(self, account: RobotAccount, code: int, reason: str, expires: int) -> None:
-        if 200 <= code < 300 and expires > 0:
-            log.info(
-                "SIP registered as %s (%d %s, expires in %d s)", account.name, code, reason, expires
+        if 200 <= code < 300:
+            if expires > 0:
+                log.info("SIP registered as %s (%d %s, %d s)", account.name, code, reason, expires)
+            else:
+                log.info("SIP unregistered (%d %s)", code, reason)
+        elif code in NOT_RETRIED_REGISTRATION:
+            # PJSIP retries only timeouts, 5xx/6xx and transport errors: refused credentials
+            # stay refused until the config changes.
+            log.error(
+                "SIP registration refused: %d %s; not retried: check sip.register and its "
+                "password variable, then restart",
+                code,
+                reason,
             )
-        elif 200 <= code < 300:
-            log.info("SIP unregistered (%d %s)", code, reason)
         else:
-            log.warning("SIP registration failed: %d %s; retrying", code, reason)
+            retry = self.settings.registration.retry_s if self.settings.registration else 0
+            log.warning(
+                "SIP registration failed: %d %s; retrying in about %.0f s", code, reason, retry
+            )
 
     def _on_incoming(self, account: RobotAccount, prm: Any) -> None:
         call = SipCall(account, prm.callId, self.inbox, self._call_gone, list(self.settings.codecs))

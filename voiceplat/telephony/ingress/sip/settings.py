@@ -213,7 +213,7 @@ class SipSettings(Strict):
     answer_after_ms: int = Field(
         0, ge=0, le=60000, description="ring (180) this long before answering; 0 answers at once"
     )
-    transfer_timeout_s: PositiveFloat = 15
+    transfer_timeout_s: PositiveFloat = 30
     user_agent: str = "voiceplat"
 
     # Field validators rather than one model validator, so that an error names the key at fault;
