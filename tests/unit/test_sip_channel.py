@@ -168,3 +168,30 @@ async def test_transfer_refused_or_unanswered_is_a_result_not_an_error() -> None
     control.refer_error = ValueError("bad URI")
     refused = await channel.transfer("not a uri")
     assert not refused.accepted and "bad URI" in refused.reason
+
+
+async def test_a_refer_accepted_and_still_ringing_at_the_timeout_counts_as_transferred() -> None:
+    channel, _, control = make_channel(transfer_timeout_s=0.01)
+    transfer = asyncio.create_task(channel.transfer("sip:operator@pbx"))
+    async with asyncio.timeout(HANG_S):
+        await control.referred.wait()
+    channel.on_transfer_status(100, "Trying", False)  # NOTIFY 100: the PBX rings the operator
+    result = await transfer
+    assert result.accepted and "REFER accepted" in result.reason
+
+
+async def test_a_bare_extension_is_referred_on_the_calling_pbx() -> None:
+    control = Control()
+    channel = SipChannel(
+        CallMetadata(call_id="c", source="sip", extra={"source_address": "10.0.0.5"}),
+        SipControl(control.hangup, control.refer),
+    )
+    assert channel.refer_uri("1000") == "sip:1000@10.0.0.5"
+    assert channel.refer_uri("operator@pbx.local") == "sip:operator@pbx.local"
+    assert channel.refer_uri("sip:1000@pbx") == "sip:1000@pbx"
+    assert channel.refer_uri("tel:+74951234567") == "tel:+74951234567"
+    v6 = SipChannel(
+        CallMetadata(call_id="c", source="sip", extra={"source_address": "fd00::5"}),
+        SipControl(control.hangup, control.refer),
+    )
+    assert v6.refer_uri("1000") == "sip:1000@[fd00::5]"
