@@ -191,6 +191,8 @@ def start_sipp(
     workdir.mkdir(parents=True, exist_ok=True)
     # SIPp looks for the pcap files a scenario plays next to the scenario first.
     path = Path(shutil.copy(path, workdir / path.name))
+    for log in ("messages.log", "errors.log"):  # SIPp writes its error file only on errors
+        (workdir / log).unlink(missing_ok=True)
     port = port or free_port(host)
     command = [
         sipp,

@@ -3,10 +3,11 @@ reading a call record."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
-from tests.integration.sip.rtp import Segment, packets, write_pcap
+from tests.integration.sip.rtp import Packet, Segment, packets, write_pcap
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 HELLO_WAV = FIXTURES / "ru_hello.wav"
@@ -21,10 +22,15 @@ KEYS = {"dtmf": {"#": "hangup"}, "dtmf_inter_digit_ms": 1000}
 """'#' makes the robot hang up; other keys reach the LLM 1 s after the last one."""
 
 
-def write_media(workdir: Path, plan: list[Segment], name: str = "media.pcap", **how: Any) -> Path:
-    """The pcap a scenario plays (by `name`, next to the scenario SIPp runs in `workdir`)."""
+def write_media(
+    workdir: Path, plan: list[Segment], name: str = "media.pcap", after: list[Packet] | None = None
+) -> list[Packet]:
+    """Writes the pcap a scenario plays (by `name`, next to the scenario SIPp runs in `workdir`);
+    returns its packets, which a later stream of the call continues (`after`)."""
     workdir.mkdir(parents=True, exist_ok=True)
-    return write_pcap(workdir / name, packets(plan, **how))
+    stream = packets(plan, after)
+    write_pcap(workdir / name, stream)
+    return stream
 
 
 def the_one(records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -38,3 +44,16 @@ def events(record: dict[str, Any], name: str) -> list[dict[str, Any]]:
 
 def turns(record: dict[str, Any], role: str) -> list[dict[str, Any]]:
     return [t for t in record["turns"] if t["role"] == role]
+
+
+def call_id(messages: str) -> str:
+    """The Call-ID of the (first) call in a SIPp message log."""
+    found = re.search(r"^Call-ID: *(\S+)", messages, re.MULTILINE | re.IGNORECASE)
+    assert found, "no Call-ID in SIPp's messages"
+    return found.group(1)
+
+
+def record_of(records: list[dict[str, Any]], sip_call_id: str) -> dict[str, Any]:
+    found = [r for r in records if r["call"]["metadata"].get("sip_call_id") == sip_call_id]
+    assert len(found) == 1, (sip_call_id, [r["call"] for r in records])
+    return found[0]

@@ -66,11 +66,16 @@ def _rtp(
     return struct.pack("!BBHII", 0x80, first, seq & 0xFFFF, timestamp, ssrc) + payload
 
 
-def packets(plan: Iterable[Segment], ssrc: int = SSRC, first_seq: int = 1) -> list[Packet]:
-    """The RTP packets of `plan`, with one sequence, timestamp and SSRC throughout. A second
-    stream played in the same call takes another `ssrc`: the receiver starts it afresh."""
+def packets(plan: Iterable[Segment], after: list[Packet] | None = None) -> list[Packet]:
+    """The RTP packets of `plan`, with one sequence, timestamp and SSRC throughout. `after`: a
+    stream played earlier in the same call, which these packets continue (the next sequence
+    numbers, a timestamp 10 s on: the pause between them, as silence suppression makes)."""
     out: list[Packet] = []
-    seq, timestamp, at = first_seq, 0, 0.0
+    seq, timestamp, at = 1, 0, 0.0
+    if after:
+        _, _, last_seq, last_timestamp, _ = struct.unpack("!BBHII", after[-1].data[:12])
+        seq, timestamp = last_seq + 1, last_timestamp + 10 * 8000
+    ssrc = SSRC
 
     def audio(pcm: bytes) -> None:
         nonlocal seq, timestamp, at
@@ -79,7 +84,7 @@ def packets(plan: Iterable[Segment], ssrc: int = SSRC, first_seq: int = 1) -> li
         for start in range(0, len(pcm), frame):
             payload = ulaw_encode(pcm[start : start + frame])
             out.append(Packet(at, _rtp(PCMU, seq, timestamp, payload, not out, ssrc)))
-            seq, timestamp, at = seq + 1, timestamp + FRAME_SAMPLES, at + FRAME_S
+            seq, timestamp, at = seq + 1, (timestamp + FRAME_SAMPLES) & 0xFFFFFFFF, at + FRAME_S
 
     for segment in plan:
         if isinstance(segment, Speech):
