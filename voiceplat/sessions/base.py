@@ -108,17 +108,12 @@ class Session:
         try:
             async with asyncio.TaskGroup() as tasks:
                 self._tasks = tasks
-                self.keys = CallerKeys(
-                    self, self.key_actions(), spawn=self._spawn, clock=self.clock
-                )
-                self.channel.on_dtmf(self.keys.on_dtmf)
                 for work in (self.channel.run_pacer(), self._max_duration(), self.main()):
                     self._spawn(work)
-                self._spawn(self.keys.run())
         except* CallEnded as group:
             reason = first_error(group).reason
         except* Hangup as group:
-            reason = _first(group).end_reason  # caller_hangup, or e.g. rtp_timeout (SIP)
+            reason = first_error(group).end_reason  # caller_hangup, or e.g. rtp_timeout (SIP)
         except* CallProtocolError as group:
             status, reason, detail = "failed", "protocol_error", str(group.exceptions[0])
         except* Exception as group:
@@ -376,6 +371,12 @@ class Session:
         await self.speak([self.config.fallback_text], turn=turn)
 
     # -- the caller's keys (dtmf.py) and transfers (transfer.py) --------------------------------
+    def listen_to_keys(self) -> None:
+        """A mode calls it once its greeting has begun: keys pressed before that act now."""
+        self.keys = CallerKeys(self, self.key_actions(), spawn=self._spawn, clock=self.clock)
+        self.channel.on_dtmf(self.keys.on_dtmf)
+        self._spawn(self.keys.run())
+
     def key_actions(self) -> KeyActions:
         return SpeakerKeyActions(self)
 

@@ -59,6 +59,7 @@ class ListeningSession(Session):
             silero_threshold=vad.silero_threshold,
         )
         await self.greet()
+        self.listen_to_keys()
         self._tasks.create_task(self._no_input_timer())
         # Frames are handled in the connection's reader as they arrive (no task wake-up per
         # frame); only a barge-in, which must finish before the next frame, runs in this task.

@@ -1,7 +1,8 @@
 """Pipeline mode: utterance → ASR → LLM (streamed) → sentences → TTS → play.
 
 The LLM streams in its own task into a queue of sentences, so the first sentence is synthesised and
-playing while the model is still writing the rest.
+playing while the model is still writing the rest. Keys the caller pressed that have no action are
+a caller turn too: "[DTMF 1 2 3]", which the LLM answers (sessions/dtmf.py).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import asyncio
 from collections.abc import AsyncGenerator
 
 from voiceplat.providers.base import Message
+from voiceplat.sessions.dtmf import KeyActions, SpeakerKeyActions
 from voiceplat.sessions.listening import ListeningSession
 from voiceplat.sessions.text import SentenceSplitter
 from voiceplat.sessions.timeouts import session_timeout, with_gap_timeout
@@ -20,6 +22,9 @@ _DONE = object()
 
 class PipelineSession(ListeningSession):
     mode = "pipeline"
+
+    def key_actions(self) -> KeyActions:
+        return PipelineKeyActions(self)
 
     async def prepare_reply(self, text: str) -> bool:
         return await self.robot.llm.prefill(self.transcript.dialog(then=Message("user", text)))
@@ -73,3 +78,15 @@ class PipelineSession(ListeningSession):
             raise
         except Exception as exc:
             queue.put_nowait(exc)
+
+
+class PipelineKeyActions(SpeakerKeyActions):
+    def __init__(self, session: PipelineSession) -> None:
+        super().__init__(session)
+        self.pipeline = session
+
+    async def keyed_digits(self, text: str) -> None:
+        """The keys are what the caller said: recorded as their turn and answered by the LLM."""
+        session = self.pipeline
+        now = session.clock()
+        session.start_speaker(lambda: session.answer(b"", now, now, text=text))

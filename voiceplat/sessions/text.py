@@ -8,6 +8,7 @@ first segment may be cut early at a clause boundary: the caller hears the robot 
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
 
 _TERMINATORS = ".!?…"
 _CLOSERS = "\"'»”’)]"
@@ -169,3 +170,9 @@ def strip_marker(text: str, marker: str) -> tuple[str, bool]:
         return text, False
     # "Готово, [END]." must not leave "Готово,." behind.
     return re.sub(r"[,;:]\s*([.!?…])", r"\1", cleaned).strip(), True
+
+
+async def aiter_list(items: list[str]) -> AsyncIterator[str]:
+    """Sentences known in advance, as the stream a robot turn takes."""
+    for item in items:
+        yield item

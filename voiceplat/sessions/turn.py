@@ -35,6 +35,8 @@ class RobotTurn:
     """Stream position the caller had heard when barge-in flushed the audio."""
     error: str | None = None
     ends_call: bool = False
+    transfer_to: str | None = None
+    """The LLM asked (its transfer marker) to hand the caller over here once the turn is heard."""
     track: str | None = None
 
     @property

@@ -4,8 +4,10 @@ Listening, barge-in, no-input and speculative ASR are ListeningSession's. The LL
 constrained to the track ids (`LLM.choose`); a failure, a timeout or an answer naming no track plays
 the fallback track, with the error in the robot turn's record. The tracks' audio was loaded and
 resampled to 8 kHz with the robot, so a turn only queues bytes. A track with `ends_call` hangs up
-and one with `transfer` transfers the call, both only once the caller has heard it to the end; a
-caller who cuts such a track is listened to instead.
+and one with `transfer` transfers the call (sessions/transfer.py: a refusal says
+`transfer.failed_text` and the call goes on), both only once the caller has heard it to the end; a
+caller who cuts such a track is listened to instead. The caller's keys do only their actions
+(config.json's `dtmf`); "repeat" plays the last track again.
 
 In the dialog the LLM sees, a robot turn that played a track is that track's id, not its words:
 the model then continues a dialog whose robot lines are ids. Measured with Qwen2.5 1.5B on the
@@ -20,7 +22,7 @@ import asyncio
 from voiceplat.errors import RobotError
 from voiceplat.providers.base import Message
 from voiceplat.robot import Robot
-from voiceplat.sessions.base import CallEnded
+from voiceplat.sessions.dtmf import KeyActions, SpeakerKeyActions, last_robot_turn
 from voiceplat.sessions.listening import ListeningSession
 from voiceplat.sessions.llm_script.tracks import Track, TrackSet
 from voiceplat.sessions.timeouts import ProviderTimeout, session_timeout
@@ -100,7 +102,25 @@ class LlmScriptSession(ListeningSession):
             interruptible=interruptible and not track.uninterruptible,
             ends_call="robot_goodbye" if track.ends_call else None,
         )
-        if track.transfer:
-            self.call.event("transfer", turn=turn.idx, target=track.transfer)
-            await self.channel.transfer(track.transfer)
-            raise CallEnded("transfer")
+        if track.transfer:  # the track announced it
+            await self.transfer(track.transfer, by="track", announce=False)
+
+    def key_actions(self) -> KeyActions:
+        return TrackKeyActions(self)
+
+
+class TrackKeyActions(SpeakerKeyActions):
+    def __init__(self, session: LlmScriptSession) -> None:
+        super().__init__(session)
+        self.script = session
+
+    async def repeat_last(self) -> None:
+        """The last track again (its recording, not the TTS); a spoken turn is spoken again."""
+        session = self.script
+        turn = last_robot_turn(session.call)
+        track = session.tracks.tracks.get(turn.track) if turn and turn.track else None
+        if track is None:
+            await super().repeat_last()
+            return
+        audio, again = track.audio, RobotTurn(session.transcript.next_idx(), track=track.id)
+        session.start_speaker(lambda: session.speak([track.spoken_text], audio=audio, turn=again))

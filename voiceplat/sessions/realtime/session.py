@@ -53,8 +53,10 @@ from voiceplat.providers.realtime.server_events import (
     UserTranscriptFailed,
 )
 from voiceplat.sessions.base import CallEnded, Session
+from voiceplat.sessions.dtmf import KeyActions
 from voiceplat.sessions.no_input import NoInputTimer
 from voiceplat.sessions.realtime.caller_turns import CallerTurns
+from voiceplat.sessions.realtime.keys import RealtimeKeyActions
 from voiceplat.sessions.realtime.link import RealtimeLink, ServiceGone
 from voiceplat.sessions.realtime.replies import Replies
 from voiceplat.sessions.realtime.uplink import CallerUplink
@@ -127,6 +129,7 @@ class RealtimeSession(Session):
         if self.rt.settings.renew_after_s:
             self._tasks.create_task(self.link.renew(self.rt.settings.renew_after_s, self._quiet))
         await self.greet()
+        self.listen_to_keys()
         try:
             while True:
                 try:
@@ -282,18 +285,40 @@ class RealtimeSession(Session):
             await self.speak([text], interruptible=False)
         raise CallEnded(reason)  # _finish hangs up
 
+    # -- the caller's keys (keys.py) and transfers ---------------------------------------------
+    def key_actions(self) -> KeyActions:
+        return RealtimeKeyActions(self)
+
+    def saying_goodbye(self) -> bool:
+        """The robot is ending the call or handing it over: keys go only into the record."""
+        return self.closing or super().saying_goodbye()
+
+    async def transfer(self, target: str, *, by: str, announce: bool = True) -> None:
+        self.closing = True  # what the caller says meanwhile gets no answer
+        try:
+            await super().transfer(target, by=by, announce=announce)
+        finally:
+            self.closing = False
+
     # -- scripted phrases and timers ---------------------------------------------------------
     def _say(self, text: str, *, interruptible: bool) -> asyncio.Event:
         """Says `text` (the model, or the tts while it is not connected); set once heard."""
         self.last_activity = self.clock()
         return self.replies.say(text, interruptible=interruptible)
 
-    async def _goodbye(self, text: str, reason: str) -> NoReturn:
-        self.closing = True
-        done = self._say(text, interruptible=False)
+    async def say(self, text: str, *, protected: bool) -> None:
+        """Says `text` and waits until the caller has heard it (HEARD_TIMEOUT_S at most)."""
+        done = self._say(text, interruptible=not protected)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(HEARD_TIMEOUT_S):
                 await done.wait()
+
+    def say_soon(self, text: str) -> None:
+        self._say(text, interruptible=True)
+
+    async def _goodbye(self, text: str, reason: str) -> NoReturn:
+        self.closing = True
+        await self.say(text, protected=True)
         raise CallEnded(reason)
 
     async def _max_duration(self) -> None:

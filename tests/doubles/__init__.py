@@ -1,0 +1,1 @@
+"""Test doubles of the platform's interfaces, shared by the tests."""
