@@ -1,7 +1,8 @@
-"""`voiceplat call`: phone a robot without a phone.
+"""`voiceplat call`: phone a robot without a phone, over its WebSocket or over SIP.
 
     voiceplat call ws://127.0.0.1:5200/ --say a.wav --pause 1 --say b.wav \
         --barge-in c.wav --record call.wav --json
+    voiceplat call sip:robot@127.0.0.1:5060 --say a.wav --dtmf 1 --say b.wav
 """
 
 from __future__ import annotations
@@ -66,7 +67,11 @@ def _metadata(text: str) -> dict[str, Any]:
 
 
 def add_call_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("url", help="robot WebSocket URL, e.g. ws://127.0.0.1:5200/")
+    parser.add_argument(
+        "url",
+        help="robot WebSocket URL (ws://127.0.0.1:5200/) or SIP URI "
+        "(sip:robot@127.0.0.1:5060, ;transport=tcp for TCP)",
+    )
     script = parser.add_argument_group("script (steps run in command-line order)")
     step: dict[str, Any] = {"action": _StepAction, "dest": "steps"}
     script.add_argument(
@@ -86,9 +91,20 @@ def add_call_arguments(parser: argparse.ArgumentParser) -> None:
         help="wait until the robot's next answer is heard, then speak this WAV over it",
         **step,
     )
+    script.add_argument(
+        "--dtmf",
+        const="dtmf",
+        metavar="KEYS",
+        help="SIP: wait as --say does, then press KEYS (0-9 * # A-D, RFC 4733); "
+        "the report times the robot's answer from the keys",
+        **step,
+    )
     parser.set_defaults(steps=[])
     parser.add_argument(
-        "--metadata", type=_metadata, default={}, help="JSON merged into the metadata frame"
+        "--metadata",
+        type=_metadata,
+        default={},
+        help='JSON merged into the metadata frame (SIP: its "from" is the From user)',
     )
     parser.add_argument("--frame-ms", type=_positive_int, default=20, help="caller frame size")
     parser.add_argument(
@@ -116,6 +132,18 @@ def add_call_arguments(parser: argparse.ArgumentParser) -> None:
         help="write a stereo WAV: caller left, robot (as heard) right; numbered with --calls",
     )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    sip = parser.add_argument_group("SIP calls (sip: URIs)")
+    sip.add_argument(
+        "--hangup-after",
+        type=_seconds,
+        metavar="S",
+        help="hang up S seconds after the robot answers, wherever the script is",
+    )
+    sip.add_argument(
+        "--codecs",
+        default="PCMA,PCMU",
+        help="codecs offered, in order: PCMA, PCMU, G722 (default PCMA,PCMU)",
+    )
     parser.add_argument(
         "--calls", type=_positive_int, default=1, help="place N calls at once (percentiles)"
     )
@@ -158,6 +186,21 @@ def steps_from_args(pairs: list[tuple[str, Any]]) -> list[Step]:
 
 def run_call_command(args: argparse.Namespace) -> int:
     """Runs `voiceplat call`; 0 when every call completed, 1 when any errored, 2 on bad input."""
+    if args.url[:4].lower() == "sip:":
+        from voiceplat.simulator.sip_cli import run_sip_command  # pjsua2 only when needed
+
+        return run_sip_command(args)
+    sip_only = [
+        option
+        for option, used in (
+            ("--dtmf", any(kind == "dtmf" for kind, _ in args.steps)),
+            ("--hangup-after", getattr(args, "hangup_after", None) is not None),
+        )
+        if used
+    ]
+    if sip_only:
+        print(f"voiceplat call: {', '.join(sip_only)}: only for sip: URIs", file=sys.stderr)
+        return 2
     steps = steps_from_args(args.steps)
     options: dict[str, Any] = {
         "metadata": args.metadata,
