@@ -7,6 +7,8 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from tests.integration.sip.calls import (
     GOODBYE,
     HELLO_WAV,
@@ -20,15 +22,21 @@ from tests.integration.sip.rtp import Silence, Speech
 from tests.sip_tools import SipRobot, run_sipp
 
 
-def test_a_call_cancelled_at_once_leaves_nothing_behind(
-    sip_robot: Callable[..., SipRobot], tmp_path: Path
+@pytest.mark.parametrize("answer_after_ms", [3000, 0], ids=["ringing", "answered_at_once"])
+def test_a_cancelled_call_leaves_nothing_behind(
+    sip_robot: Callable[..., SipRobot], tmp_path: Path, answer_after_ms: int
 ) -> None:
-    # max_calls 1: a call the CANCEL left half-alive would make the next INVITE busy (486).
-    robot = sip_robot({"max_calls": 1})
-    answered = 0  # CANCELs the robot's answer crossed: those calls were answered, then ended
+    """CANCEL as soon as 100 Trying came. A robot that rings first (answer_after_ms) must end the
+    INVITE with 487 and start no session; one that answers at once may have answered before the
+    CANCEL arrived, and the caller then hangs up. Either way nothing stays behind: with max_calls
+    1 a half-alive call would make the next INVITE busy (486)."""
+    robot = sip_robot({"max_calls": 1, "answer_after_ms": answer_after_ms})
+    answered = 0  # calls whose answer crossed the CANCEL: answered, then ended by the caller
     for attempt in range(3):
         result = run_sipp("uac_cancel.xml", robot.target, workdir=tmp_path / f"cancel{attempt}")
         assert result.ok, result.explain()
+        if answer_after_ms:
+            assert "SIP/2.0 487 " in result.messages, result.explain()
         answered += "\nBYE sip:" in result.messages
     result = run_sipp("uac_call.xml", robot.target, workdir=tmp_path / "after")
     assert result.ok, result.explain()
@@ -69,3 +77,23 @@ def test_hold_and_resume_by_re_invite_and_the_call_goes_on(
     assert [t["text"] for t in turns(record, "user")] == ["до свидания"]
     assert turns(record, "robot")[-1]["text"] == "Вы сказали: до свидания."
     assert record["call"]["end_reason"] == "robot_goodbye"
+
+
+def test_no_rtp_for_rtp_timeout_s_ends_the_call(
+    sip_robot: Callable[..., SipRobot], tmp_path: Path
+) -> None:
+    robot = sip_robot({"rtp_timeout_s": 2})
+    write_media(tmp_path, [Silence(500)])  # then the caller's RTP stops; its SIP stays up
+    result = run_sipp("uac_media.xml", robot.target, workdir=tmp_path)
+    assert result.ok, result.explain()  # the robot hung up (BYE)
+    record = the_one(robot.records(1))
+    assert record["call"]["end_reason"] == "rtp_timeout"
+
+
+def test_a_call_over_tcp(sip_robot: Callable[..., SipRobot], tmp_path: Path) -> None:
+    robot = sip_robot()
+    result = run_sipp("uac_call.xml", robot.target, workdir=tmp_path, transport="tcp")
+    assert result.ok, result.explain()
+    assert "TCP message sent" in result.messages
+    record = record_of(robot.records(1), call_id(result.messages))
+    assert record["call"]["end_reason"] == "caller_hangup"
