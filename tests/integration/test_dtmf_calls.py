@@ -85,18 +85,22 @@ def robot_texts(record: dict[str, Any]) -> list[str]:
     return [t["text"] for t in record["turns"] if t["role"] == "robot"]
 
 
+CALL_CONFIG: dict[str, Any] = {
+    # At the call's rate: soxr's output varies by an LSB or two from run to run.
+    "tts": {"noise": True, "ms_per_char": 10, "min_ms": 50, "sample_rate": 8000},
+    "dtmf_inter_digit_ms": 100,
+}
+
+
 @pytest.fixture
 async def start_call(make_robot: Callable[..., Path]) -> AsyncIterator[Callable[..., Any]]:
     calls: list[Call] = []
 
-    async def start(channel: FakeChannel | None = None, **config: Any) -> Call:
-        settings: dict[str, Any] = {
-            # At the call's rate: soxr's output varies by an LSB or two from run to run.
-            "tts": {"noise": True, "ms_per_char": 10, "min_ms": 50, "sample_rate": 8000},
-            "dtmf_inter_digit_ms": 100,
-            **config,
-        }
-        robot = load_robot(make_robot(**settings))
+    async def start(
+        channel: FakeChannel | None = None, *, robot_dir: Path | None = None, **config: Any
+    ) -> Call:
+        """A call to the echo robot with CALL_CONFIG and `config`, or to the robot `robot_dir`."""
+        robot = load_robot(robot_dir or make_robot(**{**CALL_CONFIG, **config}))
         await robot.start()
         recorder = Recorder([JsonFileSink(robot.logs_dir)])
         await recorder.start()
