@@ -20,6 +20,9 @@ Decisions (README, "Realtime mode"):
   `realtime_unavailable`).
 - `error` events are recorded and the call goes on; a failed response that the caller heard
   nothing of gets `fallback_text` through the tts, if configured.
+- The caller's keys (sessions/dtmf.py, keys.py): keys without an action are a user text item the
+  model answers; "repeat" and a transfer's phrases are said by the model. The LLM's transfer
+  marker is not read here (nor `end_call_marker`): a realtime answer is audio first.
 
 The session owns its parts and tells each what happened: `RealtimeLink` (link.py: the connection,
 reconnects, renewal), `CallerUplink` (uplink.py: caller audio up), `Replies` (replies.py: the
