@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from typing import Any
 
+from voiceplat.telephony.channel import AudioHandler
 from voiceplat.telephony.events import AudioIn
-
-AudioHandler = Callable[[AudioIn], Coroutine[Any, Any, None] | None]
 
 
 class InboundAudio:

@@ -19,8 +19,7 @@ import asyncio
 import contextlib
 import math
 from collections import deque
-from collections.abc import Coroutine
-from typing import Any, Protocol
+from typing import Protocol
 
 from websockets.exceptions import ConnectionClosed
 
@@ -39,6 +38,7 @@ from voiceplat.telephony.events import (
     MarkReply,
     TransferResult,
 )
+from voiceplat.telephony.inbound import InboundAudio
 from voiceplat.telephony.ingress.audio_fork import codec as audio_fork
 from voiceplat.telephony.marks import Mark, PeerMarks
 from voiceplat.telephony.pacer import Pacer, shared_pacer
@@ -90,36 +90,35 @@ class AudioForkChannel:
         self._audio_in_started: float | None = None
         self.closed = False
         self._drains = 0
-        # Inbound: decoded events not yet handed over, the task waiting for them, the failure
-        # (Hangup, CallProtocolError) that ends the stream once they are consumed.
-        self._inbox: deque[CallMetadata | AudioIn] = deque()
-        self._reader: asyncio.Future[None] | None = None
-        self._failure: Exception | None = None
+        # Inbound: the metadata (the first message), then caller audio until the stream fails
+        # (Hangup, CallProtocolError) once what arrived is consumed.
+        self._inbound = InboundAudio()
+        self._metadata: CallMetadata | None = None
+        self._audio_before_metadata = False
+        self._inbound_changed = asyncio.Event()
         self._failed = asyncio.Event()
-        self._handler: AudioHandler | None = None
-        self._handler_work: Coroutine[Any, Any, None] | None = None
-        self._handler_error: Exception | None = None
         self._dtmf_handler: DtmfHandler | None = None
         transport.attach(self)
 
     # -- inbound: called by the transport's reader -----------------------------------------
     def on_message(self, message: str | bytes) -> None:
-        if self._failure is not None:
+        if self._inbound.failure is not None:
             return  # the stream is already broken; the call is ending
         try:
-            events = self._decode(message)
-            for event in events:
+            for event in self._decode(message):
                 if isinstance(event, MarkReply):
                     self._marks.on_reply(event)
-                    continue
-                if isinstance(event, AudioIn):
+                elif isinstance(event, AudioIn):
                     self._check_rate(event)
-                self._inbox.append(event)
+                    if self._metadata is None and not self._audio_before_metadata:
+                        self._audio_before_metadata = True
+                        self._inbound_changed.set()
+                    self._inbound.push(event)
+                elif self._metadata is None and not self._audio_before_metadata:
+                    self._metadata = event  # a later metadata message changes nothing
+                    self._inbound_changed.set()
         except CallProtocolError as exc:
             self._fail(exc)
-            return
-        if self._inbox:
-            self._deliver()
 
     def on_closed(self, exc: ConnectionClosed) -> None:
         self._set_closed()
@@ -135,68 +134,26 @@ class AudioForkChannel:
             self._fail(Hangup())
 
     def _fail(self, exc: Exception) -> None:
-        if self._failure is None:
-            self._failure = exc
-            self._failed.set()
-        self._wake_reader()
-
-    def _wake_reader(self) -> None:
-        if self._reader is not None and not self._reader.done():
-            self._reader.set_result(None)
-
-    def _deliver(self) -> None:
-        """Runs the audio handler on what has arrived, or wakes the task that waits for it."""
-        handler = self._handler
-        if handler is None:
-            self._wake_reader()
-            return
-        if self._handler_work is not None or self._handler_error is not None:
-            return  # the reading task goes on once that work is done
-        inbox = self._inbox
-        while inbox:
-            event = inbox.popleft()
-            if not isinstance(event, AudioIn):
-                continue
-            try:
-                work = handler(event)
-            except Exception as exc:
-                self._handler_error = exc
-                self._wake_reader()
-                return
-            if work is not None:
-                self._handler_work = work
-                self._wake_reader()
-                return
-
-    async def _wait_inbound(self) -> None:
-        self._reader = asyncio.get_running_loop().create_future()
-        try:
-            await self._reader
-        finally:
-            self._reader = None
+        self._inbound.fail(exc)
+        self._failed.set()
+        self._inbound_changed.set()
 
     # -- inbound: what a session calls -----------------------------------------------------
     async def metadata(self) -> CallMetadata:
         """Waits for the first message, which must be the metadata."""
-        while not self._inbox:
-            if self._failure is not None:
-                raise self._failure
-            await self._wait_inbound()
-        event = self._inbox.popleft()
-        if not isinstance(event, CallMetadata):
-            raise CallProtocolError("expected the metadata TEXT message first")
-        return event
+        while True:
+            if self._metadata is not None:
+                return self._metadata
+            if self._audio_before_metadata:
+                raise CallProtocolError("expected the metadata TEXT message first")
+            if self._inbound.failure is not None:
+                raise self._inbound.failure
+            self._inbound_changed.clear()
+            await self._inbound_changed.wait()
 
     async def audio(self) -> AudioIn:
         """Next caller audio; mark replies are consumed on the way. Raises Hangup, CallProtocolError."""
-        while True:
-            while self._inbox:
-                event = self._inbox.popleft()
-                if isinstance(event, AudioIn):
-                    return event
-            if self._failure is not None:
-                raise self._failure
-            await self._wait_inbound()
+        return await self._inbound.audio()
 
     async def receive_audio(self, handler: AudioHandler) -> None:
         """Hands every caller audio to `handler` as it arrives, in the transport's reader.
@@ -205,28 +162,7 @@ class AudioForkChannel:
         and later audio waits until it is done (order is kept). Returns never: raises Hangup,
         CallProtocolError, or what the handler raised.
         """
-        self._handler = handler
-        try:
-            while True:
-                if self._handler_work is not None:
-                    work = self._handler_work
-                    try:
-                        await work
-                    finally:
-                        self._handler_work = None
-                if self._handler_error is not None:
-                    raise self._handler_error
-                self._deliver()
-                if self._handler_work is not None or self._handler_error is not None:
-                    continue
-                if self._failure is not None and not self._inbox:
-                    raise self._failure
-                await self._wait_inbound()
-        finally:
-            self._handler = None
-            if self._handler_work is not None:  # cancelled before it ran
-                self._handler_work.close()
-                self._handler_work = None
+        await self._inbound.receive(handler)
 
     def on_dtmf(self, handler: DtmfHandler) -> None:
         """Kept for the interface: mod_audio_fork sends no DTMF, so the handler is never called."""
@@ -318,7 +254,7 @@ class AudioForkChannel:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(CLOSE_REASON_WAIT_S):
                     await self._failed.wait()
-            raise self._failure or Hangup()
+            raise self._inbound.failure or Hangup()
 
     async def disconnect(self) -> None:
         self._send(audio_fork.disconnect())
