@@ -1,16 +1,9 @@
-"""Tools for the SIP tests: finding SIPp, baresip and kamailio, free ports, running SIPp, a robot
-that serves SIP in a child process (`voiceplat serve`), and network namespaces.
+"""Tools for the SIP tests: finding SIPp, baresip and kamailio (missing: a skip, which fails under
+CI=true, tests/ci_skips.py), free ports, a robot serving SIP in a child process (`SipRobot`: ready
+at its `sip: listening on` line), and network namespaces for baresip, which skips loopback
+addresses for media (`netns_command`: `unshare -rn` with 10.99.0.1/32 on `lo`).
 
-- A missing tool skips the test with the Debian package to install; under CI=true that skip is a
-  failure (tests/ci_skips.py), so a broken setup never passes as green.
-- `run_sipp` runs one SIPp call (`-m 1`) with its messages and unexpected-message logs in a folder
-  of the test, and bounds it by SIPp's own global timeout (an error, not a pass).
-- `SipRobot` waits for the child's `sip: listening on` line; its call records are read from the
-  robot's logs folder once written as finished.
-- baresip skips loopback addresses for media: `netns_command` runs a program in a network namespace
-  of its own (`unshare -rn`) with 10.99.0.1/32 on its `lo`, and `netns_enter_command` runs another
-  program in that namespace.
-"""
+Running SIPp itself (`run_sipp`, `start_sipp`) is in tests/integration/sip/sipp.py."""
 
 from __future__ import annotations
 
@@ -21,11 +14,9 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +25,6 @@ import pytest
 from voiceplat.config import deep_merge
 
 ROOT = Path(__file__).resolve().parents[1]
-SIPP_SCENARIOS = ROOT / "tests" / "fixtures" / "sipp"
 ECHO_ROBOT = ROOT / "tests" / "fixtures" / "robots" / "echo"
 
 HANG_S = 60.0
@@ -48,190 +38,46 @@ _SBIN = ("/usr/local/sbin", "/usr/sbin", "/sbin")  # kamailio lives there, often
 
 def find_tool(name: str) -> str | None:
     """The tool's path, on PATH or in an sbin folder; None when it is not installed."""
-    found = shutil.which(name)
-    if found is None:
-        found = shutil.which(name, path=os.pathsep.join(_SBIN))
-    return found
+    return shutil.which(name) or shutil.which(name, path=os.pathsep.join(_SBIN))
 
 
 def require_tool(name: str) -> str:
     """The tool's path; skips the test when it is missing (a failure under CI=true)."""
-    found = find_tool(name)
-    if found is None:
-        package = TOOL_PACKAGES.get(name, name)
-        pytest.skip(f"{name} is not installed (apt package {package}); run scripts/setup.sh test")
-    return found
+    if found := find_tool(name):
+        return found
+    package = TOOL_PACKAGES.get(name, name)
+    pytest.skip(f"{name} is not installed (apt package {package}); run scripts/setup.sh test")
 
 
 # -- ports ---------------------------------------------------------------------------------------
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port free for both UDP and TCP on `host` right now (SIP listens on both)."""
+def _free(host: str, also: Callable[[int], tuple[int, int]]) -> int:
+    """A UDP port the kernel picks, for which `also(port)` (a socket type and port) binds too."""
     for _ in range(100):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind((host, 0))
-            port = udp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as first:
+            first.bind((host, 0))
+            port = int(first.getsockname()[1])
+            kind, other = also(port)
+            if other > 65535:
+                continue
+            with socket.socket(socket.AF_INET, kind) as second:
                 try:
-                    tcp.bind((host, port))
+                    second.bind((host, other))
                 except OSError:
                     continue
-                return int(port)
-    raise RuntimeError(f"no port free for both UDP and TCP on {host}")
+                return port
+    raise RuntimeError(f"no free port pair on {host}")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port free for both UDP and TCP on `host` right now (SIP listens on both)."""
+    return _free(host, lambda port: (socket.SOCK_STREAM, port))
 
 
 def free_rtp_port(host: str = "127.0.0.1") -> int:
     """An even UDP port whose odd neighbour (RTCP) is free too."""
-    for _ in range(100):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rtp:
-            rtp.bind((host, 0))
-            port = rtp.getsockname()[1]
-            if port % 2 or port + 1 > 65535:
-                continue
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rtcp:
-                try:
-                    rtcp.bind((host, port + 1))
-                except OSError:
-                    continue
-                return int(port)
-    raise RuntimeError(f"no free RTP port pair on {host}")
-
-
-# -- SIPp ----------------------------------------------------------------------------------------
-
-
-@dataclass
-class SippResult:
-    """How one SIPp run ended. SIPp exits 0 when every call succeeded, 1 when one failed (an
-    unexpected message, a recv timeout, its global timeout), other codes for its own errors."""
-
-    returncode: int
-    messages: str
-    """Every SIP message sent and received (-trace_msg)."""
-    errors: str
-    """Unexpected messages and why the call failed (-trace_err)."""
-    output: str = ""
-    """What SIPp printed (its final statistics screen)."""
-
-    def __iter__(self) -> Iterator[Any]:  # `returncode, messages, errors = run_sipp(...)`
-        return iter((self.returncode, self.messages, self.errors))
-
-    @property
-    def ok(self) -> bool:
-        return self.returncode == 0
-
-    def explain(self, limit: int = 6000) -> str:
-        """For an assertion message: the exit code, the errors and the end of the messages."""
-        return (
-            f"sipp exited {self.returncode}\n--- errors:\n{self.errors[-limit:] or '(none)'}\n"
-            f"--- messages (end):\n{self.messages[-limit:] or '(none)'}\n"
-            f"--- output (end):\n{self.output[-2000:] or '(none)'}"
-        )
-
-
-class Sipp:
-    """A SIPp process started by `start_sipp`; `wait()` gives its result."""
-
-    def __init__(self, process: subprocess.Popen[bytes], workdir: Path, port: int) -> None:
-        self.process = process
-        self.workdir = workdir
-        self.port = port
-        """The port this SIPp sends from and listens on."""
-
-    def wait(self, timeout: float = HANG_S + 30) -> SippResult:
-        # SIPp's -timeout ends a stuck call first; this bound is for a SIPp that hangs itself.
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        return self.result()
-
-    def result(self) -> SippResult:
-        def text(name: str) -> str:
-            path = self.workdir / name
-            return path.read_text(errors="replace") if path.exists() else ""
-
-        code = self.process.returncode
-        return SippResult(
-            code if code is not None else -1,
-            text("messages.log"),
-            text("errors.log"),
-            text("output.log"),
-        )
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-
-
-def start_sipp(
-    scenario: str | Path,
-    target: str | None = None,
-    *,
-    workdir: Path | None = None,
-    extra_args: Sequence[str] = (),
-    timeout: float = HANG_S,
-    transport: str = "udp",
-    host: str = "127.0.0.1",
-    port: int | None = None,
-    calls: int = 1,
-) -> Sipp:
-    """Starts SIPp on `scenario` (a file, or a name in tests/fixtures/sipp/) against `target`
-    ("host:port"; None for a UAS that waits for requests). Runs in `workdir` (a new temporary
-    folder by default), where scenarios find their pcap files by relative name."""
-    sipp = require_tool("sipp")
-    path = Path(scenario)
-    if not path.is_absolute() and not path.exists():
-        path = SIPP_SCENARIOS / path
-    if workdir is None:
-        workdir = Path(tempfile.mkdtemp(prefix="sipp-"))
-    workdir.mkdir(parents=True, exist_ok=True)
-    # SIPp looks for the pcap files a scenario plays next to the scenario first.
-    path = Path(shutil.copy(path, workdir / path.name))
-    for log in ("messages.log", "errors.log"):  # SIPp writes its error file only on errors
-        (workdir / log).unlink(missing_ok=True)
-    port = port or free_port(host)
-    command = [
-        sipp,
-        *([target] if target else []),
-        *["-sf", str(path), "-m", str(calls), "-nostdin"],
-        *["-t", {"udp": "u1", "tcp": "t1"}[transport]],
-        *["-i", host, "-p", str(port), "-mi", host, "-mp", str(free_rtp_port(host))],
-        *["-trace_msg", "-message_file", str(workdir / "messages.log")],
-        *["-trace_err", "-error_file", str(workdir / "errors.log")],
-        # SIPp's global timeout fails the run: a call that never ends is an error, not a pass.
-        *["-timeout", f"{max(1, round(timeout))}s", "-timeout_error"],
-        *extra_args,
-    ]
-    with (workdir / "output.log").open("wb") as output:
-        process = subprocess.Popen(
-            command, cwd=workdir, stdin=subprocess.DEVNULL, stdout=output, stderr=output
-        )
-    return Sipp(process, workdir, port)
-
-
-def run_sipp(
-    scenario: str | Path,
-    target: str | None,
-    *,
-    extra_args: Sequence[str] = (),
-    timeout: float = HANG_S,
-    workdir: Path | None = None,
-    transport: str = "udp",
-) -> SippResult:
-    """Runs one SIPp call to its end; see `start_sipp`."""
-    process = start_sipp(
-        scenario,
-        target,
-        workdir=workdir,
-        extra_args=extra_args,
-        timeout=timeout,
-        transport=transport,
-    )
-    return process.wait(timeout + 30)
+    return _free(host, lambda port: (socket.SOCK_DGRAM, port + 1 if port % 2 == 0 else 65536))
 
 
 # -- a robot serving SIP -------------------------------------------------------------------------
@@ -250,10 +96,7 @@ class SipRobot:
         ws_port: int,
         wrap: Callable[[list[str]], list[str]] | None = None,
     ) -> None:
-        self.directory = directory
-        self.host = host
-        self.port = port
-        self.ws_port = ws_port
+        self.directory, self.host, self.port, self.ws_port = directory, host, port, ws_port
         self.log_path = directory / "serve.log"
         self._lines: list[str] = []
         self._changed = threading.Condition()
@@ -315,6 +158,7 @@ class SipRobot:
         raise AssertionError(f"the robot {how} without printing {text!r}; output:\n{self.tail()}")
 
     def line_count(self) -> int:
+        """Lines printed so far: a later `wait_output(..., start=)` looks only after them."""
         with self._changed:
             return len(self._lines)
 
@@ -363,15 +207,11 @@ def read_records(robot_dir: Path) -> list[dict[str, Any]]:
 
 
 def sip_section(host: str = "127.0.0.1", **overrides: Any) -> dict[str, Any]:
-    """A `sip` config section on free ports of `host`, for one test's robot."""
-    section = {
-        "enabled": True,
-        "host": host,
-        "port": free_port(host if host.startswith("127.") else "127.0.0.1"),
-        "transports": ["udp", "tcp"],
-        "rtp_port": free_rtp_port(host if host.startswith("127.") else "127.0.0.1"),
-        "rtp_port_range": 200,
-    }
+    """A `sip` config section on free ports (looked for on 127.0.0.1 when `host` is in a namespace
+    of the test's own, where every port is free), for one test's robot."""
+    here = host if host.startswith("127.") else "127.0.0.1"
+    section = {"enabled": True, "host": host, "port": free_port(here), "transports": ["udp", "tcp"]}
+    section |= {"rtp_port": free_rtp_port(here), "rtp_port_range": 200}
     return deep_merge(section, overrides)
 
 
@@ -408,17 +248,10 @@ def sip_robot(tmp_path: Path) -> Iterator[Callable[..., SipRobot]]:
     into tmp_path and serves it; every robot started is stopped at the end of the test."""
     started: list[SipRobot] = []
 
-    def start(
-        sip: dict[str, Any] | None = None,
-        *,
-        name: str = "robot",
-        env: dict[str, str] | None = None,
-        wrap: Callable[[list[str]], list[str]] | None = None,
-        **config: Any,
-    ) -> SipRobot:
+    def start(sip: dict[str, Any] | None = None, *, name: str = "robot", **how: Any) -> SipRobot:
         directory = tmp_path / "robots" / name
         shutil.copytree(ECHO_ROBOT, directory, ignore=shutil.ignore_patterns("logs"))
-        robot = start_sip_robot(directory, sip, env=env, wrap=wrap, **config)
+        robot = start_sip_robot(directory, sip, **how)  # env=, wrap=, config overrides
         started.append(robot)
         return robot
 
@@ -456,13 +289,9 @@ def namespace_problem() -> str | None:
     """None when `netns_command` works here; else what failed."""
     if shutil.which("unshare") is None or shutil.which("ip") is None:
         return "unshare (util-linux) or ip (iproute2) is not installed"
+    probe = netns_command(["ip", "-o", "addr", "show", "dev", "lo"])
     try:
-        done = subprocess.run(
-            netns_command(["ip", "-o", "addr", "show", "dev", "lo"]),
-            capture_output=True,
-            text=True,
-            timeout=HANG_S,
-        )
+        done = subprocess.run(probe, capture_output=True, text=True, timeout=HANG_S)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"unshare failed: {exc}"
     if done.returncode != 0 or NETNS_ADDRESS not in done.stdout:

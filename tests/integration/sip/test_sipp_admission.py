@@ -9,7 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tests.integration.sip.calls import call_id, record_of, the_one
-from tests.sip_tools import SipRobot, read_records, run_sipp
+from tests.integration.sip.sipp import run_sipp
+from tests.sip_tools import SipRobot, read_records
 
 OUTSIDE = {"allow_from": ["10.0.0.0/8"]}
 """A robot that takes calls from 10/8 only: SIPp on 127.0.0.1 is outside."""

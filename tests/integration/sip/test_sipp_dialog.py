@@ -19,7 +19,8 @@ from tests.integration.sip.calls import (
     write_media,
 )
 from tests.integration.sip.rtp import Silence, Speech
-from tests.sip_tools import SipRobot, run_sipp
+from tests.integration.sip.sipp import run_sipp
+from tests.sip_tools import SipRobot
 
 
 @pytest.mark.parametrize("answer_after_ms", [3000, 0], ids=["ringing", "answered_at_once"])

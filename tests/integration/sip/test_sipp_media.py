@@ -23,7 +23,8 @@ from tests.integration.sip.calls import (
     write_media,
 )
 from tests.integration.sip.rtp import PCMU, Key, RtpPeer, Segment, Silence, Speech, packets
-from tests.sip_tools import HANG_S, SipRobot, run_sipp, start_sipp
+from tests.integration.sip.sipp import run_sipp, start_sipp
+from tests.sip_tools import HANG_S, SipRobot
 
 
 def test_speech_played_by_sipp_is_answered_and_the_robot_hangs_up(

@@ -7,7 +7,8 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.sip_tools import HANG_S, SipRobot, free_port, start_sipp
+from tests.integration.sip.sipp import start_sipp
+from tests.sip_tools import HANG_S, SipRobot, free_port
 
 PASSWORD_ENV = "SIP_REGISTER_PASSWORD"
 PASSWORD = "s3cret-Reg"

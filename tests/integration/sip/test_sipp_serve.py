@@ -6,7 +6,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tests.integration.sip.calls import call_id, record_of
-from tests.sip_tools import SipRobot, run_sipp
+from tests.integration.sip.sipp import run_sipp
+from tests.sip_tools import SipRobot
 
 
 def test_sigterm_after_calls_exits_0_with_the_records_written(

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from tests.integration.sip.calls import events, the_one, turns, write_media
 from tests.integration.sip.rtp import Key, Silence
-from tests.sip_tools import SipRobot, run_sipp
+from tests.integration.sip.sipp import run_sipp
+from tests.sip_tools import SipRobot
 
 OPERATOR = "sip:operator@127.0.0.1"
 TRANSFER_KEY = {"dtmf": {"0": {"transfer": OPERATOR}, "#": "hangup"}}
