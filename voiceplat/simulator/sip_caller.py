@@ -51,8 +51,11 @@ from voiceplat.telephony.ingress.sip.media import FRAME_BYTES, FRAME_MS, LoopInb
 
 log = logging.getLogger(__name__)
 
-LEAD_FRAMES = 3
-"""Caller frames queued ahead of the media clock: how late the event loop may be (60 ms)."""
+LEAD_FRAMES = 5
+"""Caller frames queued ahead of the media clock: how late the event loop may be (100 ms)."""
+MAX_LEAD_FRAMES = 25
+"""When the loop was later than the lead, the bridge sent silence and the caller's frames went
+out later from then on (the report follows); beyond this lead, frames are dropped instead."""
 ROBOT_AUDIO_PEAK = 100
 """A frame whose largest sample exceeds this is robot audio (A-law silence decodes to +-8)."""
 END_WAIT_S = 10.0
@@ -159,8 +162,7 @@ class _SipLiveCall:
     def _send(self, frame: bytes, taken: int) -> None:
         # This frame's place in the queue is how many ticks from now the bridge takes it.
         place = self.written + 1 - taken
-        if place > LEAD_FRAMES + 1:
-            # The loop fell behind and the bridge went short: drop to get the lead back.
+        if place > MAX_LEAD_FRAMES:
             self.dropped += 1
             return
         self.playout.write(frame)
@@ -275,7 +277,7 @@ async def play_sip_script(
         log.exception("simulated SIP call %s failed", call_id)
         driver.end("error")
         driver.error(f"simulator error: {exc!r}")
-    if not live.ended.done():
+    if live.handle is not None and not live.ended.done():
         live.hang_up()
         try:
             async with asyncio.timeout(END_WAIT_S):

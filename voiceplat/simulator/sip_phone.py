@@ -28,6 +28,8 @@ from voiceplat.telephony.ingress.sip.media import CallMediaPort, LoopInbox, Play
 from voiceplat.telephony.ingress.sip.pj_thread import PjThread
 
 log = logging.getLogger(__name__)
+PJ_ETOOMANY = 70010
+"""PJSIP's status for "too many objects": every call slot of the library is taken."""
 T = TypeVar("T")
 
 _TRANSPORT_KINDS = (pj.PJSIP_TRANSPORT_UDP, pj.PJSIP_TRANSPORT_TCP)
@@ -144,8 +146,10 @@ class PhoneCall(pj.Call):
 
             self.port = CallMediaPort(heard, playout)
             self.port.create(f"caller{self.getId()}")
-        audio.startTransmit(self.port)
+        # Our side first: a tick that hands us robot audio without taking a caller frame would
+        # leave the caller's frames one tick later than counted (sip_caller's lead).
         self.port.startTransmit(audio)
+        audio.startTransmit(self.port)
         if first:
             self.inbox.post(self.listener.on_media, self.codec())
 
@@ -187,7 +191,7 @@ class PhoneCall(pj.Call):
 
     # -- commands (PJSIP thread) -------------------------------------------------------------
     def hang_up(self) -> None:
-        if self.gone or self.hanging_up:
+        if self.gone or self.hanging_up or self.getId() < 0:
             return
         self.hanging_up = True
         try:
@@ -314,6 +318,14 @@ class SipPhone:
                 return handle, str(self._calls[handle].getInfo().callIdString)
             except pj.Error as exc:
                 problem = str(exc.reason)
+                too_many = exc.status == PJ_ETOOMANY
+            del self._calls[handle]  # never dialled: nothing to hang up
+            if too_many:
+                live = sum(1 for call in self._calls.values() if not call.gone)
+                problem += (
+                    f": {live} calls are up, and this pjsua2 build takes no more at once in one "
+                    "process (its PJSUA_MAX_CALLS)"
+                )
             raise OSError(f"cannot call {uri}: {problem}")  # here, its traceback holds no call
 
         return await self.thread.run(dial)
