@@ -29,6 +29,10 @@ HOST = NETNS_ADDRESS
 CALLER_PORT = 5070  # baresip takes 5071 too, for TLS
 RATE = 8000
 FRAME = RATE // 50  # 20 ms, one RTP packet
+SLACK_S = 0.15
+"""How much shorter than the fake TTS's length of a text its tone may be heard: it speaks each
+sentence on its own (the space between two is not spoken, 60 ms), and a stretch's first and last
+frames may be too quiet to count (the 5 ms fades)."""
 
 
 # -- processes and their output ------------------------------------------------------------------
@@ -238,14 +242,17 @@ class Baresip(Watched):
                 )
             time.sleep(0.05)  # the recording grows as packets come; nothing announces them
 
-    def wait_sentences(self, count: int) -> list[Segment]:
-        """Waits until `count` stretches of robot speech have been heard to their end."""
+    def wait_speech(self, total_s: float) -> list[Segment]:
+        """Waits until robot speech of `total_s` in all (what the fake TTS makes of the texts
+        expected; a stretch split by a gap in the robot's audio counts whole) has been heard,
+        followed by a moment of quiet; returns the stretches heard."""
 
         def done(segments: list[Segment], heard_s: float) -> bool:
-            ended = [s for s in segments if heard_s - s.end_s >= 0.3]
-            return len(ended) >= count
+            spoken = sum(s.duration_s for s in segments)
+            quiet = bool(segments) and heard_s - segments[-1].end_s >= 0.3
+            return quiet and spoken >= total_s - SLACK_S
 
-        return self.wait_heard(done, f"{count} robot sentence(s) to their end")
+        return self.wait_heard(done, f"{total_s:.2f} s of robot speech to its end")
 
     def call_id(self) -> str:
         return self.wait_output(r"^Call-ID: (\S+)").group(1)

@@ -25,6 +25,8 @@ import pytest
 from tests.conftest import ECHO_ROBOT, FIXTURES
 from tests.e2e.sip_phone import (
     HOST,
+    RATE,
+    SLACK_S,
     Baresip,
     Segment,
     Watched,
@@ -130,19 +132,37 @@ def wall(value: str) -> datetime:
 
 
 def assert_heard_turns(segments: list[Segment], record: dict[str, Any]) -> None:
-    """Each robot turn the record has was heard whole, at the time the record says it played:
-    one stretch of tone per turn, as long as the fake TTS makes the turn's text, whose middle
-    falls within the turn's span (the recording starts with the call's first RTP packet, sent
-    once the call is answered)."""
-    robot_turns = [t for t in record["turns"] if t["role"] == "robot"]
-    assert len(segments) == len(robot_turns), (segments, robot_turns)
+    """Each robot turn the record has was heard whole, when the record says it played: the tone
+    heard within the turn's span (the recording starts with the call's first RTP packet, sent
+    once the call is answered) is as long as the fake TTS makes the turn's text, and no robot
+    audio is heard outside the turns. A turn heard in pieces (the robot's audio had a gap: a
+    busy machine) still counts; the gaps are printed."""
     answered = wall(record["call"]["answered_at"])
-    for segment, turn in zip(segments, robot_turns, strict=True):
-        assert segment.duration_s == pytest.approx(tts_s(turn["text"]), abs=0.15), (segment, turn)
-        started = (wall(turn["started_at"]) - answered).total_seconds()
-        ended = (wall(turn["ended_at"]) - answered).total_seconds()
+    spans = [
+        (
+            turn["text"],
+            round((wall(turn["started_at"]) - answered).total_seconds(), 2),
+            round((wall(turn["ended_at"]) - answered).total_seconds(), 2),
+            turn["interrupted"],
+        )
+        for turn in record["turns"]
+        if turn["role"] == "robot"
+    ]
+    events = [(e["event"], e["data"]) for e in record["pipeline_log"]]
+    explain = (
+        f"heard {segments}; the record's robot turns (text, start, end, cut): {spans}; "
+        f"events: {events}"
+    )
+    pieces: list[list[Segment]] = [[] for _ in spans]
+    for segment in segments:
         middle = (segment.start_s + segment.end_s) / 2
-        assert started < middle < ended, (segment, started, ended, turn["text"])
+        turn = next((i for i, (_, a, b, _) in enumerate(spans) if a < middle < b), None)
+        assert turn is not None, f"robot audio outside every turn: {segment}; {explain}"
+        pieces[turn].append(segment)
+    for (text, _, _, _), heard in zip(spans, pieces, strict=True):
+        assert sum(s.duration_s for s in heard) == pytest.approx(tts_s(text), abs=SLACK_S), explain
+        if len(heard) > 1:
+            print(f"{text!r} was heard in {len(heard)} pieces: {heard}")
 
 
 def assert_sip_record(call: dict[str, Any], call_id: str, end_reason: str) -> None:
@@ -159,9 +179,10 @@ def test_caller_hears_the_greeting_and_the_answer_then_hangs_up(robot_in, caller
     robot = robot_in(asr={"texts": [said]})
     phone = caller(robot.uri("robot"))
     phone.wait_established()
-    phone.wait_sentences(1)  # the greeting, before the caller says a word
+    phone.wait_speech(tts_s(GREETING))  # the greeting, before the caller says a word
     phone.say(speech_then_silence("ru_hello.wav", phone.folder))
-    phone.wait_sentences(2)
+    answer = f"Вы сказали: {said}."
+    phone.wait_speech(tts_s(GREETING) + tts_s(answer))
     phone.command("hangup")
     phone.wait_output(r"terminated \(duration")
     call_id = phone.call_id()
@@ -170,7 +191,6 @@ def test_caller_hears_the_greeting_and_the_answer_then_hangs_up(robot_in, caller
     (record,) = robot.records(1)
     assert_sip_record(record["call"], call_id, "caller_hangup")
     texts = [(t["role"], t["text"]) for t in record["turns"]]
-    answer = f"Вы сказали: {said}."
     assert texts == [("robot", GREETING), ("user", said), ("robot", answer)]
     assert not any(t["interrupted"] for t in record["turns"])
     assert_heard_turns(robot_speech(read_samples(phone.recording())), record)
@@ -182,12 +202,27 @@ def test_caller_speaking_over_the_robot_stops_it(robot_in, caller) -> None:
     robot = robot_in(asr={"texts": ["расскажите подробно", "подождите"]}, llm={"reply": long_reply})
     phone = caller(robot.uri("robot"))
     phone.wait_established()
-    phone.wait_sentences(1)
+    greeting_end = phone.wait_speech(tts_s(GREETING))[-1].end_s
     phone.say(speech_then_silence("ru_hello.wav", phone.folder))
+
+    def after_greeting(segments: list[Segment]) -> list[Segment]:
+        return [s for s in segments if s.start_s > greeting_end]
+
+    def playing_a_while(segments: list[Segment], heard_s: float) -> bool:
+        now = after_greeting(segments)
+        return bool(now) and heard_s - now[0].start_s > 1.5 and heard_s - now[-1].end_s < 0.1
+
     # Once the long answer has played a while, the caller speaks over it.
-    phone.wait_heard(lambda s, heard_s: len(s) == 2 and heard_s - s[1].start_s > 1.5, "answer")
+    phone.wait_heard(playing_a_while, "the long answer playing")
     phone.say(speech_then_silence("ru_stop.wav", phone.folder))
-    cut = phone.wait_sentences(2)[1]
+    spoke_at_s = len(phone.heard()) / RATE
+
+    def stopped(segments: list[Segment], heard_s: float) -> bool:
+        now = after_greeting(segments)
+        return bool(now) and now[-1].end_s > spoke_at_s and heard_s - now[-1].end_s > 0.5
+
+    pieces = after_greeting(phone.wait_heard(stopped, "the answer stop"))
+    cut = Segment(pieces[0].start_s, pieces[-1].end_s)
     phone.command("hangup")
     phone.wait_output(r"terminated \(duration")
     phone.quit()
@@ -195,15 +230,15 @@ def test_caller_speaking_over_the_robot_stops_it(robot_in, caller) -> None:
     (record,) = robot.records(1)
     events = [e["event"] for e in record["pipeline_log"]]
     assert "barge_in" in events, events
-    answer = record["turns"][2]
-    assert answer["role"] == "robot" and answer["interrupted"], answer
+    long_answer = record["turns"][2]
+    assert long_answer["role"] == "robot" and long_answer["interrupted"], long_answer
     # In the recordings: the caller's second utterance starts while the answer plays, and the
     # answer's tone stops after that, long before its natural end.
-    full_s = tts_s(answer["text"])
+    full_s = tts_s(long_answer["text"])
     sent = read_samples(phone.recording("enc"))
     speech = caller_speech_starts(sent)
-    interrupt_s = next(s for s in speech if s > cut.start_s)
-    assert cut.start_s < interrupt_s < cut.end_s, (speech, cut)
+    interrupt_s = next((s for s in speech if s > cut.start_s), None)
+    assert interrupt_s is not None and interrupt_s < cut.end_s, (speech, cut)
     assert cut.end_s < cut.start_s + full_s - 1.0, (cut, full_s)
     print(f"robot audio stopped {cut.end_s - interrupt_s:.2f} s after the caller began")
 
@@ -212,9 +247,10 @@ def test_keys_pressed_in_baresip_reach_the_robot(robot_in, caller) -> None:
     robot = robot_in(dtmf={"#": "hangup"})
     phone = caller(robot.uri("robot"))
     phone.wait_established()
-    phone.wait_sentences(1)
+    phone.wait_speech(tts_s(GREETING))
     phone.command("sndcode 123")  # RFC 4733 telephone-events; unmapped keys go to the LLM
-    phone.wait_sentences(2)
+    keys = "[DTMF 1 2 3]"
+    phone.wait_speech(tts_s(GREETING) + tts_s(f"Вы сказали: {keys}."))
     phone.command("sndcode #")  # mapped to hangup: the robot ends the call with a BYE
     phone.wait_output(r"^BYE sip:caller")
     phone.wait_output(r"terminated \(duration")
@@ -225,7 +261,6 @@ def test_keys_pressed_in_baresip_reach_the_robot(robot_in, caller) -> None:
     assert_sip_record(record["call"], call_id, "dtmf_hangup")
     assert record["call"]["dtmf"] == "123#"
     texts = [(t["role"], t["text"]) for t in record["turns"]]
-    keys = "[DTMF 1 2 3]"
     assert texts == [("robot", GREETING), ("user", keys), ("robot", f"Вы сказали: {keys}.")]
     assert_heard_turns(robot_speech(read_samples(phone.recording())), record)
 
@@ -234,7 +269,7 @@ def test_robot_says_goodbye_and_hangs_up_with_bye(robot_in, caller) -> None:
     robot = robot_in(asr={"texts": ["до свидания"]}, llm={"end_call_on": ["до свидания"]})
     phone = caller(robot.uri("robot"))
     phone.wait_established()
-    phone.wait_sentences(1)
+    phone.wait_speech(tts_s(GREETING))
     phone.say(speech_then_silence("ru_hello.wav", phone.folder))
     # The robot's BYE (its request line names the caller's contact) ends the call.
     phone.wait_output(r"^BYE sip:caller")
@@ -274,13 +309,14 @@ def kamailio(netns: int, tmp_path: Path) -> Iterator[Watched]:
 
 def test_registered_robot_answers_a_call_routed_by_kamailio(robot_in, caller, kamailio) -> None:
     registrar = f"sip:{HOST}:{KAMAILIO_PORT}"
-    robot = robot_in(sip={"register": {"registrar": registrar, "user": "robot", "expires": 60}})
+    register = {"registrar": registrar, "user": "robot", "expires": 60}
+    robot = robot_in(sip={"register": register}, asr={"texts": ["алло"]})
     kamailio.wait_output(r"registered sip:robot@")
     phone = caller(f"sip:robot@{HOST}:{KAMAILIO_PORT}")  # the PBX's number, not the robot's
     phone.wait_established()
-    phone.wait_sentences(1)
+    phone.wait_speech(tts_s(GREETING))
     phone.say(speech_then_silence("ru_hello.wav", phone.folder))
-    phone.wait_sentences(2)
+    phone.wait_speech(tts_s(GREETING) + tts_s("Вы сказали: алло."))
     phone.command("hangup")
     phone.wait_output(r"terminated \(duration")
     call_id = phone.call_id()
