@@ -78,8 +78,6 @@ async def _serve(robot_dir: str, host: str | None, port: int | None, grace_s: fl
     server = RobotServer(robot, recorder)
     await server.start(host or config.ws_host, port if port is not None else config.ws_port)
     log.info("robot %s listening on ws://%s:%d/", robot.name, host or config.ws_host, server.port)
-    sip = await _start_sip(robot, recorder)
-
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -93,6 +91,8 @@ async def _serve(robot_dir: str, host: str | None, port: int | None, grace_s: fl
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)
+    # After the handlers: a script that stops the robot as soon as SIP is up must not kill it.
+    sip = await _start_sip(robot, recorder)
     await stop.wait()
     if sip is None:
         await server.shutdown(grace_s)

@@ -6,6 +6,7 @@ the call's `LoopInbox` to its `SipChannel`, in the order PJSIP made them.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -18,6 +19,7 @@ from voiceplat.telephony.ingress.sip.channel import SipChannel
 from voiceplat.telephony.ingress.sip.media import CallMediaPort, LoopInbox, PlayoutBuffer
 
 log = logging.getLogger(__name__)
+_keys = itertools.count(1)
 
 _DTMF_METHODS: dict[int, DtmfMethod] = {
     pj.PJSUA_DTMF_METHOD_RFC2833: "rfc4733",
@@ -35,6 +37,8 @@ class SipCall(pj.Call):
         codecs: list[str],
     ) -> None:
         super().__init__(account, call_id)
+        self.key = next(_keys)
+        """Unique in the process (PJSIP reuses call ids)."""
         self.codecs = codecs
         self.inbox = inbox
         self.channel: SipChannel | None = None

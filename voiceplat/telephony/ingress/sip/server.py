@@ -8,6 +8,7 @@ answering, RTP timeouts, the calls' PJSIP objects. In the event loop: each admit
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections.abc import Mapping
@@ -34,6 +35,7 @@ from voiceplat.telephony.server import session_class
 log = logging.getLogger(__name__)
 
 RTP_CHECK_S = 1.0
+DESTROY_WAIT_S = 2.0
 NOT_RETRIED_REGISTRATION = frozenset({401, 403, 404, 407})
 COUNTERS_LOG_S = 60.0
 
@@ -105,14 +107,20 @@ class SipServer:
         self._accepting = False
 
     def _destroy(self) -> None:
-        for call in list(self._live.values()):
-            call.hangup_now(503)
-        # Call objects must be gone before the library is.
+        endpoint = self.endpoint
+        if endpoint is not None and self._live:
+            for call in list(self._live.values()):
+                call.hangup_now(503)
+            deadline = time.monotonic() + DESTROY_WAIT_S
+            while self._live and time.monotonic() < deadline:
+                endpoint.poll(10)  # let the BYEs go out and the calls disconnect
+        # Call objects must be gone before the library is: their destructor asserts after it.
         self._live.clear()
         self._ringing.clear()
         self._graveyard.clear()
-        if self.endpoint is not None:
-            self.endpoint.destroy()
+        gc.collect()
+        if endpoint is not None:
+            endpoint.destroy()
         self.thread.set_poll(None)
 
     # -- PJSIP thread ---------------------------------------------------------------------------
@@ -174,7 +182,7 @@ class SipServer:
 
     def _on_incoming(self, account: RobotAccount, prm: Any) -> None:
         call = SipCall(account, prm.callId, self.inbox, self._call_gone, list(self.settings.codecs))
-        self._live[call.getId()] = call
+        self._live[call.key] = call
         whole = str(prm.rdata.wholeMsg)
         start_line, headers = message.split_message(whole)
         source = message.source_host(str(prm.rdata.srcAddress))
@@ -199,7 +207,7 @@ class SipServer:
         if call.gone or call.metadata is None:
             return
         self._answer(call, 200)
-        self.inbox.post(self._start_call, call, call.metadata)
+        self.inbox.post(self._start_call, call.key, call.metadata)
 
     def _answer_due(self, now: float) -> None:
         due = [call for at, call in self._ringing if at <= now]
@@ -270,25 +278,47 @@ class SipServer:
             sip_header.hValue = value
             op.txOption.headers.append(sip_header)
         try:
-            call.hangup(op)
+            # answer(), not hangup(): in onIncomingCall hangup() drops txOption's headers
+            # (the 401's WWW-Authenticate, the 503's Retry-After); a final answer >= 300 refuses.
+            call.answer(op)
         except pj.Error as exc:
             log.warning("SIP reject failed: %s", exc.info())
 
     def _call_gone(self, call: SipCall) -> None:
-        if self._live.pop(call.getId(), None) is not None and call.admitted:
+        if self._live.pop(call.key, None) is not None and call.admitted:
             self.admission.call_ended()
         self._graveyard.append(call)
 
+    def _bind(self, key: int, channel: SipChannel) -> None:
+        call = self._live.get(key)
+        if call is None:  # gone while the loop made its channel
+            self.inbox.post(channel.on_disconnected, "caller_hangup")
+        else:
+            call.bind(channel)
+
+    def _hangup(self, key: int) -> None:
+        call = self._live.get(key)
+        if call is not None:
+            call.hangup_now()
+
+    def _refer(self, key: int, target: str) -> None:
+        call = self._live.get(key)
+        if call is None:
+            raise RuntimeError("the call has ended")
+        call.refer(target)
+
     # -- event loop -------------------------------------------------------------------------
-    def _start_call(self, call: SipCall, metadata: CallMetadata) -> None:
+    def _start_call(self, key: int, metadata: CallMetadata) -> None:
+        # The loop side holds no pj.Call, only its key: a Call object must never outlive the
+        # library (its destructor asserts), and only the PJSIP thread may touch it.
         thread = self.thread
         control = SipControl(
-            hangup=lambda: thread.run(call.hangup_now),
-            refer=lambda target: thread.run(lambda: call.refer(target)),
+            hangup=lambda: thread.run(lambda: self._hangup(key)),
+            refer=lambda target: thread.run(lambda: self._refer(key, target)),
             transfer_timeout_s=self.settings.transfer_timeout_s,
         )
         channel = SipChannel(metadata, control)
-        thread.submit(lambda: call.bind(channel))
+        thread.submit(lambda: self._bind(key, channel))
         task = asyncio.get_running_loop().create_task(self._run_call(channel))
         self.calls.add(task)
         task.add_done_callback(self.calls.discard)
