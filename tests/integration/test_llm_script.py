@@ -175,7 +175,7 @@ async def test_a_transfer_track_transfers_the_call_after_it_was_heard(
     assert operator.end_ms is not None
     assert transfer.t_ms >= operator.end_ms - 20
     (record,) = await final_records(robot)
-    assert record["call"]["end_reason"] == "transfer"
+    assert record["call"]["end_reason"] == "transferred"
     assert robot_turns(record)[-1][0] == "operator"
     assert any(e["event"] == "transfer" for e in record["pipeline_log"])
 
