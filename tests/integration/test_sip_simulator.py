@@ -143,6 +143,33 @@ def test_several_sip_calls_at_once_share_one_sip_stack(
     assert all(r["call"]["source"] == "sip" for r in records)
 
 
+SIMULTANEOUS = """
+import asyncio, json, sys
+from voiceplat.simulator import Say
+from voiceplat.simulator.sip_caller import run_sip_call
+
+async def main():
+    calls = await asyncio.gather(*(run_sip_call(sys.argv[1], [Say(sys.argv[2])]) for _ in "ab"))
+    print(json.dumps([[c.call_id, c.v2v_ms, c.errors] for c in calls]))
+
+asyncio.run(main())
+"""
+
+
+def test_simultaneous_run_sip_calls_in_one_process_share_its_sip_stack(
+    sip_robot: Callable[..., SipRobot],
+) -> None:
+    # What benchmarks do: several run_sip_call()s at once, though pjsua is one per process.
+    robot = sip_robot()
+    command = [sys.executable, "-c", SIMULTANEOUS, robot.uri(), str(HELLO_WAV)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=HANG_S)
+    assert done.returncode == 0, done.stderr[-4000:]
+    calls = json.loads(done.stdout)
+    assert [(len(v2v), errors) for _, v2v, errors in calls] == [(1, []), (1, [])]
+    records = robot.records(2)
+    assert {r["call"]["call_id"] for r in records} == {call_id for call_id, _, _ in calls}
+
+
 def test_a_refused_call_is_reported_with_the_robots_answer(
     sip_robot: Callable[..., SipRobot],
 ) -> None:

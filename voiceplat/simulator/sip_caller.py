@@ -45,9 +45,9 @@ from voiceplat.simulator.report import (
     ms,
 )
 from voiceplat.simulator.script import Clip, ScriptItem, Step, compile_script
-from voiceplat.simulator.sip_phone import SipPhone
+from voiceplat.simulator.sip_phone import SipPhone, shared_phone
 from voiceplat.simulator.sip_target import SipTarget
-from voiceplat.telephony.ingress.sip.media import FRAME_BYTES, FRAME_MS, LoopInbox, PlayoutBuffer
+from voiceplat.telephony.ingress.sip.media import FRAME_BYTES, FRAME_MS, PlayoutBuffer
 
 log = logging.getLogger(__name__)
 
@@ -331,7 +331,8 @@ async def run_sip_calls(
     keep_audio: bool = False,
     ramp_s: float = 0.0,
 ) -> MultiResult:
-    """`n` calls at once on one SIP stack (each with its own Call-ID), spread over `ramp_s`.
+    """`n` calls at once (each with its own Call-ID), spread over `ramp_s`, on the process's
+    one SIP stack (`shared_phone`: simultaneous `run_sip_calls` share it).
 
     Raises ValueError (a bad URI, step or codec) and WavError before dialling; OSError when the
     SIP stack cannot start.
@@ -343,11 +344,9 @@ async def run_sip_calls(
         raise ValueError(f"SIP media runs in {FRAME_MS} ms frames (--frame-ms {options.frame_ms})")
     target = SipTarget.parse(uri)
     script = compile_sip_script(steps)
-    phone = SipPhone(target.local_address(), list(codecs), max_calls=n)
     loop = asyncio.get_running_loop()
-    await phone.start(LoopInbox(loop))
-    started = loop.time()
-    try:
+    async with shared_phone(target.local_address(), list(codecs)) as phone:
+        started = loop.time()
 
         async def one(i: int) -> CallResult:
             if ramp_s > 0:
@@ -364,8 +363,6 @@ async def run_sip_calls(
             )
 
         calls = await asyncio.gather(*(one(i) for i in range(n)))
-    finally:
-        await phone.stop()
     lags = [c.sim_lag_max_ms / 1000.0 for c in calls]
     return MultiResult.of(list(calls), loop.time() - started, lags)
 

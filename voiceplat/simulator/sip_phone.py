@@ -6,48 +6,39 @@ runs in that thread, except the media clock's frame callbacks, which touch only 
 `voiceplat.telephony.ingress.sip.media`, reused as it is). pjsua is one per process, so the
 simulator's many calls (`--calls N`) are many `PhoneCall`s on one `SipPhone`.
 
-A `PhoneCall` reports to its `PhoneListener` (the loop side, `sip_caller.py`), in the event loop.
+Its calls are `sip_phone_call.PhoneCall`s; `shared_phone` hands the one phone to every user.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import itertools
 import logging
 import os
 import sys
-import time
-from collections.abc import Callable, Iterator
-from typing import Any, Protocol, TypeVar
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import pjsua2 as pj
 
+from voiceplat.simulator.sip_phone_call import GoneListener, PhoneCall, PhoneListener
 from voiceplat.telephony.ingress.sip.endpoint import CODEC_IDS
-from voiceplat.telephony.ingress.sip.media import CallMediaPort, LoopInbox, PlayoutBuffer
+from voiceplat.telephony.ingress.sip.media import LoopInbox, PlayoutBuffer
 from voiceplat.telephony.ingress.sip.pj_thread import PjThread
 
 log = logging.getLogger(__name__)
 PJ_ETOOMANY = 70010
+MAX_CALLS = 256
+"""Calls asked of pjsua; it takes no more than its build's PJSUA_MAX_CALLS (4 in pjsua2-python
+2.15.1.post1's wheel)."""
 """PJSIP's status for "too many objects": every call slot of the library is taken."""
 T = TypeVar("T")
 
 _TRANSPORT_KINDS = (pj.PJSIP_TRANSPORT_UDP, pj.PJSIP_TRANSPORT_TCP)
 _LEVELS = {0: logging.CRITICAL, 1: logging.ERROR, 2: logging.WARNING, 3: logging.INFO}
-
-
-class PhoneListener(Protocol):
-    """What a call reports; every method runs in the event loop."""
-
-    def on_sip_state(self, state: str, status: int, reason: str) -> None: ...
-
-    def on_media(self, codec: str) -> None: ...
-
-    def on_frame(self, data: bytes, taken: int, clock_time: float) -> None: ...
-
-    def on_transfer_request(self, target: str) -> None: ...
-
-    def on_ended(self, status: int, reason: str, confirmed: bool, by_us: bool) -> None: ...
 
 
 @contextlib.contextmanager
@@ -63,147 +54,10 @@ def _stdout_to_stderr() -> Iterator[None]:
         os.close(saved)
 
 
-class _Gone:
-    """The listener of a call whose loop side has finished: reports go nowhere."""
-
-    def __getattr__(self, name: str) -> Callable[..., None]:
-        return lambda *args: None
-
-
 class _LogWriter(pj.LogWriter):
     def write(self, entry: Any) -> None:
         level = _LEVELS.get(entry.level, logging.DEBUG)
         logging.getLogger("pjsip.simulator").log(level, "%s", entry.msg.rstrip())
-
-
-class PhoneCall(pj.Call):
-    """One outgoing call, in the PJSIP thread."""
-
-    def __init__(
-        self,
-        account: pj.Account,
-        inbox: LoopInbox,
-        listener: PhoneListener | _Gone,
-        playout: PlayoutBuffer,
-    ) -> None:
-        super().__init__(account)
-        self.inbox = inbox
-        self.listener = listener
-        self.playout = playout
-        self.port: CallMediaPort | None = None
-        self.audio_index: int | None = None
-        self.confirmed = False
-        self.hanging_up = False
-        self.gone = False
-        self.final_stats: dict[str, Any] = {}
-
-    # -- PJSIP callbacks ---------------------------------------------------------------------
-    def onCallState(self, prm: Any) -> None:
-        info = self.getInfo()
-        status, reason = int(info.lastStatusCode), str(info.lastReason)
-        if info.state == pj.PJSIP_INV_STATE_CONFIRMED:
-            self.confirmed = True
-        if info.state == pj.PJSIP_INV_STATE_DISCONNECTED:
-            if self.gone:
-                return
-            self.gone = True
-            self.port = None  # its conference slot goes with it
-            listener = self.listener
-            self.inbox.post(listener.on_ended, status, reason, self.confirmed, self.hanging_up)
-            return
-        self.inbox.post(self.listener.on_sip_state, str(info.stateText), status, reason)
-
-    def onCallMediaState(self, prm: Any) -> None:
-        info = self.getInfo()
-        for media in info.media:
-            if media.type == pj.PJMEDIA_TYPE_AUDIO and media.status in (
-                pj.PJSUA_CALL_MEDIA_ACTIVE,
-                pj.PJSUA_CALL_MEDIA_REMOTE_HOLD,
-            ):
-                self.audio_index = media.index
-        self._connect_media()
-
-    def onCallTransferRequest(self, prm: Any) -> None:
-        # The simulator cannot reach the transfer target: it reports the REFER and declines it,
-        # so the robot hears a refusal (603) and carries on.
-        self.inbox.post(self.listener.on_transfer_request, str(prm.dstUri))
-        prm.statusCode = 603
-
-    # -- media -------------------------------------------------------------------------------
-    def _connect_media(self) -> None:
-        if self.audio_index is None or self.gone:
-            return
-        try:
-            audio = self.getAudioMedia(self.audio_index)
-        except pj.Error:
-            return  # no media yet; the next media state retries
-        first = self.port is None
-        if self.port is None:
-            inbox, listener, playout = self.inbox, self.listener, self.playout
-
-            def heard(data: bytes) -> None:  # the media clock's thread
-                inbox.post(listener.on_frame, data, playout.played, time.monotonic())
-
-            self.port = CallMediaPort(heard, playout)
-            self.port.create(f"caller{self.getId()}")
-        # Our side first: a tick that hands us robot audio without taking a caller frame would
-        # leave the caller's frames one tick later than counted (sip_caller's lead).
-        self.port.startTransmit(audio)
-        audio.startTransmit(self.port)
-        if first:
-            self.inbox.post(self.listener.on_media, self.codec())
-
-    def codec(self) -> str:
-        try:
-            info = self.getStreamInfo(self.audio_index or 0)
-            return f"{info.codecName}/{info.codecClockRate}"
-        except pj.Error:
-            return "?"
-
-    def onStreamDestroyed(self, prm: Any) -> None:
-        if prm.streamIdx == self.audio_index:
-            self.final_stats = self._stream_stats(prm.streamIdx) or self.final_stats
-
-    def rtp_stats(self) -> dict[str, Any]:
-        """What RTCP knows about the robot's RTP as received, and the jitter buffer's state
-        (at the end of the stream once the call is over)."""
-        if self.audio_index is None or self.gone:
-            return self.final_stats
-        return self._stream_stats(self.audio_index) or self.final_stats
-
-    def _stream_stats(self, index: int) -> dict[str, Any]:
-        try:
-            stat = self.getStreamStat(index)
-        except pj.Error:
-            return {}
-        rx, jbuf = stat.rtcp.rxStat, stat.jbuf
-        return {
-            "rx_packets": int(rx.pkt),
-            "rx_lost": int(rx.loss),
-            "rx_discarded": int(rx.discard),
-            "rx_jitter_ms": {
-                "mean": round(rx.jitterUsec.mean / 1000.0, 2),
-                "max": round(rx.jitterUsec.max / 1000.0, 2),
-            },
-            "jitter_buffer_ms": {"avg": int(jbuf.avgDelayMsec), "max": int(jbuf.maxDelayMsec)},
-            "tx_packets": int(stat.rtcp.txStat.pkt),
-        }
-
-    # -- commands (PJSIP thread) -------------------------------------------------------------
-    def hang_up(self) -> None:
-        if self.gone or self.hanging_up or self.getId() < 0:
-            return
-        self.hanging_up = True
-        try:
-            self.hangup(pj.CallOpParam(True))
-        except pj.Error as exc:
-            log.info("hangup of simulated call %s: %s", self.getId(), exc.info())
-
-    def send_dtmf(self, digits: str) -> None:
-        param = pj.CallSendDtmfParam()
-        param.method = pj.PJSUA_DTMF_METHOD_RFC2833
-        param.digits = digits
-        self.sendDtmf(param)
 
 
 class SipPhone:
@@ -212,13 +66,9 @@ class SipPhone:
 
     _live = False
 
-    def __init__(self, local_host: str, codecs: list[str], max_calls: int = 1) -> None:
-        unknown = [c for c in codecs if c.upper() not in CODEC_IDS]
-        if unknown or not codecs:
-            raise ValueError(f"codecs must be some of {', '.join(CODEC_IDS)} (got {codecs})")
+    def __init__(self, local_host: str, codecs: list[str]) -> None:
         self.local_host = local_host
-        self.codecs = [CODEC_IDS[c.upper()] for c in codecs]
-        self.max_calls = max_calls
+        self.codecs = self.codec_ids(codecs)
         self.thread = PjThread("pjsip-simulator")
         self.inbox: LoopInbox | None = None
         self._endpoint: pj.Endpoint | None = None
@@ -227,6 +77,14 @@ class SipPhone:
         self._calls: dict[int, PhoneCall] = {}
         """Every call made, by handle, over or not, until `stop()`."""
         self._handles = itertools.count(1)
+
+    @staticmethod
+    def codec_ids(codecs: list[str]) -> list[str]:
+        """PJSIP's ids of codecs named as in config.json (PCMA, PCMU, G722); ValueError else."""
+        unknown = [c for c in codecs if c.upper() not in CODEC_IDS]
+        if unknown or not codecs:
+            raise ValueError(f"codecs must be some of {', '.join(CODEC_IDS)} (got {codecs})")
+        return [CODEC_IDS[c.upper()] for c in codecs]
 
     async def start(self, inbox: LoopInbox) -> None:
         if SipPhone._live:
@@ -248,7 +106,7 @@ class SipPhone:
         config = pj.EpConfig()
         config.uaConfig.threadCnt = 0  # events come from PjThread's poll
         config.uaConfig.mainThreadOnly = False
-        config.uaConfig.maxCalls = self.max_calls + 4
+        config.uaConfig.maxCalls = MAX_CALLS
         config.uaConfig.userAgent = "voiceplat-simulator"
         media = config.medConfig
         media.clockRate = media.sndClockRate = 8000
@@ -256,7 +114,7 @@ class SipPhone:
         media.audioFramePtime = media.ptime = 20
         media.noVad = True  # a phone sends every frame
         media.ecTailLen = 0
-        media.maxMediaPorts = 2 * self.max_calls + 16
+        media.maxMediaPorts = 2 * MAX_CALLS + 16
         config.logConfig.level = config.logConfig.consoleLevel = 3
         config.logConfig.writer = self._log_writer
         config.logConfig.decor = 0
@@ -365,7 +223,7 @@ class SipPhone:
         for call in self._calls.values():
             call.hang_up()
             call.port = None
-            call.listener = _Gone()
+            call.listener = GoneListener()
         self._calls.clear()
 
     def _destroy(self) -> None:
@@ -385,3 +243,48 @@ class SipPhone:
             ep.libDestroy()
         except pj.Error as exc:
             log.warning("simulator SIP shutdown: %s", exc.info())
+
+
+@dataclass
+class _Shared:
+    phone: SipPhone
+    loop: asyncio.AbstractEventLoop
+    ready: asyncio.Task[None]
+    users: int = 0
+
+
+_shared: _Shared | None = None
+_stopping: asyncio.Task[None] | None = None
+
+
+@contextlib.asynccontextmanager
+async def shared_phone(local_host: str, codecs: list[str]) -> AsyncIterator[SipPhone]:
+    """The process's one `SipPhone`: started by its first user, stopped when the last is done, so
+    that simultaneous `run_sip_calls` (a benchmark's) share it. Its users must want the same
+    local address and codecs, from the same event loop."""
+    global _shared, _stopping
+    loop = asyncio.get_running_loop()
+    if _shared is None and _stopping is not None:
+        await asyncio.shield(_stopping)  # the previous one is still being destroyed
+    state = _shared
+    if state is None:
+        phone = SipPhone(local_host, codecs)
+        state = _shared = _Shared(phone, loop, loop.create_task(phone.start(LoopInbox(loop))))
+    elif state.loop is not loop:
+        raise RuntimeError("the SIP stack belongs to another event loop")
+    elif (state.phone.local_host, state.phone.codecs) != (local_host, SipPhone.codec_ids(codecs)):
+        raise ValueError(
+            "calls made at the same time in one process share its SIP stack, and so its local "
+            f"address and codecs ({state.phone.local_host}, {state.phone.codecs})"
+        )
+    state.users += 1
+    try:
+        await asyncio.shield(state.ready)
+        yield state.phone
+    finally:
+        state.users -= 1
+        if state.users == 0 and _shared is state:
+            _shared = None
+            if state.ready.done() and state.ready.exception() is None:
+                _stopping = loop.create_task(state.phone.stop())
+                await asyncio.shield(_stopping)
