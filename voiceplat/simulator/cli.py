@@ -132,7 +132,12 @@ def add_call_arguments(parser: argparse.ArgumentParser) -> None:
         help="write a stereo WAV: caller left, robot (as heard) right; numbered with --calls",
     )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    sip = parser.add_argument_group("SIP calls (sip: URIs)")
+    sip = parser.add_argument_group(
+        "SIP calls (sip: URIs)",
+        "A SIP phone (pjsua2) dials the robot over UDP (TCP with ;transport=tcp), sends the "
+        "script as RTP and reports what came out of its jitter buffer; a REFER is reported "
+        "and declined (603).",
+    )
     sip.add_argument(
         "--hangup-after",
         type=_seconds,
@@ -151,7 +156,7 @@ def add_call_arguments(parser: argparse.ArgumentParser) -> None:
         "--ramp", type=_seconds, default=0.0, help="with --calls: spread the starts over S s"
     )
     peer = parser.add_argument_group(
-        "the simulated FreeSWITCH (default: mod_audio_fork's own rules, see the README)"
+        "the simulated FreeSWITCH (ws:// only; default: mod_audio_fork's own rules, see the README)"
     )
     marks = peer.add_mutually_exclusive_group()
     marks.add_argument(
