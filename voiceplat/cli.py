@@ -116,7 +116,7 @@ async def _start_sip(robot: Robot, recorder: Recorder) -> SipServer | None:
     sip = SipServer(robot, recorder, settings, robot.env)
     listening = await sip.start()
     # A line of its own on stdout: scripts and tests wait for it to know SIP is up.
-    print(f"sip: listening on {', '.join(listening)}", flush=True)
+    print(f"sip: listening on {', '.join(listening)}; {sip.max_calls} calls at once", flush=True)
     return sip
 
 

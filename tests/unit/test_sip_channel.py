@@ -9,7 +9,7 @@ import pytest
 from voiceplat.telephony.channel import Hangup
 from voiceplat.telephony.events import CallMetadata, DtmfIn
 from voiceplat.telephony.ingress.sip.channel import SipChannel, SipControl
-from voiceplat.telephony.ingress.sip.media import FRAME_BYTES, LoopInbox, PlayoutBuffer
+from voiceplat.telephony.ingress.sip.media import FRAME_BYTES, PlayoutBuffer
 
 HANG_S = 60
 
@@ -33,16 +33,16 @@ class Control:
         self.referred.set()
 
 
-def make_channel(transfer_timeout_s: float = 15.0) -> tuple[SipChannel, PlayoutBuffer, Control]:
+def make_channel(
+    transfer_timeout_s: float = 15.0, hangup_tail_s: float = 0.0
+) -> tuple[SipChannel, PlayoutBuffer, Control]:
     control = Control()
     channel = SipChannel(
         CallMetadata(call_id="c1", source="sip"),
         SipControl(control.hangup, control.refer, transfer_timeout_s),
+        hangup_tail_s=hangup_tail_s,
     )
-    inbox = LoopInbox(asyncio.get_running_loop())
-    buffer = PlayoutBuffer(lambda played: inbox.post(channel.on_played, played))
-    channel.attach(buffer)
-    return channel, buffer, control
+    return channel, channel.playout, control
 
 
 def clock_ticks(buffer: PlayoutBuffer, frames: int) -> None:
@@ -195,3 +195,26 @@ async def test_a_bare_extension_is_referred_on_the_calling_pbx() -> None:
         SipControl(control.hangup, control.refer),
     )
     assert v6.refer_uri("1000") == "sip:1000@[fd00::5]"
+
+
+async def test_audio_queued_before_pjsip_takes_frames_waits_in_the_buffer() -> None:
+    """The greeting is queued the moment the session starts, before the port is on the bridge."""
+    channel, buffer, _ = make_channel()
+    channel.play(b"\x01" * 640)
+    heard = channel.mark("greeting")
+    assert not heard.done()  # nothing was taken yet: not heard
+    clock_ticks(buffer, 2)
+    async with asyncio.timeout(HANG_S):
+        assert await heard == "playout"
+
+
+async def test_the_robot_hangs_up_only_after_a_tail_for_the_phones_jitter_buffer() -> None:
+    channel, buffer, control = make_channel(hangup_tail_s=0.05)
+    channel.play(b"\x01" * 320)
+    clock_ticks(buffer, 1)
+    closing = asyncio.create_task(channel.disconnect())
+    await asyncio.sleep(0)
+    assert control.hangups == 0  # the goodbye's last frames are still playing at the phone
+    async with asyncio.timeout(HANG_S):
+        await closing
+    assert control.hangups == 1

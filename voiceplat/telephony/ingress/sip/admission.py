@@ -242,6 +242,11 @@ class Admission:
         with self._lock:
             self._counts[counter] += 1
 
+    def limit_calls(self, max_calls: int) -> None:
+        """Lowers max_calls to what the SIP stack can take (beyond it, 486 as for max_calls)."""
+        with self._lock:
+            self._max_calls = min(self._max_calls, max_calls)
+
     def call_started(self) -> None:
         with self._lock:
             self._active += 1

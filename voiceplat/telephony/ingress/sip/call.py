@@ -59,8 +59,7 @@ class SipCall(pj.Call):
     def bind(self, channel: SipChannel) -> None:
         """Called in the PJSIP thread once the loop has made the call's channel."""
         self.channel = channel
-        self.playout = PlayoutBuffer(lambda played: self.inbox.post(channel.on_played, played))
-        channel.attach(self.playout)
+        self.playout = channel.playout
         pending, self._pending = self._pending, []
         for callback, args in pending:
             callback(*args)

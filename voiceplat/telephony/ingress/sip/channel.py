@@ -23,9 +23,11 @@ from typing import Any
 from voiceplat.telephony.channel import AudioHandler, DtmfHandler, Hangup
 from voiceplat.telephony.events import AudioIn, CallMetadata, DtmfIn, TransferResult
 from voiceplat.telephony.inbound import InboundAudio
-from voiceplat.telephony.ingress.sip.media import SAMPLE_RATE, PlayoutBuffer
+from voiceplat.telephony.ingress.sip.media import SAMPLE_RATE, LoopInbox, PlayoutBuffer
 
 BYTES_PER_MS = SAMPLE_RATE * 2 / 1000
+HANGUP_TAIL_S = 0.3
+"""Silence after the robot's last words before its BYE: the phone's jitter buffer plays them out."""
 
 
 @dataclass
@@ -38,7 +40,14 @@ class SipControl:
 
 
 class SipChannel:
-    def __init__(self, metadata: CallMetadata, control: SipControl) -> None:
+    def __init__(
+        self,
+        metadata: CallMetadata,
+        control: SipControl,
+        inbox: LoopInbox | None = None,
+        *,
+        hangup_tail_s: float = HANGUP_TAIL_S,
+    ) -> None:
         loop = asyncio.get_running_loop()
         self._metadata = metadata
         self._control = control
@@ -48,15 +57,16 @@ class SipChannel:
         self._ended: asyncio.Future[None] = loop.create_future()
         self._hung_up = False
         self.closed = False
-        self.playout: PlayoutBuffer | None = None
+        inbox = inbox or LoopInbox(loop)
+        # Made here, before PJSIP has the call's port: audio the session queues at once (the
+        # greeting) waits in it until the media clock starts taking frames.
+        self.playout = PlayoutBuffer(lambda played: inbox.post(self.on_played, played))
+        self._hangup_tail_s = hangup_tail_s
         self._waiters: list[tuple[int, int, asyncio.Future[str]]] = []
         self._order = itertools.count()
         self._transfer: asyncio.Future[TransferResult] | None = None
         self._transfer_progress = False
         self.end_cause: str | None = None
-
-    def attach(self, playout: PlayoutBuffer) -> None:
-        self.playout = playout
 
     # -- what PJSIP reports (through the call's LoopInbox) ---------------------------------
     def on_audio(self, data: bytes) -> None:
@@ -115,29 +125,28 @@ class SipChannel:
 
     # -- outbound ----------------------------------------------------------------------------
     def _position(self) -> int:
-        buffer = self.playout
-        return 0 if buffer is None else buffer.played + buffer.queued
+        return self.playout.played + self.playout.queued
 
     @property
     def queued_ms(self) -> float:
         return self._position() / BYTES_PER_MS
 
     def heard_ms(self) -> float:
-        return 0.0 if self.playout is None else self.playout.played / BYTES_PER_MS
+        return self.playout.played / BYTES_PER_MS
 
     def speaking(self) -> bool:
-        return self.playout is not None and self.playout.queued > 0
+        return self.playout.queued > 0
 
     def play(self, data: bytes) -> tuple[float, float]:
         start = self.queued_ms
-        if data and self.playout is not None and not self.closed:
+        if data and not self.closed:
             self.playout.write(data[: len(data) - len(data) % 2])
         return start, self.queued_ms
 
     def mark(self, name: str) -> asyncio.Future[str]:
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         position = self._position()
-        if self.playout is None or self.playout.played >= position:
+        if self.playout.played >= position:
             future.set_result("playout")
             return future
         bisect.insort(self._waiters, (position, next(self._order), future))
@@ -145,12 +154,10 @@ class SipChannel:
         return future
 
     def _ask_next_notice(self) -> None:
-        if self.playout is not None:
-            self.playout.want_notice(self._waiters[0][0] if self._waiters else None)
+        self.playout.want_notice(self._waiters[0][0] if self._waiters else None)
 
     async def clear(self) -> float:
-        if self.playout is not None:
-            self.playout.flush()
+        self.playout.flush()
         for _, _, future in self._waiters:
             if not future.done():
                 future.set_result("cleared")
@@ -213,10 +220,13 @@ class SipChannel:
         """Hangs up (BYE, or a final answer before the call was confirmed) unless the peer did."""
         if not self._hung_up:
             self._hung_up = True
+            if self.playout.played and self._hangup_tail_s:
+                # The phone's jitter buffer still holds the last ~100 ms of what the clock took;
+                # a BYE now would cut the goodbye's end. (Bounded: a shutdown cancel skips it.)
+                await asyncio.sleep(self._hangup_tail_s)
             with contextlib.suppress(Exception):
                 await self._control.hangup()
-        if self.playout is not None:
-            self.playout.flush()
+        self.playout.flush()
         self._set_closed()
 
     def _set_closed(self) -> None:

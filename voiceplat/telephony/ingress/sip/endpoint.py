@@ -5,6 +5,7 @@ Built and torn down in the PJSIP thread. One `SipEndpoint` per process: pjsua is
 
 from __future__ import annotations
 
+import ctypes
 import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -33,6 +34,17 @@ _LEVELS = {0: logging.CRITICAL, 1: logging.ERROR, 2: logging.WARNING, 3: logging
 
 IncomingHandler = Callable[["RobotAccount", Any], None]
 RegistrationHandler = Callable[["RobotAccount", int, str, int], None]
+
+
+def pjsua_max_calls() -> int | None:
+    """How many calls pjsua takes at once once initialised: its compile-time PJSUA_MAX_CALLS
+    silently caps `uaConfig.maxCalls` (PyPI's pjsua2-python 2.15.1 is built with pjsua's default
+    of 4). None when the binding does not export pjsua's C API."""
+    try:
+        library = ctypes.CDLL(pj._pjsua2.__file__)
+        return int(library.pjsua_call_get_max_count())
+    except (OSError, AttributeError):
+        return None
 
 
 class _LogWriter(pj.LogWriter):
@@ -77,6 +89,8 @@ class SipEndpoint:
         self.endpoint: pj.Endpoint | None = None
         self.accounts: list[RobotAccount] = []
         self.listening: list[str] = []
+        self.max_calls = settings.max_calls
+        """Calls this PJSIP build takes at once: sip.max_calls, or less (PJSUA_MAX_CALLS)."""
         self._log_writer = _LogWriter()
 
     # -- start (in the PJSIP thread) ----------------------------------------------------------
@@ -104,6 +118,7 @@ class SipEndpoint:
         config.logConfig.decor = 0
         try:
             ep.libInit(config)
+            self.max_calls = min(s.max_calls, pjsua_max_calls() or s.max_calls)
             ep.audDevManager().setNullDev()  # no sound card: the null device's clock drives media
             self._set_codecs(ep)
             self._create_transports(ep)

@@ -79,6 +79,11 @@ class SipServer:
         assert self.endpoint is not None
         return list(self.endpoint.listening)
 
+    @property
+    def max_calls(self) -> int:
+        """Calls taken at once: sip.max_calls, capped by what this PJSIP build takes."""
+        return self.endpoint.max_calls if self.endpoint else self.settings.max_calls
+
     def _start_endpoint(self) -> None:
         endpoint = SipEndpoint(
             self.settings,
@@ -89,6 +94,14 @@ class SipServer:
         )
         endpoint.start()
         self.endpoint = endpoint
+        if endpoint.max_calls < self.settings.max_calls:
+            log.warning(
+                "this PJSIP build takes at most %d calls at once (PJSUA_MAX_CALLS); sip.max_calls "
+                "%d is capped to it, and more INVITEs get 486 Busy Here (see README, Calls over SIP)",
+                endpoint.max_calls,
+                self.settings.max_calls,
+            )
+            self.admission.limit_calls(endpoint.max_calls)
         self.thread.set_poll(self._poll)
 
     async def shutdown(self, grace_s: float = 30.0) -> None:
@@ -317,7 +330,7 @@ class SipServer:
             refer=lambda target: thread.run(lambda: self._refer(key, target)),
             transfer_timeout_s=self.settings.transfer_timeout_s,
         )
-        channel = SipChannel(metadata, control)
+        channel = SipChannel(metadata, control, self.inbox)
         thread.submit(lambda: self._bind(key, channel))
         task = asyncio.get_running_loop().create_task(self._run_call(channel))
         self.calls.add(task)
