@@ -1,6 +1,7 @@
 """Every mode works over SIP: a SIPp caller talks to an llm_script robot (tone tracks, fake ASR and
 LLM: test_llm_script.py's robot) and to a realtime robot (test_realtime.py's fake realtime service,
-served from this test's event loop), and a robot listens for SIP over TLS.
+served from this test's event loop), and a robot takes a call over TLS (SIPp here has no TLS: a
+few lines of SIP over Python's ssl module place that call).
 
 The caller's RTP is the test's `RtpPeer`: it speaks when the robot's previous turn has arrived (its
 tone, found in the decoded RTP), so no turn is cut by a guess about timing. Each call ends on a cue
@@ -11,12 +12,16 @@ robot's BYE or REFER; SIPp's global timeout only bounds a hang.
 from __future__ import annotations
 
 import asyncio
+import re
+import socket
+import ssl
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
+from tests.integration.fake_http import make_certs
 from tests.integration.sip.calls import events, the_one, turns, write_media
 from tests.integration.sip.rtp import Key, RtpPeer, Silence, Speech, packets
 from tests.integration.sip.sipp import Sipp, run_sipp, start_sipp
@@ -37,7 +42,7 @@ from tests.integration.test_realtime import (  # noqa: F401 (fixtures)
     frequency,
     realtime_robot,
 )
-from tests.sip_tools import HANG_S, SipRobot, start_sip_robot
+from tests.sip_tools import HANG_S, LISTENING, SipRobot, free_port, require_tool, start_sip_robot
 
 GREETING_HZ, PRICES_HZ, GOODBYE_HZ = 400.0, 600.0, 700.0
 """test_llm_script.py's tracks are tones of 400 + 100 * their index Hz, 0.6 s (30 frames) each."""
@@ -182,3 +187,119 @@ async def test_realtime_the_models_reply_reaches_a_sip_caller_as_rtp(
     assert record["call"]["dtmf"] == "#"
     assert record["call"]["end_reason"] == "dtmf_hangup"
     assert tone_frames(peer.audio(), REPLY_HZ) >= 65  # the reply, 75 frames, reached the caller
+
+
+# -- TLS --------------------------------------------------------------------------------------
+class TlsSipClient:
+    """A SIP user agent of a few lines over TLS (SIPp here has no TLS): it checks the robot's
+    certificate against the test's CA and sends requests, one at a time, on one connection, where
+    the robot's responses come back (RFC 3261 18.2.2: a reliable transport)."""
+
+    def __init__(self, port: int, ca: Path) -> None:
+        context = ssl.create_default_context(cafile=str(ca))  # verifies the chain and 127.0.0.1
+        raw = socket.create_connection(("127.0.0.1", port), timeout=HANG_S)
+        self.tls = context.wrap_socket(raw, server_hostname="127.0.0.1")
+        self.local_port = int(self.tls.getsockname()[1])
+        self._buffer = b""
+
+    def send(self, head: str, body: str = "") -> None:
+        lines = [line.strip() for line in head.strip().splitlines()]
+        message = "\r\n".join([*lines, f"Content-Length: {len(body.encode())}", "", body])
+        self.tls.sendall(message.encode())
+
+    def response(self) -> tuple[int, str]:
+        """The next response: its status and the whole message."""
+        while True:
+            head, blank, rest = self._buffer.partition(b"\r\n\r\n")
+            found = re.search(rb"^content-length: *(\d+)", head, re.I | re.M)
+            length = int(found.group(1)) if found else 0
+            if blank and len(rest) >= length:
+                break
+            chunk = self.tls.recv(65536)
+            if not chunk:
+                raise AssertionError(f"the robot closed the TLS connection; had {self._buffer!r}")
+            self._buffer += chunk
+        self._buffer = rest[length:]
+        message = (head + blank + rest[:length]).decode()
+        return int(message.split(None, 2)[1]), message
+
+    def final(self) -> tuple[int, str]:
+        """The final response (1xx skipped)."""
+        while True:
+            status, message = self.response()
+            if status >= 200:
+                return status, message
+
+    def close(self) -> None:
+        self.tls.close()
+
+
+def header(message: str, name: str) -> str:
+    found = re.search(rf"^{name}: *(.+?)\r?$", message, re.I | re.M)
+    assert found, f"no {name} in\n{message}"
+    return found.group(1)
+
+
+def test_a_robot_serves_sip_over_tls_and_takes_a_call_there(
+    sip_robot: Callable[..., SipRobot], tmp_path: Path
+) -> None:
+    require_tool("openssl")  # the certificates are made with it
+    certs = make_certs(tmp_path)  # a test CA and a server certificate for 127.0.0.1
+    tls_port = free_port()
+    tls = {"port": tls_port, "cert_file": str(certs.server_cert), "key_file": str(certs.server_key)}
+    robot = sip_robot({"transports": ["udp", "tls"], "tls": tls})
+    assert f"tls 127.0.0.1:{tls_port}" in robot.wait_output(LISTENING)
+
+    client, peer = TlsSipClient(tls_port, certs.ca), RtpPeer()
+    try:
+        cert = client.tls.getpeercert()  # verified against the test's CA, for 127.0.0.1
+        assert cert is not None
+        subject = cast(tuple[tuple[tuple[str, str], ...], ...], cert["subject"])
+        assert (("commonName", "server"),) in subject  # the certificate sip.tls names
+        me = f"127.0.0.1:{client.local_port}"
+        common = f"""
+            From: <sip:79990001122@127.0.0.1>;tag=tls-caller
+            Call-ID: tls-call-1@127.0.0.1
+            Contact: <sip:caller@{me};transport=tls>
+            Max-Forwards: 70"""
+        offer = (
+            "v=0\r\no=caller 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+            f"m=audio {peer.port} RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n"
+            "a=fmtp:101 0-15\r\na=sendrecv\r\n"
+        )
+        request_uri = f"sip:service@127.0.0.1:{tls_port};transport=tls"
+        client.send(
+            f"""INVITE {request_uri} SIP/2.0
+            Via: SIP/2.0/TLS {me};branch=z9hG4bK-tls-1;rport
+            To: <sip:service@127.0.0.1:{tls_port}>
+            CSeq: 1 INVITE
+            Content-Type: application/sdp{common}""",
+            offer,
+        )
+        status, answer = client.final()
+        assert status == 200, answer
+        to = header(answer, "To")
+        client.send(
+            f"""ACK {request_uri} SIP/2.0
+            Via: SIP/2.0/TLS {me};branch=z9hG4bK-tls-2;rport
+            To: {to}
+            CSeq: 1 ACK{common}"""
+        )
+        # The media of a TLS call: the greeting (the fake TTS's 440 Hz tone) arrives as RTP.
+        wait_until(heard(peer, 440.0, 40), "the greeting arriving over RTP")
+        client.send(
+            f"""BYE {request_uri} SIP/2.0
+            Via: SIP/2.0/TLS {me};branch=z9hG4bK-tls-3;rport
+            To: {to}
+            CSeq: 2 BYE{common}"""
+        )
+        status, bye = client.final()
+        assert status == 200, bye
+    finally:
+        client.close()
+        peer.close()
+
+    record = the_one(robot.records(1))
+    assert record["call"]["source"] == "sip"
+    assert record["call"]["metadata"]["sip_call_id"] == "tls-call-1@127.0.0.1"
+    assert record["call"]["end_reason"] == "caller_hangup"
