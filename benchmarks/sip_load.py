@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/sip_load.py                         # N = 20, 50, 100; 60 s each
     .venv/bin/python benchmarks/sip_load.py --calls 100 --duration 60 --nice -10
     .venv/bin/python benchmarks/sip_load.py --calls 100 --py-spy /tmp/prof
+    .venv/bin/python benchmarks/sip_load.py --calls 5 --set tts.chunk_delay_ms=150   # gaps seen?
 
 The robot is the `echo` test robot (fake ASR, LLM and TTS that answer at once) with a `sip`
 section on free loopback ports, served by `voiceplat serve` in its own process. SIPp (Debian
@@ -11,12 +12,17 @@ section on free loopback ports, served by `voiceplat serve` in its own process. 
 as raw A-law, between silences, looped), BYE after `-d`. Calls start at `--rate` per second and
 each is held long enough that all N are up together for `--duration` seconds.
 
-Every caller asks a question every ~13.5 s; the robot answers each with a fixed reply of ~5 s of
+Every caller asks a question every ~13.5 s; the robot answers each with a fixed reply of ~6 s of
 the fake TTS's tone. The robot's RTP is captured as it reaches SIPp (sip_rtp.py: off the loopback
 interface, kernel timestamps; needs root), and per call gives RFC 3550 jitter, inter-arrival
 gaps, lost packets and gaps inside answers (silent or missing 20 ms frames inside the tone).
 Robot CPU is its process's CPU time over the window when all N calls were up. Prints Markdown;
 asserts nothing.
+
+The calls a robot takes at once are capped by the pjsua2 build's PJSUA_MAX_CALLS (4 in PyPI's
+pjsua2-python wheel: the rest get 486, which the table shows as failed calls). The robot
+imports pjsua2 from PYTHONPATH first, so a build with a larger limit can be measured without
+installing it: `PYTHONPATH=/path/to/built/pjsua2 .venv/bin/python benchmarks/sip_load.py`.
 """
 
 from __future__ import annotations
@@ -28,13 +34,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import argparse
-import csv
 import json
 import os
-import random
-import re
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -43,7 +45,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from benchmarks.common import (
-    FIXTURES,
     MACHINE,
     WAIT,
     CpuSampler,
@@ -54,44 +55,22 @@ from benchmarks.common import (
     markdown,
     pct,
 )
+from benchmarks.latency import nested
 from benchmarks.platform_concurrency import hot_spots, start_py_spy
+from benchmarks.sip_caller import (
+    caller_audio,
+    sipp_command,
+    sipp_counts,
+    sipp_failures,
+    udp_port,
+)
 from benchmarks.sip_rtp import RtpCapture, StreamStats
 
-SCENARIO = Path(__file__).resolve().parent / "sipp" / "uac_load.xml"
-QUESTION = FIXTURES / "ru_question.wav"
-LEAD_SILENCE_S = 2.0
-"""Before each question: the greeting (~1.8 s) is over before the caller speaks."""
-TAIL_SILENCE_S = 9.0
-"""After each question: the answer (~5 s after the end of speech) ends before the next one."""
 REPLY = (
     "Это ответ робота для нагрузочного теста. "
     "Он звучит несколько секунд подряд, и любой разрыв в нём слышен."
 )
 """The fake LLM's answer to every question: ~100 characters, ~6 s of tone at 60 ms a character."""
-
-
-def udp_port(even: bool = False) -> int:
-    """A free loopback UDP port (even: RTP's convention, and SIPp's media port + 2 free too)."""
-    while True:
-        port = random.randrange(20000, 60000, 2 if even else 1)
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a:
-                a.bind(("127.0.0.1", port))
-                if even:
-                    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as b:
-                        b.bind(("127.0.0.1", port + 2))
-            return port
-        except OSError:
-            continue
-
-
-def caller_audio(dest: Path) -> Path:
-    """caller.al: LEAD_SILENCE_S, the question, TAIL_SILENCE_S, as raw 8 kHz A-law (sox)."""
-    path = dest / "caller.al"
-    command = ["sox", str(QUESTION), "-t", "raw", "-e", "a-law", "-r", "8000", "-c", "1"]
-    command += [str(path), "pad", f"{LEAD_SILENCE_S:g}", f"{TAIL_SILENCE_S:g}"]
-    subprocess.run(command, check=True, capture_output=True)
-    return path
 
 
 @dataclass
@@ -123,17 +102,21 @@ class Row:
     """Why SIPp aborted calls: what it expected and the first line of what came instead."""
     records: int
     end_reasons: dict[str, int]
+    robot_exit: int | None
+    """The robot's exit status after SIGINT (negative: killed by that signal, e.g. -11)."""
     robot_log: dict[str, int]
     robot_warnings: dict[str, int]
+    robot_tracebacks: dict[str, int]
+    """Exceptions the robot printed outside its logger (e.g. in a PJSIP callback), by last line."""
     """The robot's most frequent WARNING/ERROR messages (without their time), with counts."""
     errors: list[str] = field(default_factory=list)
 
     @property
     def cpu_ms_per_call_s(self) -> float | None:
-        """Robot CPU per second of one call (10 ms = 1 % of a core)."""
-        if self.robot_cpu_pct is None:
+        """Robot CPU per second of one call that was up (10 ms = 1 % of a core)."""
+        if self.robot_cpu_pct is None or not self.streams:
             return None
-        return round(self.robot_cpu_pct * 10 / self.calls, 2)
+        return round(self.robot_cpu_pct * 10 / self.streams, 2)
 
 
 def robot_config(n: int, sip_port: int, rtp_port: int, rate: float) -> dict[str, Any]:
@@ -164,78 +147,6 @@ def wait_for_line(robot: RobotProcess, text: str, timeout_s: float) -> None:
         time.sleep(0.1)
 
 
-def sipp_command(
-    n: int, rate: float, hold_ms: int, sip_port: int, media_port: int, out: Path
-) -> list[str]:
-    return [
-        "sipp",
-        f"127.0.0.1:{sip_port}",
-        "-sf",
-        str(SCENARIO),
-        "-s",
-        "robot",
-        "-m",
-        str(n),
-        "-l",
-        str(n),
-        "-r",
-        f"{rate:g}",
-        "-rp",
-        "1000",
-        "-d",
-        str(hold_ms),
-        "-t",
-        "u1",
-        "-i",
-        "127.0.0.1",
-        "-p",
-        str(udp_port()),
-        "-mi",
-        "127.0.0.1",
-        "-mp",
-        str(media_port),
-        "-nostdin",
-        "-trace_stat",
-        "-stf",
-        str(out / "sipp_stats.csv"),
-        "-trace_err",
-        "-error_file",
-        str(out / "sipp_errors.log"),
-        "-timeout",
-        f"{hold_ms // 1000 + 120}s",
-        "-timeout_error",
-    ]
-
-
-def sipp_counts(out: Path) -> tuple[int | None, int | None]:
-    """SuccessfulCall and FailedCall (cumulative) from the last line of SIPp's stats file."""
-    path = out / "sipp_stats.csv"
-    if not path.exists():
-        return None, None
-    rows = list(csv.DictReader(path.read_text(errors="replace").splitlines(), delimiter=";"))
-    if not rows:
-        return None, None
-    last = rows[-1]
-    return int(last["SuccessfulCall(C)"]), int(last["FailedCall(C)"])
-
-
-SIPP_ABORT = re.compile(
-    r"Aborting call on (?:unexpected message|.*?) for Call-I[Dd] '[^']*': "
-    r"(while expecting '[^']*')[^,]*, received '([^\r\n']*)"
-)
-
-
-def sipp_failures(out: Path) -> Counter[str]:
-    """SIPp's error log, summed: "while expecting '100', received 'SIP/2.0 486 Busy Here'"."""
-    path = out / "sipp_errors.log"
-    text = path.read_text(errors="replace") if path.exists() else ""
-    found = Counter(f"{m[1]}, received {m[2].strip()!r}" for m in SIPP_ABORT.finditer(text))
-    other = sum(1 for line in text.splitlines() if "Aborting call" in line) - found.total()
-    if other > 0:
-        found["other (see sipp_errors.log)"] += other
-    return found
-
-
 def log_messages(robot: RobotProcess) -> Counter[str]:
     """The robot's WARNING/ERROR lines by message, the timestamp cut off."""
     text = robot.log_path.read_text(encoding="utf-8", errors="replace")
@@ -247,12 +158,33 @@ def log_messages(robot: RobotProcess) -> Counter[str]:
     )
 
 
-def measure(work: Path, n: int, duration_s: float, rate: float, py_spy: Path | None) -> Row:
+def tracebacks(robot: RobotProcess) -> Counter[str]:
+    """Tracebacks in the robot's output (PJSIP's callbacks print theirs, not logged), each by
+    its last line; and "Fatal Python error" lines."""
+    lines = robot.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+    found: Counter[str] = Counter()
+    for i, line in enumerate(lines):
+        if line.startswith("Fatal Python error"):
+            found[line] += 1
+        elif line.startswith("Traceback (most recent call last)"):
+            end = next((j for j in range(i + 1, len(lines)) if not lines[j].startswith(" ")), i)
+            found[lines[end]] += 1
+    return found
+
+
+def measure(
+    work: Path,
+    n: int,
+    duration_s: float,
+    rate: float,
+    py_spy: Path | None,
+    overrides: dict[str, Any],
+) -> Row:
     out = work / f"calls{n}"
     out.mkdir(parents=True)
     caller_audio(out)
     sip_port, rtp_port, media_port = udp_port(), udp_port(even=True), udp_port(even=True)
-    robot_dir = echo_robot(out / "robot", robot_config(n, sip_port, rtp_port, rate))
+    robot_dir = echo_robot(out / "robot", robot_config(n, sip_port, rtp_port, rate), overrides)
     ramp_s = n / rate
     hold_ms = round((duration_s + ramp_s + 2.0) * 1000)
     load = os.getloadavg()[0]
@@ -330,15 +262,17 @@ def measure(work: Path, n: int, duration_s: float, rate: float, py_spy: Path | N
         sipp_failures=dict(sipp_failures(out)),
         records=len(records),
         end_reasons=dict(reasons),
+        robot_exit=robot.proc.returncode,
         robot_log=dict(robot.log_counts()),
         robot_warnings=dict(log_messages(robot).most_common(5)),
+        robot_tracebacks=dict(tracebacks(robot)),
         errors=errors,
     )
 
 
 def table(rows: list[Row]) -> str:
     header = [
-        "calls",
+        "calls (up)",
         "robot CPU % avg / peak 1 s",
         "robot CPU ms per call·s",
         "robot waits for CPU %",
@@ -356,7 +290,7 @@ def table(rows: list[Row]) -> str:
     ]
     body = [
         [
-            r.calls,
+            f"{r.calls} ({r.streams})",
             f"{cell(r.robot_cpu_pct)} / {cell(r.robot_cpu_peak_pct)}",
             r.cpu_ms_per_call_s,
             r.robot_wait_pct,
@@ -391,11 +325,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="scheduling priority of the robot, SIPp and the capture (negative: ahead of other "
         "work on a shared machine; needs root)",
     )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=JSON",
+        help="robot config override, e.g. tts.chunk_delay_ms=150 (a TTS slower than real time: "
+        "the gaps it makes show up in the table); repeatable",
+    )
     parser.add_argument("--py-spy", type=Path, help="profile the robot of each row into this dir")
     parser.add_argument("--json", type=Path, help="also write all figures to this JSON file")
     parser.add_argument("--keep", action="store_true", help="keep the robots' folders and logs")
     args = parser.parse_args(argv)
     args.calls = [int(x) for x in args.calls.split(",")]
+    args.overrides = nested({k: json.loads(v) for k, v in (s.split("=", 1) for s in args.set)})
     return args
 
 
@@ -409,7 +352,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"# voiceplat SIP load benchmark\n\nmachine: {os.cpu_count()} CPUs, load average at "
         f"start {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}; python {sys.version.split()[0]}; "
-        f"nice {args.nice}; {args.duration:g} s with all calls up, {args.rate:g} new calls/s\n",
+        f"nice {args.nice}; {args.duration:g} s with all calls up, {args.rate:g} new calls/s; "
+        f"overrides {args.overrides or 'none'}\n",
         flush=True,
     )
     if args.nice:
@@ -418,19 +362,21 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     try:
         for n in args.calls:
-            row = measure(work, n, args.duration, args.rate, args.py_spy)
+            row = measure(work, n, args.duration, args.rate, args.py_spy, args.overrides)
             rows.append(row)
             print(
                 f"- {n} calls: {row.streams} RTP streams, {row.packets} packets captured "
                 f"({row.capture_drops} dropped by the capture), all up for {row.steady_s:g} s; "
                 f"answer gaps ms {row.answer_gap_ms}; SIPp: {row.sipp_successful} calls "
-                f"succeeded, {row.sipp_failed} failed",
+                f"succeeded, {row.sipp_failed} failed; the robot exited {row.robot_exit}",
                 flush=True,
             )
             for error in row.errors[:8]:
                 print(f"  ERROR: {error}", flush=True)
             for failure, count in row.sipp_failures.items():
                 print(f"  SIPp aborted {count} call(s) {failure}", flush=True)
+            for message, count in row.robot_tracebacks.items():
+                print(f"  robot output x{count}: {message}", flush=True)
             for message, count in row.robot_warnings.items():
                 print(f"  robot log x{count}: {message}", flush=True)
         print("\n" + table(rows) + "\n")
