@@ -80,7 +80,8 @@ class SipCall(pj.Call):
         info = self.getInfo()
         if info.state == pj.PJSIP_INV_STATE_DISCONNECTED and not self.gone:
             self.gone = True
-            self._disconnect_media()
+            # The port stays with this object, which the server deletes RETIRE_S later: the
+            # bridge removes a destroyed port's slot only at its next tick (PJSIP >= 2.14).
             if self.channel is not None:
                 self.inbox.post(self.channel.on_disconnected, self.end_cause)
             self._on_gone(self)
@@ -132,11 +133,6 @@ class SipCall(pj.Call):
             self.port.create(f"call{self.getId()}")
         audio.startTransmit(self.port)
         self.port.startTransmit(audio)
-
-    def _disconnect_media(self) -> None:
-        port, self.port = self.port, None
-        if port is not None:
-            del port  # its conference slot is removed when the object goes
 
     def rtp_packets(self) -> int | None:
         """RTP packets received so far on the audio stream (None: no stream now)."""

@@ -26,6 +26,7 @@ SAMPLE_RATE = 8000
 FRAME_MS = 20
 FRAME_BYTES = SAMPLE_RATE * FRAME_MS // 1000 * 2
 SILENCE = bytes(FRAME_BYTES)
+BATCH_S = 0.005
 
 
 class LoopInbox:
@@ -44,7 +45,10 @@ class LoopInbox:
                 return
             self._scheduled = True
         try:
-            self._loop.call_soon_threadsafe(self._drain)
+            # A few ms later, not at once: with 100 calls a frame arrives every 0.2 ms, and
+            # waking the loop for each (through its self-pipe) cost more than the frames'
+            # work; 5 ms gathers ~25 frames per wake-up, for 5 ms more latency at most.
+            self._loop.call_soon_threadsafe(self._loop.call_later, BATCH_S, self._drain)
         except RuntimeError:  # the loop is closed: the process is stopping
             pass
 

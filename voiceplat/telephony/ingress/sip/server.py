@@ -8,9 +8,11 @@ answering, RTP timeouts, the calls' PJSIP objects. In the event loop: each admit
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import time
+from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,7 @@ log = logging.getLogger(__name__)
 
 RTP_CHECK_S = 1.0
 DESTROY_WAIT_S = 2.0
+RETIRE_S = 1.0
 NOT_RETRIED_REGISTRATION = frozenset({401, 403, 404, 407})
 COUNTERS_LOG_S = 60.0
 
@@ -59,7 +62,8 @@ class SipServer:
         self.inbox: LoopInbox
         # PJSIP thread only:
         self._live: dict[int, SipCall] = {}
-        self._graveyard: list[SipCall] = []
+        self._graveyard: deque[tuple[float, SipCall]] = deque()
+        """Ended calls kept alive a while: see _call_gone."""
         self._ringing: list[tuple[float, SipCall]] = []
         self._next_rtp_check = 0.0
         self._next_counters_log = time.monotonic() + COUNTERS_LOG_S
@@ -128,6 +132,10 @@ class SipServer:
             while self._live and time.monotonic() < deadline:
                 endpoint.poll(10)  # let the BYEs go out and the calls disconnect
         # Call objects must be gone before the library is: their destructor asserts after it.
+        # First stop the media clock, so that no frame callback reaches a port being deleted.
+        if endpoint is not None and endpoint.endpoint is not None:
+            with contextlib.suppress(pj.Error):
+                endpoint.endpoint.audDevManager().setNoDev()
         self._live.clear()
         self._ringing.clear()
         self._graveyard.clear()
@@ -140,8 +148,10 @@ class SipServer:
     def _poll(self, timeout_ms: int) -> None:
         assert self.endpoint is not None
         self.endpoint.poll(timeout_ms)
-        self._graveyard.clear()  # Call objects deleted outside their own callbacks
         now = time.monotonic()
+        graveyard = self._graveyard
+        while graveyard and graveyard[0][0] <= now:
+            graveyard.popleft()
         if self._ringing:
             self._answer_due(now)
         if now >= self._next_rtp_check:
@@ -300,7 +310,10 @@ class SipServer:
     def _call_gone(self, call: SipCall) -> None:
         if self._live.pop(call.key, None) is not None and call.admitted:
             self.admission.call_ended()
-        self._graveyard.append(call)
+        # Not deleted now: inside its own callback that is not allowed, and PJSIP's conference
+        # bridge removes the call's media port a tick after the port is destroyed, during which
+        # the media clock could still call into a half-destroyed Python port.
+        self._graveyard.append((time.monotonic() + RETIRE_S, call))
 
     def _bind(self, key: int, channel: SipChannel) -> None:
         call = self._live.get(key)
