@@ -44,12 +44,22 @@ class Silence:
 
 
 @dataclass(frozen=True)
+class Suppressed:
+    """Silence suppression: no audio packets for `ms`, a comfort-noise packet (RFC 3389, payload
+    type 13) at its start and then every `cn_every_ms` (0: none), as a phone with VAD sends."""
+
+    ms: int
+    cn_every_ms: int = 0
+
+
+@dataclass(frozen=True)
 class Key:
     digit: str
     ms: int = 120
 
 
-Segment = Speech | Silence | Key
+Segment = Speech | Silence | Suppressed | Key
+COMFORT_NOISE = 13
 
 
 @dataclass(frozen=True)
@@ -91,6 +101,16 @@ def packets(plan: Iterable[Segment], after: list[Packet] | None = None) -> list[
             audio(segment.pcm)
         elif isinstance(segment, Silence):
             audio(b"\0" * (segment.ms * 8 * 2))
+        elif isinstance(segment, Suppressed):
+            step_ms = segment.cn_every_ms or segment.ms
+            for offset_ms in range(0, segment.ms, step_ms):
+                if segment.cn_every_ms or offset_ms == 0:
+                    level = b"\x40"  # -64 dBov
+                    data = _rtp(COMFORT_NOISE, seq, timestamp + offset_ms * 8, level, False, ssrc)
+                    out.append(Packet(at + offset_ms / 1000, data))
+                    seq += 1
+            timestamp = (timestamp + segment.ms * 8) & 0xFFFFFFFF
+            at += segment.ms / 1000
         else:
             event = EVENTS[segment.digit.upper()]
             steps = max(1, segment.ms // 20)
