@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tests.integration.sip.calls import GOODBYE, HELLO_WAV, the_one, turns, write_media
-from tests.integration.sip.rtp import Silence, Speech, Suppressed
+from tests.integration.sip.rtp import Segment, Silence, Speech, Suppressed
 from tests.integration.sip.sipp import run_sipp
 from tests.sip_tools import SipRobot
 
@@ -17,7 +17,12 @@ def test_silence_suppression_with_comfort_noise_is_not_an_rtp_timeout(
 ) -> None:
     # rtp_timeout_s 3 < the 6 s without audio packets; comfort noise every second keeps it alive.
     robot = sip_robot({"rtp_timeout_s": 3}, **GOODBYE)
-    plan = [Silence(300), Suppressed(6000, cn_every_ms=1000), Speech.wav(HELLO_WAV), Silence(1500)]
+    plan: list[Segment] = [
+        Silence(300),
+        Suppressed(6000, cn_every_ms=1000),
+        Speech.wav(HELLO_WAV),
+        Silence(1500),
+    ]
     write_media(tmp_path, plan)
     result = run_sipp("uac_media.xml", robot.target, workdir=tmp_path)
     assert result.ok, result.explain()  # ended by the robot's BYE after its goodbye
