@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import threading
+from functools import partial
 
 import pytest
 
@@ -11,6 +12,10 @@ from voiceplat.providers.base import ProviderError
 from voiceplat.providers.worker import SingleWorker, saturated
 
 HANG_S = 60
+
+
+def set_event(event: threading.Event, _job: object) -> None:
+    event.set()
 
 
 def test_a_full_queue_is_saturated_until_its_jobs_are_done() -> None:
@@ -22,7 +27,7 @@ def test_a_full_queue_is_saturated_until_its_jobs_are_done() -> None:
         # Added after the worker's own callback (which frees the place), so they run after it.
         finished = [threading.Event() for _ in jobs]
         for job, event in zip(jobs, finished, strict=True):
-            job.add_done_callback(lambda _, event=event: event.set())
+            job.add_done_callback(partial(set_event, event))
         assert "test-model" in saturated()
         with pytest.raises(ProviderError):
             worker.submit(lambda: None, max_queue=2)  # what a new call's turn would get
