@@ -192,7 +192,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    serve = commands.add_parser("serve", help="run a robot: answer calls from FreeSWITCH")
+    serve = commands.add_parser(
+        "serve",
+        help="run a robot: answer calls from FreeSWITCH (WebSocket) and, with a sip section, over SIP",
+    )
     serve.add_argument("robot", help="robot folder, e.g. robots/pipeline_russian")
     serve.add_argument("--host", help="listen address (default: ws_host from config)")
     serve.add_argument("--port", type=int, help="listen port (default: ws_port from config)")
@@ -214,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_module_command(
         commands,
         "call",
-        "simulate a caller over the FreeSWITCH protocol",
+        "simulate a caller over the FreeSWITCH protocol (ws://) or SIP (sip:)",
         "voiceplat.simulator.cli",
         "add_call_arguments",
         "run_call_command",
