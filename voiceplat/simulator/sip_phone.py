@@ -222,8 +222,13 @@ class SipPhone:
         """Hangs up and deletes every call (no reference to one may outlive this function)."""
         for call in self._calls.values():
             call.hang_up()
-            call.port = None
             call.listener = GoneListener()
+        # No frame callback may reach a port being deleted: stop the media clock first.
+        if self._endpoint is not None:
+            with contextlib.suppress(pj.Error):
+                self._endpoint.audDevManager().setNoDev()
+        for call in self._calls.values():
+            call.port = None
         self._calls.clear()
 
     def _destroy(self) -> None:

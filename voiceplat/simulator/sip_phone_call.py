@@ -71,7 +71,9 @@ class PhoneCall(pj.Call):
             if self.gone:
                 return
             self.gone = True
-            self.port = None  # its conference slot goes with it
+            # The port is kept until stop(): destroyed here, its slot leaves PJSIP's bridge only
+            # at the next tick, and the media clock could still call the half-destroyed port
+            # (a segfault with several calls on one stack).
             listener = self.listener
             self.inbox.post(listener.on_ended, status, reason, self.confirmed, self.hanging_up)
             return
