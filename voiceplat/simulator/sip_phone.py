@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import pjsua2 as pj
 
 from voiceplat.simulator.sip_phone_call import GoneListener, PhoneCall, PhoneListener
-from voiceplat.telephony.ingress.sip.endpoint import CODEC_IDS
+from voiceplat.telephony.ingress.sip.endpoint import CODEC_IDS, destroy_library
 from voiceplat.telephony.ingress.sip.media import LoopInbox, PlayoutBuffer
 from voiceplat.telephony.ingress.sip.pj_thread import PjThread
 
@@ -236,18 +236,9 @@ class SipPhone:
         gc.collect()  # calls a finished command's traceback still held go now too
         ep, self._endpoint = self._endpoint, None
         self.thread.set_poll(None)
-        if ep is None:
-            return
-        for account in self._accounts.values():
-            try:
-                account.shutdown()
-            except pj.Error:
-                pass
+        if ep is not None:
+            destroy_library(ep, self._accounts.values(), "simulator SIP")
         self._accounts.clear()
-        try:
-            ep.libDestroy()
-        except pj.Error as exc:
-            log.warning("simulator SIP shutdown: %s", exc.info())
 
 
 @dataclass

@@ -5,9 +5,10 @@ Built and torn down in the PJSIP thread. One `SipEndpoint` per process: pjsua is
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -208,15 +209,17 @@ class SipEndpoint:
     # -- stop (in the PJSIP thread) ----------------------------------------------------------
     def destroy(self) -> None:
         ep, self.endpoint = self.endpoint, None
-        if ep is None:
-            return
-        for account in self.accounts:
-            try:
-                account.shutdown()
-            except pj.Error:
-                pass
+        if ep is not None:
+            destroy_library(ep, self.accounts, "SIP")
         self.accounts.clear()
-        try:
-            ep.libDestroy()
-        except pj.Error as exc:
-            log.warning("SIP shutdown: %s", exc.info())
+
+
+def destroy_library(ep: pj.Endpoint, accounts: Iterable[pj.Account], who: str) -> None:
+    """Shuts the accounts down, then the library (in the PJSIP thread; calls already gone)."""
+    for account in accounts:
+        with contextlib.suppress(pj.Error):
+            account.shutdown()
+    try:
+        ep.libDestroy()
+    except pj.Error as exc:
+        log.warning("%s shutdown: %s", who, exc.info())
