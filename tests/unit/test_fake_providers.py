@@ -191,3 +191,23 @@ async def test_tts_fail_modes():
             got.append(chunk)
     assert len(got) == 3
     await assert_hangs(anext(make(FakeTTS, fail="hang").synthesize("текст")))
+
+
+async def test_asr_entries_carry_confidence_details():
+    asr = make(
+        FakeASR,
+        texts=[
+            "Блан.|avg_logprob=-1.4|no_speech_prob=0.7",
+            "@empty|no_speech_prob=0.9",
+            "a|b",
+            "left|right|no_speech_prob=.25",
+            "plain",
+        ],
+    )
+    results = [await asr.transcribe(SPEECH, None) for _ in range(5)]
+    assert results[0].text == "Блан."
+    assert results[0].details == {"duration_s": 1.23, "avg_logprob": -1.4, "no_speech_prob": 0.7}
+    assert (results[1].text, results[1].details["no_speech_prob"]) == ("", 0.9)
+    assert (results[2].text, results[2].details) == ("a|b", {"duration_s": 1.23})
+    assert (results[3].text, results[3].details["no_speech_prob"]) == ("left|right", 0.25)
+    assert (results[4].text, results[4].details) == ("plain", {"duration_s": 1.23})

@@ -9,6 +9,16 @@ gave up (barge-in, hang-up) is dropped before it runs.
 Call audio (8 kHz) is resampled to 16 kHz with soxr. Utterances up to 25 s go through the
 short-window path (`whisper_short`), longer ones through `WhisperModel.transcribe()` (30 s
 windows). Greedy decoding at temperature 0 either way.
+
+Both paths put Whisper's confidence in `Transcript.details`, for the utterance filter
+(voiceplat.turns.utterance_filter) to tell words from noise and hallucinations:
+
+- `avg_logprob`: mean log probability of the decoded tokens (0 = certain; below about -1 the
+  words are guesses);
+- `no_speech_prob`: Whisper's probability that the audio holds no speech at all.
+
+On the 30 s path they are pooled over the windows: `avg_logprob` over all tokens, `no_speech_prob`
+weighted by each window's duration.
 """
 
 from __future__ import annotations
@@ -17,6 +27,7 @@ import asyncio
 import time
 import zlib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -212,21 +223,25 @@ class FasterWhisperASR(ASR):
         text, detected = None, language
         if self.settings.fast_path and audio.duration_s <= whisper_short.MAX_SHORT_S:
             decoded = whisper_short.decode_short(model, samples, language, self.settings.beam_size)
-            details.update(no_speech_prob=round(decoded.no_speech_prob, 3), frames=decoded.frames)
+            details.update(
+                avg_logprob=round(decoded.avg_logprob, 3),
+                no_speech_prob=round(decoded.no_speech_prob, 3),
+                frames=decoded.frames,
+            )
             # A decoding loop ("ага, ага, ага, ...") is rare but ugly; the 30 s window avoids it.
             if decoded.looped or compression_ratio(decoded.text) > COMPRESSION_RATIO_LIMIT:
                 details["fallback"] = "repetitive"
             else:
                 text, detected, details["path"] = decoded.text, decoded.language, "short"
         if text is None:
-            text, detected = self._transcribe_full(model, samples, language)
-            details["path"] = "full"
+            text, detected, confidence = self._transcribe_full(model, samples, language)
+            details.update(confidence, path="full")
         details["decode_ms"] = round((time.perf_counter() - started) * 1000, 1)
         return Transcript(text=text, language=detected, details=details)
 
     def _transcribe_full(
         self, model: WhisperModel, samples: np.ndarray, language: str | None
-    ) -> tuple[str, str]:
+    ) -> tuple[str, str, dict[str, float]]:
         segments, info = model.transcribe(
             samples,
             language=language,
@@ -235,6 +250,41 @@ class FasterWhisperASR(ASR):
             condition_on_previous_text=False,
             without_timestamps=True,
             vad_filter=False,
+            # transcribe() would skip a no-speech window without a trace; the same rule is
+            # applied here instead, so the skipped windows still count in the confidence.
+            no_speech_threshold=None,
         )
-        text = " ".join(segment.text.strip() for segment in segments).strip()
-        return text, info.language
+        decoded = [
+            Window(s.text.strip(), s.avg_logprob, s.no_speech_prob, len(s.tokens), s.end - s.start)
+            for s in segments
+        ]
+        kept = [
+            w.text for w in decoded if not whisper_short.no_speech(w.no_speech_prob, w.avg_logprob)
+        ]
+        return " ".join(t for t in kept if t).strip(), info.language, pooled_confidence(decoded)
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """One 30 s window's decoding on the full path."""
+
+    text: str
+    avg_logprob: float
+    no_speech_prob: float
+    tokens: int
+    duration_s: float
+
+
+def pooled_confidence(windows: list[Window]) -> dict[str, float]:
+    """`avg_logprob` over all tokens (Whisper's average is over n + 1 positions per window) and
+    `no_speech_prob` weighted by duration; {} when nothing was decoded."""
+    if not windows:
+        return {}
+    positions = sum(w.tokens + 1 for w in windows)
+    duration = sum(max(w.duration_s, 0.0) for w in windows)
+    avg_logprob = sum(w.avg_logprob * (w.tokens + 1) for w in windows) / positions
+    if duration > 0:
+        no_speech = sum(w.no_speech_prob * max(w.duration_s, 0.0) for w in windows) / duration
+    else:
+        no_speech = sum(w.no_speech_prob for w in windows) / len(windows)
+    return {"avg_logprob": round(avg_logprob, 3), "no_speech_prob": round(no_speech, 3)}

@@ -145,6 +145,11 @@ def _words(text: str) -> list[str]:
     return re.findall(r"\w+", text.lower().replace("ё", "е"))
 
 
+def no_speech(no_speech_prob: float, avg_logprob: float) -> bool:
+    """transcribe()'s rule: Whisper thinks there was no speech and is unsure of its words."""
+    return no_speech_prob > NO_SPEECH_THRESHOLD and avg_logprob < LOG_PROB_THRESHOLD
+
+
 def decode_short(
     model: WhisperModel, audio: np.ndarray, language: str | None, beam_size: int = 1
 ) -> Decoded:
@@ -185,7 +190,7 @@ def decode_short(
     # generate() returns the length-normalised score; recover transcribe()'s average log prob.
     avg_logprob = result.scores[0] * len(generated) / (len(generated) + 1)
     text = tokenizer.decode(tokens).strip()
-    if result.no_speech_prob > NO_SPEECH_THRESHOLD and avg_logprob < LOG_PROB_THRESHOLD:
+    if no_speech(result.no_speech_prob, avg_logprob):
         text = ""
     return Decoded(
         text=text,
