@@ -202,6 +202,55 @@ async def test_views_answer_the_analysts_questions(stores: StoreEnv, tmp_path: P
     assert float(cut["interrupted_share"]) == pytest.approx(0.333, abs=0.001)
 
 
+async def test_turn_taking_fields_reach_every_store(stores: StoreEnv, tmp_path: Path) -> None:
+    """Ignored utterances, dead air inside an answer and resumed answers (issue 11), in the JSON
+    file, the PostgreSQL row and the MongoDB segment alike, and in the analysts' view."""
+    recorder, _ = open_recorder(stores.env, tmp_path)
+    await recorder.start()
+    dialog: list[dict[str, Any]] = [
+        {"role": "robot", "text": "Здравствуйте!", "starved_ms": 0.0, "starved_max_ms": 0.0},
+        {"role": "user", "text": "Продолжение следует...", "ignored": "hallucination"},
+        {"role": "user", "text": "Хочу записаться", "asr_ms": 110.0},
+        {
+            "role": "robot",
+            "text": "Конечно. На какой день вам удобно?",
+            "starved_ms": 420.0,
+            "starved_max_ms": 310.0,
+            "resumed": 1,
+        },
+    ]
+    record_call(recorder, "tt-0", robot="gamma", turns=dialog)
+    record_call(recorder, "tt-1", robot="gamma", turns=dialog[:2])  # only noise from the caller
+    await recorder.aclose()
+
+    fields = ("idx", "ignored", "starved_ms", "starved_max_ms", "resumed")
+    defaults = {"ignored": None, "starved_ms": None, "starved_max_ms": None, "resumed": 0}
+    expected = [
+        tuple({**defaults, "idx": i, **turn}[f] for f in fields) for i, turn in enumerate(dialog)
+    ]
+    (record,) = [
+        json.loads(p.read_text()) for p in (tmp_path / "logs").glob("*.json") if "tt-0" in p.name
+    ]
+    assert [tuple(t[f] for f in fields) for t in record["turns"]] == expected
+    (document,) = [
+        d for d in await mongo_documents(stores.env["MONGO_URI"]) if d["call_id"] == "tt-0"
+    ]
+    assert [tuple(s[f] for f in fields) for s in document["segments"]] == expected
+    conn = await asyncpg.connect(stores.env["POSTGRES_DSN"])
+    try:
+        rows = await conn.fetch("SELECT * FROM turns WHERE call_id = 'tt-0' ORDER BY idx")
+        view = await conn.fetchrow("SELECT * FROM turn_taking_per_robot WHERE robot = 'gamma'")
+        rate = await conn.fetchrow("SELECT * FROM answer_rate_per_robot_day WHERE robot = 'gamma'")
+    finally:
+        await conn.close()
+    assert [tuple(row[f] for f in fields) for row in rows] == expected
+    assert (view["user_turns"], view["ignored"], view["hallucinations"]) == (3, 2, 2)
+    assert (view["robot_turns"], view["resumed"], view["starved_over_300ms"]) == (3, 1, 1)
+    assert float(view["starved_max_ms"]) == 310.0
+    # the call whose caller only made noise is answered but not engaged
+    assert (rate["calls"], rate["engaged"]) == (2, 1)
+
+
 async def test_bad_data_is_stored_or_set_aside_with_a_reason(
     stores: StoreEnv, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

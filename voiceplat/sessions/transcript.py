@@ -2,7 +2,9 @@
 
 One per call, owned by the session and made when the call's record opens. Every turn, the caller's
 or the robot's, gets the next index; its record goes into the call's log; what the caller said and
-what the caller heard of the robot go into the dialog history.
+what the caller heard of the robot go into the dialog history. An utterance the utterance filter
+dropped (noise, a hallucination) is recorded as an ignored turn but is not in the dialog: the
+models never see it, and it is not the caller's last words for `caller_said_goodbye`.
 """
 
 from __future__ import annotations
@@ -48,9 +50,18 @@ class CallTranscript:
         return idx
 
     def record_user_turn(
-        self, text: str, started: float, ended: float, asr_ms: float | None
+        self,
+        text: str,
+        started: float,
+        ended: float,
+        asr_ms: float | None,
+        *,
+        ignored: str | None = None,
     ) -> int:
-        """Records what the caller said (`started`/`ended` on the session clock); returns its index."""
+        """Records what the caller said (`started`/`ended` on the session clock); returns its index.
+
+        `ignored`: why the utterance is not a turn (voiceplat.turns.utterance_filter's reason); it
+        is recorded with its text and that reason, and left out of the dialog history."""
         idx = self.next_idx()
         self._call.add_turn(
             TurnRecord(
@@ -61,9 +72,11 @@ class CallTranscript:
                 started_at=self.wall(started),
                 ended_at=self.wall(ended),
                 asr_ms=asr_ms,
+                ignored=ignored,
             )
         )
-        self.history.append(Message("user", text))
+        if ignored is None:
+            self.history.append(Message("user", text))
         return idx
 
     def record_robot_turn(self, turn: RobotTurn) -> None:
@@ -85,6 +98,10 @@ class CallTranscript:
                 v2v_ms=turn.v2v_ms,
                 track=turn.track,
                 error=turn.error,
+                # Set by the session's audio sender; a turn that never sent audio has none.
+                starved_ms=getattr(turn, "starved_ms", None),
+                starved_max_ms=getattr(turn, "starved_max_ms", None),
+                resumed=getattr(turn, "resumed", 0) or 0,
             )
         )
         if heard:

@@ -3,7 +3,8 @@
     {call_id, robot, mode, source, caller, callee, started_at, answered_at, ended_at,
      duration_sec, status, end_reason, turns, metadata, dtmf, transfer_target, updated_at,
      segments: [{idx, role, text, heard_text, started_at, ended_at, interrupted,
-                 asr_ms, llm_ttft_ms, tts_ttfb_ms, v2v_ms, track, error}, ...],   # sorted by idx
+                 asr_ms, llm_ttft_ms, tts_ttfb_ms, v2v_ms, track, error, ignored,
+                 starved_ms, starved_max_ms, resumed}, ...],   # sorted by idx
      pipeline_log: [{at, event, data}, ...]}
 
 Writes are idempotent: the document is upserted by call_id; a turn replaces the segment with its

@@ -43,14 +43,17 @@ WHERE calls.status = 'in_progress' OR EXCLUDED.status <> 'in_progress'
 
 UPSERT_TURN = """
 INSERT INTO turns (call_id, idx, role, text, heard_text, started_at, ended_at, interrupted,
-                   asr_ms, llm_ttft_ms, tts_ttfb_ms, v2v_ms, track, error)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+                   asr_ms, llm_ttft_ms, tts_ttfb_ms, v2v_ms, track, error, ignored,
+                   starved_ms, starved_max_ms, resumed)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
 ON CONFLICT (call_id, idx) DO UPDATE SET
     role = EXCLUDED.role, text = EXCLUDED.text, heard_text = EXCLUDED.heard_text,
     started_at = EXCLUDED.started_at, ended_at = EXCLUDED.ended_at,
     interrupted = EXCLUDED.interrupted, asr_ms = EXCLUDED.asr_ms,
     llm_ttft_ms = EXCLUDED.llm_ttft_ms, tts_ttfb_ms = EXCLUDED.tts_ttfb_ms,
-    v2v_ms = EXCLUDED.v2v_ms, track = EXCLUDED.track, error = EXCLUDED.error
+    v2v_ms = EXCLUDED.v2v_ms, track = EXCLUDED.track, error = EXCLUDED.error,
+    ignored = EXCLUDED.ignored, starved_ms = EXCLUDED.starved_ms,
+    starved_max_ms = EXCLUDED.starved_max_ms, resumed = EXCLUDED.resumed
 """
 
 # SQLSTATE classes meaning "the server is unavailable or busy", not "the data is wrong":
@@ -99,6 +102,11 @@ def turn_row(turn: dict[str, Any]) -> tuple[Any, ...]:
         turn["v2v_ms"],
         turn["track"],
         turn["error"],
+        # A spool written before these fields existed (issue 11) replays without them.
+        turn.get("ignored"),
+        turn.get("starved_ms"),
+        turn.get("starved_max_ms"),
+        turn.get("resumed") or 0,
     )
 
 

@@ -87,6 +87,22 @@ class TurnRecord(_Record):
     )
     track: str | None = None
     error: str | None = None
+    ignored: str | None = Field(
+        None,
+        description="Why a user turn was left out of the dialog (the utterance filter's reason: "
+        "'no_words', 'hallucination', 'too_short', ...); None: it was in the dialog.",
+    )
+    starved_ms: float | None = Field(
+        None,
+        description="Robot turn: total time the robot had no audio to send while the turn "
+        "was not finished (dead air inside the answer).",
+    )
+    starved_max_ms: float | None = Field(
+        None, description="Robot turn: the longest single such gap."
+    )
+    resumed: int = Field(
+        0, ge=0, description="Robot turn: times it went on after a false interruption."
+    )
 
 
 class LogEvent(_Record):
