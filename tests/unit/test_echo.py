@@ -199,3 +199,12 @@ def test_settings_are_checked() -> None:
         EchoSettings(residual_db=3)
     with pytest.raises(ValueError, match="caller frame"):
         EchoGuard().process(b"\0" * 3, 1.0)
+
+
+def test_a_backchannel_over_echo_stays_a_short_utterance() -> None:
+    # "ага" over the robot's echo: right after it the echo must be recognised again, or the
+    # utterance runs on into the echo and grows long enough to interrupt.
+    results = simulate(Scenario(echo_db=-15, echo_ms=120, caller="ru_aga.wav", caller_at_s=2.0))
+    events = barge_in_events(results, guarded=True)
+    assert [e for _, e in events] == ["started"]
+    assert 2.0 + 0.2 <= events[0][0] <= 2.0 + 0.3  # the fixture's speech starts 0.24 s in

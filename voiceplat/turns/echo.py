@@ -31,7 +31,6 @@ includes any constant error in the predicted playout time (up to `timing_error_m
 from __future__ import annotations
 
 import math
-from collections import deque
 from dataclasses import dataclass
 from typing import Literal
 
@@ -49,7 +48,7 @@ _LOCK_NCC = 0.5
 """Normalised correlation that makes a lag the echo path."""
 _ESTIMATE_GAP = 3
 """After an estimate that found nothing better, frames until the next one; doubled after each
-such estimate up to _ESTIMATE_GAP_MAX, back to this at every new stretch of robot audio."""
+such estimate up to _ESTIMATE_GAP_MAX, unless the frames look like echo (_ECHO_LIKE)."""
 _ESTIMATE_GAP_MAX = 25
 _NEAR_FIT = 100.0
 """The three-tap fit is tried only when one tap leaves less than this times the residual allowed
@@ -114,8 +113,6 @@ class EchoGuard:
         self._lag: int | None = None
         self._frames_to_estimate = 0
         self._estimate_gap = _ESTIMATE_GAP
-        self._fresh: deque[int] = deque()
-        """Starts of stretches of robot audio not reached yet: the lag may change at each."""
 
     # -- robot side ---------------------------------------------------------------------------
 
@@ -127,8 +124,6 @@ class EchoGuard:
         start = round(start_t * CALL_RATE)
         if self._ref_end is not None and abs(start - self._ref_end) <= _SNAP:
             start = self._ref_end  # the next chunk of the same stream: no gap, no overlap
-        else:
-            self._fresh.append(start)
         if self._ref_end is None or not self._ref.size:
             self._ref_start = start
         end = start + samples.size
@@ -177,11 +172,6 @@ class EchoGuard:
             return EchoDecision(False, "off", None, None)
         assert self._mic_end is not None
         start = self._mic_end - x.size
-        while self._fresh and self._fresh[0] + self._lag_min <= self._mic_end:
-            # Its echo may arrive from now on, maybe at a new lag: look for it eagerly again.
-            self._fresh.popleft()
-            self._frames_to_estimate = 0
-            self._estimate_gap = _ESTIMATE_GAP
         ref_peak = self._robot_peak(start - self._lag_max, self._mic_end - self._lag_min)
         if ref_peak < _SILENT_REF:
             return EchoDecision(False, "no_robot_audio", self._delay_ms(), None)
