@@ -3,12 +3,16 @@
 `SentenceSplitter` is fed LLM chunks as they arrive and hands out whole sentences the moment
 they end, so TTS can start on sentence one while the LLM is still writing sentence two. The
 first segment may be cut early at a clause boundary: the caller hears the robot sooner.
+`boundaries` holds the rules it uses (abbreviations, numbers, ellipses); `chunking.ChunkPlanner`
+uses the same rules to cut by time.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Literal
 
 _TERMINATORS = ".!?…"
 _CLOSERS = "\"'»”’)]"
@@ -27,6 +31,107 @@ _MAY_END = frozenset(
 )  # fmt: skip
 # Initials and dotted letters: "А. С. Пушкин", "А.С. Пушкин", "U.S. law", "д. 5".
 _INITIALS = re.compile(r"(?:[^\W\d_]\.)*[^\W\d_]")
+
+
+@dataclass(frozen=True, slots=True)
+class Boundary:
+    """A place where streamed text may be cut: the segment is buf[:end]."""
+
+    end: int
+    kind: Literal["newline", "clause", "sentence", "space", "pending"]
+    """newline / clause (",;:—–" before a space) / sentence (a real end, abbreviations and numbers
+    ruled out) / space (buf[end] is whitespace after a word: a word boundary, not judged here) /
+    pending (buf[end:] may end a sentence, but that depends on text not yet in: end is len(buf))."""
+
+
+def boundaries(buf: str) -> Iterator[Boundary]:
+    """The boundaries in `buf` (which never starts with whitespace), in order.
+
+    Stops after a `pending` one: what follows it is not known yet. The rules (abbreviations,
+    initials, decimals, list numbers, ellipses) are the ones SentenceSplitter and ChunkPlanner
+    share.
+    """
+    n = len(buf)
+    i = 0
+    while i < n:
+        c = buf[i]
+        if c.isspace():
+            if c == "\n" and i > 0:
+                yield Boundary(i, "newline")
+            elif i > 0 and not buf[i - 1].isspace():
+                yield Boundary(i, "space")
+            i += 1
+            continue
+        if c in _CLAUSE:
+            if i + 1 < n and buf[i + 1].isspace():
+                yield Boundary(i + 1, "clause")
+            elif i + 1 == n and _ends_clause(buf, i):
+                yield Boundary(n, "clause")  # no need to wait a token for the space after it
+        if c not in _TERMINATORS:
+            i += 1
+            continue
+        j = i
+        while j < n and buf[j] in _TERMINATORS:
+            j += 1
+        while j < n and buf[j] in _CLOSERS:
+            j += 1
+        if j == n:
+            yield Boundary(n, "pending")
+            return
+        if not buf[j].isspace():  # "3.5", "9.00", "e.g.," — not an end
+            i = j
+            continue
+        verdict = sentence_end(buf, i, j)
+        if verdict is None:  # depends on the next word, which has not arrived yet
+            yield Boundary(n, "pending")
+            return
+        if verdict:
+            yield Boundary(j, "sentence")
+        i = j
+
+
+def sentence_end(buf: str, start: int, end: int) -> bool | None:
+    """Whether the terminators in buf[start:end] (followed by whitespace) end a sentence.
+
+    None when it depends on the case of the next word and that word is not in yet.
+    """
+    marks = buf[start:end]
+    if "!" in marks or "?" in marks:
+        return True
+    if "…" not in marks and marks.count(".") == 1:
+        word = word_before(buf, start).lower()
+        if word not in _MAY_END:
+            if is_abbreviation(word):
+                return False
+            # A list item number ("1. Первое") is not a sentence of its own.
+            return not buf[:start].isdigit()
+    # An ellipsis or an abbreviation that may end a sentence: a lower-case next word means
+    # the sentence goes on ("Ну… я не знаю", "500 руб. в месяц").
+    k = end
+    while k < len(buf) and buf[k].isspace():
+        k += 1
+    if k == len(buf):
+        return None
+    return not buf[k].islower()
+
+
+def is_abbreviation(word: str) -> bool:
+    """Whether `word` (lower case, without its last dot) is an abbreviation or an initial."""
+    return word in _NEVER_END or word in _MAY_END or _INITIALS.fullmatch(word) is not None
+
+
+def cut_long(buf: str, limit: int) -> int:
+    """Where to cut text longer than `limit`: the last clause, else space, else hard at limit."""
+    for i in range(min(limit, len(buf) - 1) - 1, 0, -1):
+        if buf[i] in _CLAUSE and buf[i + 1].isspace():
+            return i + 1
+    space = buf.rfind(" ", 1, limit + 1)
+    return space if space > 0 else limit
+
+
+def speakable(segment: str) -> bool:
+    """A segment of bare punctuation ("…", "—") has nothing to say; TTS would choke on it."""
+    return any(c.isalnum() for c in segment)
 
 
 class SentenceSplitter:
@@ -60,8 +165,7 @@ class SentenceSplitter:
     def _emit(self, end: int, out: list[str]) -> None:
         segment = self._buf[:end].strip()
         self._buf = self._buf[end:].lstrip()
-        # A segment of bare punctuation ("…", "—") has nothing to say; TTS would choke on it.
-        if any(c.isalnum() for c in segment):
+        if speakable(segment):
             out.append(segment)
             self._first = False
 
@@ -72,76 +176,18 @@ class SentenceSplitter:
             return end
         if end is None and len(self._buf) <= self.max_chars:
             return None
-        return self._cut_long()
+        return cut_long(self._buf, self.max_chars)
 
     def _boundary(self, final: bool) -> int | None:
-        buf = self._buf
-        n = len(buf)
-        i = 0
-        while i < n:
-            c = buf[i]
-            # The buffer never starts with whitespace, so i > 0 means there is text before.
-            if c == "\n" and i > 0:
-                return i
-            if c in _CLAUSE and self._first and i + 1 >= self.first_clause_min_chars:
-                if i + 1 < n and buf[i + 1].isspace():
-                    return i + 1
-                if i + 1 == n and _ends_clause(buf, i):
-                    return n  # no need to wait a token for the space after it
-            if c not in _TERMINATORS:
-                i += 1
-                continue
-            j = i
-            while j < n and buf[j] in _TERMINATORS:
-                j += 1
-            while j < n and buf[j] in _CLOSERS:
-                j += 1
-            if j == n:
-                return n if final else None
-            if not buf[j].isspace():  # "3.5", "9.00", "e.g.," — not an end
-                i = j
-                continue
-            verdict = self._is_sentence_end(buf, i, j)
-            if verdict is None:  # depends on the next word, which has not arrived yet
-                return n if final else None
-            if verdict:
-                return j
-            i = j
+        for boundary in boundaries(self._buf):
+            kind = boundary.kind
+            if kind in ("newline", "sentence"):
+                return boundary.end
+            if kind == "pending":
+                return boundary.end if final else None
+            if kind == "clause" and self._first and boundary.end >= self.first_clause_min_chars:
+                return boundary.end
         return None
-
-    @staticmethod
-    def _is_sentence_end(buf: str, start: int, end: int) -> bool | None:
-        """Whether the terminators in buf[start:end] (followed by whitespace) end a sentence.
-
-        None when it depends on the case of the next word and that word is not in yet.
-        """
-        marks = buf[start:end]
-        if "!" in marks or "?" in marks:
-            return True
-        if "…" not in marks and marks.count(".") == 1:
-            word = _word_before(buf, start).lower()
-            if word not in _MAY_END:
-                if word in _NEVER_END or _INITIALS.fullmatch(word):
-                    return False
-                # A list item number ("1. Первое") is not a sentence of its own.
-                return not buf[:start].isdigit()
-        # An ellipsis or an abbreviation that may end a sentence: a lower-case next word means
-        # the sentence goes on ("Ну… я не знаю", "500 руб. в месяц").
-        k = end
-        while k < len(buf) and buf[k].isspace():
-            k += 1
-        if k == len(buf):
-            return None
-        return not buf[k].islower()
-
-    def _cut_long(self) -> int:
-        """Where to cut a segment that would exceed max_chars: clause, else space, else hard."""
-        buf, limit = self._buf, self.max_chars
-        for i in range(min(limit, len(buf) - 1) - 1, 0, -1):
-            if buf[i] in _CLAUSE and buf[i + 1].isspace():
-                return i + 1
-        space = buf.rfind(" ", 1, limit + 1)
-        return space if space > 0 else limit
 
 
 def _ends_clause(buf: str, index: int) -> bool:
@@ -153,7 +199,7 @@ def _ends_clause(buf: str, index: int) -> bool:
     return before.isalpha()
 
 
-def _word_before(buf: str, index: int) -> str:
+def word_before(buf: str, index: int) -> str:
     """The token that ends right before buf[index], made of word characters and dots."""
     start = index
     while start > 0 and (buf[start - 1].isalnum() or buf[start - 1] in "._"):
