@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from benchmarks.asr_accuracy import (
@@ -20,8 +21,10 @@ from benchmarks.asr_accuracy import (
     telephone,
     word_error_rate,
 )
+from voiceplat.audio.g711 import ulaw_decode, ulaw_encode
 from voiceplat.audio.pcm import Pcm
 from voiceplat.providers.asr.faster_whisper import FasterWhisperASR, FasterWhisperSettings
+from voiceplat.turns.utterance_filter import UtteranceFilterSettings, classify
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -84,6 +87,42 @@ async def test_silence_and_noise_give_no_words(asr: FasterWhisperASR) -> None:
     assert (await asr.transcribe(telephone(FIXTURES / "cough.wav"), "ru-RU")).text == ""
 
 
+def noise_burst(ms: float, level: float, seed: int) -> Pcm:
+    """Gaussian noise (a rustle, a breath into the microphone) between short silences, as a call
+    delivers it (mu-law)."""
+    noise = np.random.default_rng(seed).normal(0, level, int(8 * ms)).clip(-32768, 32767)
+    audio = Pcm.silence(200) + Pcm.from_numpy(noise.astype(np.int16), 8000) + Pcm.silence(300)
+    return Pcm(ulaw_decode(ulaw_encode(audio.data)), 8000)
+
+
+async def test_confidence_tells_speech_from_noise(asr: FasterWhisperASR) -> None:
+    """Whisper's avg_logprob and no_speech_prob, and the utterance filter's verdict on them: speech
+    is a turn, a cough or a noise burst (VAD took it for speech) is not."""
+    settings = UtteranceFilterSettings()
+    for name in ("ru_stop.wav", "ru_question.wav", "ru_hello.wav"):
+        audio = telephone(FIXTURES / name)
+        transcript = await asr.transcribe(audio, "ru-RU")
+        details = transcript.details
+        print(f"{name}: {details} {transcript.text!r}")
+        assert details["avg_logprob"] > -0.8 and details["no_speech_prob"] < 0.5, details
+        verdict = classify(transcript.text, details, audio.duration_s * 1000, settings)
+        assert verdict.kind == "ok", (verdict, transcript.text)
+
+    noises: list[tuple[str, Pcm, float | None]] = [
+        ("cough.wav", telephone(FIXTURES / "cough.wav"), None)
+    ]
+    for ms, level, seed in ((150, 3000, 1), (150, 9000, 2), (300, 3000, 3)):
+        noises.append((f"noise {ms} ms at {level}", noise_burst(ms, level, seed), ms))
+    for name, audio, voiced_ms in noises:
+        transcript = await asr.transcribe(audio, "ru-RU")
+        details = transcript.details
+        print(f"{name}: {details} {transcript.text!r}")
+        assert {"avg_logprob", "no_speech_prob"} <= details.keys()
+        voiced = voiced_ms if voiced_ms is not None else audio.duration_s * 1000
+        verdict = classify(transcript.text, details, voiced, settings)
+        assert verdict.kind == "ignore", (name, verdict, transcript.text, details)
+
+
 async def test_short_backchannel_is_not_a_loop(asr: FasterWhisperASR) -> None:
     transcript = await asr.transcribe(telephone(FIXTURES / "ru_aga.wav"), "ru-RU")
     assert normalize_words(transcript.text) == ["ага"]
@@ -100,6 +139,23 @@ async def test_long_audio_takes_the_30_s_path(asr: FasterWhisperASR) -> None:
 
     assert transcript.details["path"] == "full"
     assert {"адрес", "пятницу", "оператором", "утро"} <= words(transcript.text)
+    # confidence pooled over the 30 s windows: clear speech throughout
+    assert transcript.details["avg_logprob"] > -0.8, transcript.details
+    assert transcript.details["no_speech_prob"] < 0.5, transcript.details
+
+
+async def test_the_30_s_path_reports_noise_as_no_speech(asr: FasterWhisperASR) -> None:
+    full = make_asr(fast_path=False)
+    await full.start()  # shares the loaded model
+    try:
+        transcript = await full.transcribe(telephone(FIXTURES / "cough.wav"), "ru-RU")
+        speech = await full.transcribe(telephone(FIXTURES / "ru_stop.wav"), "ru-RU")
+    finally:
+        await full.aclose()
+    assert transcript.text == "" and transcript.details["path"] == "full"
+    assert transcript.details["no_speech_prob"] >= 0.6, transcript.details
+    assert speech.details["no_speech_prob"] < transcript.details["no_speech_prob"]
+    assert {"подождите", "вопрос"} <= words(speech.text), speech.text
 
 
 async def test_concurrent_utterances_queue_on_one_model(asr: FasterWhisperASR) -> None:
