@@ -18,8 +18,9 @@ voiceplat.providers.asr.faster_whisper); an ASR that reports neither is trusted.
 the utterance's speech time by VAD (frames judged speech, without the hangover).
 
 Measured with Whisper base on telephone audio (8 kHz, mu-law; tests/e2e/test_faster_whisper.py):
-clear Russian speech gives avg_logprob -0.3 to -0.65 and no_speech_prob 0.03-0.3; a 150 ms noise
-burst "А" at -1.45 / 0.39, "СПОКОЙНАЯ МУЗЫКА" at -1.02; a cough or a click nothing at all.
+clear Russian speech gives avg_logprob -0.3 to -0.65 and no_speech_prob 0.03-0.3; 150 ms noise
+bursts "А" at -1.45 / 0.39, a whole sentence "Слышь, я не могу." at -1.85 / 0.41, "СПОКОЙНАЯ
+МУЗЫКА" at -1.03 / 0.42; a cough or a click nothing at all. So short unsure words are noise.
 
 `UtteranceFilter` adds the one piece of state: after `max_unclear_in_row` "please repeat"s the
 next unclear utterance is answered as it is (the caller may just speak that way).
