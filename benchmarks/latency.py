@@ -10,6 +10,11 @@ benchmarks/data/asr/ (Russian and English), a few per call, and the call records
     python benchmarks/latency.py --variants           # also without speculative ASR
     python benchmarks/latency.py --concurrency 1,2,3  # calls at once, the degradation curve
     python benchmarks/latency.py --set vad.speculative_pause_ms=120   # try a setting
+    python benchmarks/latency.py --halves             # ru: tuned vs held-out questions, starvation
+
+--halves (benchmarks/latency_halves.py) runs the Russian robot on two halves of caller turns, the
+tuned questions of benchmarks/data/asr/ru.tsv and the held-out ones of benchmarks/data/heldout/,
+and prints v2v (caller side and robot side) and starvation inside the answers per half.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from benchmarks import latency_halves
 from benchmarks.common import ROOT, RobotProcess, call_records, copy_robot, pct
 from voiceplat.simulator import Say, run_calls
 
@@ -155,6 +161,31 @@ HEADER = (
 )
 
 
+async def measure_halves(
+    overrides: dict[str, Any], per_half: int, settle_s: float
+) -> dict[str, latency_halves.HalfRun]:
+    """The Russian robot on the tuned and held-out halves (one robot process for both)."""
+    sets = latency_halves.halves(per_half)
+    with shipped_robot("pipeline_russian", overrides) as (robot, _config):
+        calls = await latency_halves.run_halves(robot.url, sets, settle_s)
+        records = call_records(robot.robot, sum(len(c) for c in calls.values()), timeout_s=60)
+    return {half: latency_halves.collect(half, calls[half], records) for half in calls}
+
+
+def print_halves(runs: dict[str, latency_halves.HalfRun], show: bool) -> None:
+    print(latency_halves.HEADER)
+    everything = latency_halves.HalfRun()
+    for half, run in runs.items():
+        print(latency_halves.half_row(half, run, parts(run.records)), flush=True)
+        everything.samples += run.samples
+        everything.records += run.records
+        everything.caller_gap_source |= run.caller_gap_source
+    print(latency_halves.half_row("both", everything, parts(everything.records)))
+    if show:
+        print()
+        print(latency_halves.turn_table(runs))
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--languages", default="ru,en")
@@ -167,6 +198,20 @@ async def main() -> None:
         metavar="KEY=JSON",
         help="config override for every run, e.g. vad.speculative_pause_ms=120 (repeatable)",
     )
+    parser.add_argument(
+        "--halves",
+        action="store_true",
+        help="Russian only: tuned vs held-out questions, v2v and starvation per half",
+    )
+    parser.add_argument("--per-half", type=int, default=20, help="turns per half (--halves)")
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=latency_halves.SETTLE_S,
+        help="seconds of quiet the caller waits before its next utterance (--halves)",
+    )
+    parser.add_argument("--show", action="store_true", help="also every turn (--halves)")
+    parser.add_argument("--json", type=Path, help="write every turn's figures here (--halves)")
     args = parser.parse_args()
     settings = {key: json.loads(value) for key, value in (s.split("=", 1) for s in args.set)}
     robots = {"ru": "pipeline_russian", "en": "pipeline_english"}
@@ -174,6 +219,13 @@ async def main() -> None:
     print(
         "all figures in ms; 'heard' = simulator: end of caller speech → first robot audio heard\n"
     )
+    if args.halves:
+        runs = await measure_halves(settings, args.per_half, args.settle)
+        print_halves(runs, args.show)
+        if args.json is not None:
+            samples = [vars(s) for run in runs.values() for s in run.samples]
+            args.json.write_text(json.dumps(samples, ensure_ascii=False, indent=1))
+        return
     print(HEADER)
     for language in args.languages.split(","):
         for n in [int(x) for x in args.concurrency.split(",")]:
