@@ -133,7 +133,7 @@ def simulate(sc: Scenario, settings: EchoSettings | None = None) -> list[FrameRe
 
 def echo_share(results: list[FrameResult]) -> float:
     """Share of VAD-voiced frames without caller speech that the guard calls echo."""
-    voiced = [r for r in results if r.voiced and r.caller_rms == 0.0]
+    voiced = [r for r in results if r.voiced and r.echo_rms > 0.0 and r.caller_rms == 0.0]
     return sum(r.decision.echo for r in voiced) / max(len(voiced), 1)
 
 

@@ -27,11 +27,12 @@ def test_echo_alone_is_echo(echo_db: float, echo_ms: float) -> None:
     results = simulate(Scenario(echo_db=echo_db, echo_ms=echo_ms))
     voiced_echo(results)
     assert echo_share(results) >= 0.95
-    locked = {r.decision.delay_ms for r in results if r.decision.echo}
+    locked = {r.decision.delay_ms for r in results if r.decision.reason == "echo"}
     assert locked == {echo_ms}  # the path it found is the one the line has
 
 
-@pytest.mark.parametrize("playout_error_s", [-0.1, -0.05, 0.05, 0.1])
+# +0.2 s with a 200 ms echo: the peer's 160 ms pre-buffer and some network the prediction missed.
+@pytest.mark.parametrize("playout_error_s", [-0.1, -0.05, 0.05, 0.1, 0.2])
 @pytest.mark.parametrize("robot", ["ru_long.wav", "ru_question.wav"])
 def test_echo_with_a_wrong_playout_prediction(robot: str, playout_error_s: float) -> None:
     results = simulate(Scenario(robot=robot, echo_ms=200, playout_error_s=playout_error_s))
@@ -121,8 +122,8 @@ def test_flushed_audio_makes_no_echo_expected() -> None:
     results = simulate(Scenario(flush_at_s=1.5, caller="ru_stop.wav", caller_at_s=2.2, echo_ms=120))
     before = [r for k, r in enumerate(results) if r.voiced and (k + 1) * FRAME_S < 1.5]
     assert sum(r.decision.echo for r in before) / len(before) >= 0.95
-    # 1.5 s + timing_error 0.1 s + max lag 0.35 s: from 1.95 s on nothing robot can be near.
-    after = [r for k, r in enumerate(results) if (k + 1) * FRAME_S > 1.98]
+    # 1.5 s + timing_error 0.1 s + longest lag 0.5 s: from 2.1 s on no robot audio can be near.
+    after = [r for k, r in enumerate(results) if (k + 1) * FRAME_S > 2.12]
     assert after and {r.decision.reason for r in after} == {"no_robot_audio"}
 
 
@@ -147,8 +148,8 @@ def test_a_new_stretch_of_robot_audio_at_another_lag_is_found() -> None:
     second = [decisions[k] for k in loud if k * FRAME_S > 4]
     assert sum(x.echo for x in first) / len(first) >= 0.95
     assert sum(x.echo for x in second) / len(second) >= 0.95
-    assert {x.delay_ms for x in first if x.echo} == {120.0}
-    assert {x.delay_ms for x in second if x.echo} == {200.0}
+    assert {x.delay_ms for x in first if x.reason == "echo"} == {120.0}
+    assert {x.delay_ms for x in second if x.reason == "echo"} == {200.0}
 
 
 def barge_in_events(results: list[FrameResult], guarded: bool) -> list[tuple[float, str]]:
@@ -208,3 +209,15 @@ def test_a_backchannel_over_echo_stays_a_short_utterance() -> None:
     events = barge_in_events(results, guarded=True)
     assert [e for _, e in events] == ["started"]
     assert 2.0 + 0.2 <= events[0][0] <= 2.0 + 0.3  # the fixture's speech starts 0.24 s in
+
+
+def test_line_noise_while_the_robot_talks_is_quiet_not_caller() -> None:
+    rng = np.random.default_rng(3)
+    noise = [(rng.normal(0, 30, 160)).astype("<i2").tobytes() for _ in range(100)]
+    talking = EchoGuard()
+    talking.played(fixture("ru_long.wav").astype("<i2").tobytes(), 0.0)
+    silent = EchoGuard()
+    assert {talking.process(f, (k + 1) * FRAME_S).reason for k, f in enumerate(noise)} == {"quiet"}
+    assert {silent.process(f, (k + 1) * FRAME_S).reason for k, f in enumerate(noise)} == {
+        "no_robot_audio"
+    }

@@ -6,21 +6,27 @@ robot interrupts itself. The robot knows exactly what it sent, so the guard keep
 a timeline (`played`, `flushed`) and, for each 20 ms caller frame (`process`), asks whether the
 frame is explained by it:
 
-1. No robot audio could be in the frame (nothing played within the echo delay range): not echo.
-2. With a known echo lag, the frame is fitted by least squares to the robot's audio at that lag
-   (three taps: lag−1, lag, lag+1, so a fractional or slightly coloured path still fits). The
-   frame is echo when what is left — the residual, i.e. the caller's own audio — is at least
-   `residual_db` below the robot's audio at that point, or quieter than `quiet_rms` in absolute
-   terms (the echo of the robot's quiet sounds is mostly μ-law quantisation noise).
-3. When there is no lag yet, or the fit fails (the timing of `played` jumped, or the caller is
-   talking), the lag is (re-)estimated: normalised cross-correlation of the last 200 ms of the
-   caller's channel with the robot's audio over every lag in the range, by FFT. A peak of at
-   least 0.5 that also explains the frame (as in 2) is taken as the echo path. Caller speech over the robot decorrelates the window,
-   so double talk never locks onto a wrong lag, and its frames leave a large residual: not echo.
+1. No robot audio could be in the frame (nothing audible played within the lag range): not
+   echo, whatever the frame holds.
+2. The robot is talking and the frame is quieter than `quiet_rms`: not speech ("quiet").
+3. With a known echo lag, the frame is fitted by least squares to the robot's audio at that lag
+   (one tap; three taps, lag−1…lag+1, when one nearly fits: a fractional or slightly coloured
+   path). The frame is echo when what is left — the residual, the caller's own audio — is at
+   least `residual_db` below the robot's audio at that point, or quieter than `quiet_rms`.
+4. Otherwise (no lag yet, the timing of `played` jumped, or the caller is talking) the lag is
+   estimated: normalised cross-correlation, by FFT, of the caller's last 200 ms with the
+   robot's audio at every lag in the range. A peak of at least 0.5 is taken only if a strict fit
+   at that lag explains the frame (under 1 % of its energy left, and `residual_db`): caller
+   speech over the robot decorrelates the window, so double talk does not lock onto a wrong
+   lag, and its frames leave a large residual: not echo ("caller").
 
-Sans-I/O: the caller of the guard passes times (any monotonic clock, the same for `played`,
-`flushed` and `process`). Per frame it costs one 3-tap fit (tens of microseconds); the FFT
-estimate runs only when the fit fails, at most every third frame (see benchmarks/echo.py).
+Cost: a frame with no robot audio near is a few microseconds; an echo frame is a one-tap fit.
+The FFT estimate runs only when the fit fails: at most every third frame when the frame looks
+like echo (10 dB quieter than the robot's audio), else backing off to every 25th frame, so a
+caller talking over the robot on a clean line costs little (numbers: benchmarks/echo.py).
+
+Sans-I/O: the user of the guard passes times (any monotonic clock, the same for `played`,
+`flushed` and `process`).
 
 Timelines are kept in samples, not in the times passed: caller frames are taken as contiguous
 (their `end_t` may jitter with packet arrival) unless one is more than 60 ms off, and a played
@@ -68,19 +74,25 @@ class EchoSettings(BaseModel):
 
     enabled: bool = True
     """Off: every frame is the caller's (what the robot did before the guard existed)."""
-    max_delay_ms: int = Field(250, ge=0, le=1000)
-    """Longest echo delay looked for: the caller's echo path plus the network's way back."""
+    max_delay_ms: int = Field(400, ge=0, le=1000)
+    """Longest delay looked for between the robot's audio as predicted to play and its echo:
+    the caller's echo path (40–200 ms) plus what the prediction does not know of — the peer's
+    playout buffer (FreeSWITCH mod_audio_fork pre-buffers 160 ms, then 80 ms) and the network."""
     timing_error_ms: int = Field(100, ge=0, le=500)
     """How far the playout time given to `played` may be off (either way)."""
     residual_db: float = Field(-30.0, le=0)
     """A frame is echo when what the robot's audio does not explain is at least this far below
     the robot's own level; caller speech louder than that counts as the caller's."""
     quiet_rms: float = Field(60.0, ge=0)
-    """Once the echo path is known, a residual quieter than this (int16 RMS, about −55 dBFS)
-    is echo too: it is μ-law noise on the echo of the robot's quiet sounds, not speech."""
+    """While the robot's audio may be coming back, a frame (or, once the echo path is known, the
+    residual) quieter than this int16 RMS (about −55 dBFS) is not caller speech: the echo's
+    first quiet frames, μ-law noise on the echo of the robot's quiet sounds, line noise."""
 
 
-EchoReason = Literal["off", "no_robot_audio", "echo", "caller"]
+EchoReason = Literal["off", "no_robot_audio", "quiet", "echo", "caller"]
+"""off: the guard is disabled; no_robot_audio: nothing the robot played can be in the frame;
+quiet: the robot is talking and the frame is below `quiet_rms`; echo: the robot's audio
+explains the frame; caller: it does not (caller speech, maybe over the echo)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,15 +187,16 @@ class EchoGuard:
         ref_peak = self._robot_peak(start - self._lag_max, self._mic_end - self._lag_min)
         if ref_peak < _SILENT_REF:
             return EchoDecision(False, "no_robot_audio", self._delay_ms(), None)
+        if float(x @ x) <= self._quiet_energy_per_sample * x.size:
+            # Quieter than any caller who means to interrupt, while the robot talks: whether it
+            # is the start of the echo (before its path is known) or line noise, not speech.
+            return EchoDecision(True, "quiet", self._delay_ms(), None)
         if self._lag is not None:
             explained, residual_db = self._fit(x, start, self._lag)
             if explained:
                 return EchoDecision(True, "echo", self._delay_ms(), residual_db)
         else:
             residual_db = None
-        if float(x @ x) <= self._quiet_energy_per_sample * x.size:
-            # Too quiet to find an echo path in (or to be speech): leave it to the VAD.
-            return EchoDecision(False, "caller", self._delay_ms(), residual_db)
         self._frames_to_estimate -= 1
         if float(np.max(np.abs(x))) <= _ECHO_LIKE * ref_peak:
             self._frames_to_estimate = min(self._frames_to_estimate, _ESTIMATE_GAP - 1)
@@ -192,8 +205,8 @@ class EchoGuard:
             lag = self._estimate()
             if lag is not None and lag != self._lag:
                 # Taken only if it explains this frame: a correlation peak between the caller's
-                # speech and the robot's can reach the threshold, a −30 dB fit cannot.
-                explained, fitted_db = self._fit(x, start, lag)
+                # speech and the robot's can reach the threshold, a strict fit does not.
+                explained, fitted_db = self._fit(x, start, lag, strict=True)
                 if explained:
                     self._lag = lag
                     self._estimate_gap = _ESTIMATE_GAP
@@ -246,8 +259,14 @@ class EchoGuard:
             self._ref = self._ref[drop:].copy()
             self._ref_start = keep_from
 
-    def _fit(self, x: np.ndarray, start: int, lag: int) -> tuple[bool, float]:
-        """Least-squares fit of the frame by the robot's audio at the lag (then lag−1…lag+1)."""
+    def _fit(
+        self, x: np.ndarray, start: int, lag: int, *, strict: bool = False
+    ) -> tuple[bool, float]:
+        """Least-squares fit of the frame by the robot's audio at the lag (then lag−1…lag+1).
+
+        `strict` (a lag not yet taken): the fit must explain the frame itself — leave under 1 %
+        of its energy, and `residual_db` — not just leave something quiet.
+        """
         seg = self._ref_slice(start - lag - 1, start - lag + x.size + 1)
         y = seg[1:-1]
         ref_energy = float(y @ y)
@@ -270,6 +289,10 @@ class EchoGuard:
             coef = np.linalg.solve(gram, proj)
             residual = max(frame_energy - float(coef @ proj), 0.0)
         residual_db = 10.0 * math.log10((residual + 1e-9) / (ref_energy + 1e-9))
+        if strict:
+            return (
+                residual <= self._residual_ratio * ref_energy and residual <= 0.01 * frame_energy
+            ), residual_db
         return self._explained(residual, ref_energy, x.size), residual_db
 
     def _explained(self, residual: float, ref_energy: float, samples: int) -> bool:
