@@ -221,3 +221,25 @@ def test_line_noise_while_the_robot_talks_is_quiet_not_caller() -> None:
     assert {silent.process(f, (k + 1) * FRAME_S).reason for k, f in enumerate(noise)} == {
         "no_robot_audio"
     }
+
+
+def test_a_resume_right_after_a_flush_plays_where_predicted() -> None:
+    # Cut at 1.5 s (the caller heard 1 s of the answer), resumed 50 ms later from there.
+    robot = fixture("ru_long.wav")
+    heard, rest = robot[:8000], robot[8000:]
+    n = 7 * 8000
+    line = np.zeros(n)
+    d = int(0.12 * 8000)
+    line[4000 + d : 12000 + d] = heard * 0.1
+    line[12400 + d : 12400 + d + rest.size] = rest * 0.1
+    guard = EchoGuard()
+    guard.played(robot.astype("<i2").tobytes(), 0.5)
+    guard.flushed(1.5)
+    guard.played(rest.astype("<i2").tobytes(), 1.55)
+    decisions = [
+        guard.process(line[i : i + 160].astype("<i2").tobytes(), (i + 160) / 8000)
+        for i in range(0, n, 160)
+    ]
+    loud = [d for k, d in enumerate(decisions) if np.abs(line[k * 160 : (k + 1) * 160]).max() > 300]
+    assert sum(x.echo for x in loud) / len(loud) >= 0.95
+    assert {x.delay_ms for x in loud if x.reason == "echo"} == {120.0}

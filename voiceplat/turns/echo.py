@@ -30,7 +30,8 @@ Sans-I/O: the user of the guard passes times (any monotonic clock, the same for 
 
 Timelines are kept in samples, not in the times passed: caller frames are taken as contiguous
 (their `end_t` may jitter with packet arrival) unless one is more than 60 ms off, and a played
-chunk starting within 50 ms of the previous one's end is appended to it. The echo lag found
+chunk starting within 50 ms of the previous one's end is appended to it (not the first after a
+flush). The echo lag found
 includes any constant error in the predicted playout time (up to `timing_error_ms`).
 """
 
@@ -119,6 +120,8 @@ class EchoGuard:
         self._ref = np.zeros(0, dtype=np.float64)
         self._ref_start = 0
         self._ref_end: int | None = None
+        self._follows = False
+        """Whether the next played chunk may continue the last one (not after a flush)."""
         # Caller audio: the last _WINDOW samples, ending at absolute sample _mic_end.
         self._mic = np.zeros(_WINDOW, dtype=np.float64)
         self._mic_end: int | None = None
@@ -134,7 +137,7 @@ class EchoGuard:
         if not samples.size:
             return
         start = round(start_t * CALL_RATE)
-        if self._ref_end is not None and abs(start - self._ref_end) <= _SNAP:
+        if self._follows and self._ref_end is not None and abs(start - self._ref_end) <= _SNAP:
             start = self._ref_end  # the next chunk of the same stream: no gap, no overlap
         if self._ref_end is None or not self._ref.size:
             self._ref_start = start
@@ -151,6 +154,7 @@ class EchoGuard:
             self._ref = grown
         self._ref[start - self._ref_start : end - self._ref_start] = samples
         self._ref_end = end if self._ref_end is None else max(self._ref_end, end)
+        self._follows = True
 
     def flushed(self, at_t: float) -> None:
         """The channel dropped the robot's queued audio at `at_t`: nothing after it is heard.
@@ -159,6 +163,7 @@ class EchoGuard:
         late, that audio was heard, and its echo is still to come; keeping audio that was not
         heard costs nothing (its echo is simply absent).
         """
+        self._follows = False  # what plays next (a resume) starts where it is predicted to
         if self._ref_end is None:
             return
         cut = round(at_t * CALL_RATE) + self.settings.timing_error_ms * CALL_RATE // 1000
