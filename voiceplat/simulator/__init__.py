@@ -3,6 +3,16 @@
 from voiceplat.simulator.caller import run_call
 from voiceplat.simulator.multi import run_calls
 from voiceplat.simulator.report import CallResult, MultiResult
-from voiceplat.simulator.script import BargeIn, Pause, Say, Step
+from voiceplat.simulator.script import BargeIn, Pause, Say, Step, WaitQuiet
 
-__all__ = ["BargeIn", "CallResult", "MultiResult", "Pause", "Say", "Step", "run_call", "run_calls"]
+__all__ = [
+    "BargeIn",
+    "CallResult",
+    "MultiResult",
+    "Pause",
+    "Say",
+    "Step",
+    "WaitQuiet",
+    "run_call",
+    "run_calls",
+]

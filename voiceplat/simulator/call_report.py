@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from voiceplat.simulator.peer_playout import Playout
-from voiceplat.simulator.playout_records import Answer, Chunk
+from voiceplat.simulator.playout_records import Answer, Chunk, Kill
 from voiceplat.simulator.report import (
     AnswerReport,
     ChunkReport,
@@ -18,6 +18,7 @@ from voiceplat.simulator.report import (
     UtteranceReport,
     ms,
 )
+from voiceplat.simulator.turn_gaps import Heard, heard_after, new_turn_after, turn_at
 
 
 @dataclass(slots=True)
@@ -39,12 +40,20 @@ class SentMark:
 
     name: str
     queued: float
+    pos: int = 0
+    """Robot audio received before it (bytes): the audio it follows."""
     event: str = "pending"
     answered: float | None = None
 
 
-def utterance_report(u: SentUtterance, answers: list[Answer]) -> UtteranceReport:
-    """One caller utterance: the answer to it and any robot audio it talked over."""
+def utterance_report(
+    u: SentUtterance,
+    answers: list[Answer],
+    stretches: list[Heard] | None = None,
+    kills: list[Kill] | None = None,
+) -> UtteranceReport:
+    """One caller utterance: the answer to it and any robot audio it talked over; with the
+    robot turns heard (`stretches`, `kills`), the turn it talked over and what became of it."""
     report = UtteranceReport(
         index=u.index,
         kind=u.kind,
@@ -70,7 +79,32 @@ def utterance_report(u: SentUtterance, answers: list[Answer]) -> UtteranceReport
         report.kill_audio = over.cut
         if over.killed_at is not None:
             report.kill_audio_after_ms = ms(over.killed_at - start)
+    if stretches:
+        killed_at = over.killed_at if over is not None else None
+        _turn_fields(report, start, killed_at, stretches, kills or [])
     return report
+
+
+def _turn_fields(
+    report: UtteranceReport,
+    start: float,
+    killed_at: float | None,
+    stretches: list[Heard],
+    kills: list[Kill],
+) -> None:
+    turn = turn_at(stretches, start, kills)
+    report.robot_turn = turn
+    kill = next((k for k in kills if k.at == killed_at), None)
+    if turn is not None and kill is not None:
+        again = heard_after(stretches, turn, kill.at, kill.received)
+        report.resumed = again is not None
+        before = [s for s in stretches if s.turn == turn and s.start <= kill.at]
+        if again is not None and before:
+            report.resume_after_ms = ms(max(0.0, again.start - before[-1].end))
+    new = new_turn_after(stretches, start)
+    if new is not None:
+        report.next_turn = new.turn
+        report.next_turn_start_ms = ms(new.start)
 
 
 def answer_report(a: Answer) -> AnswerReport:

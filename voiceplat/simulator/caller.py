@@ -115,11 +115,15 @@ async def run_call(
     marks: MarkRules = "module",
     prebuffer: bool = True,
     hangup_on_disconnect: bool = False,
+    echo_db: float | None = None,
+    echo_ms: float = 120.0,
 ) -> CallResult:
     """Places one simulated call to the robot at `url` and reports what happened.
 
     The peer follows mod_audio_fork's rules unless told otherwise: `marks` ("module", "ideal",
-    "none"), `prebuffer`, `hangup_on_disconnect` (see `CallOptions`).
+    "none"), `prebuffer`, `hangup_on_disconnect` (see `CallOptions`). `echo_db` (e.g. -20)
+    mixes the robot's audio as heard back into the caller's frames `echo_ms` later, through
+    mu-law: a speakerphone's echo.
 
     `keep_audio=False` drops the audio and the per-chunk list from the result (statistics stay),
     for calls by the hundred; `record` keeps the audio regardless, to write the stereo WAV.
@@ -136,6 +140,8 @@ async def run_call(
         marks=marks,
         prebuffer=prebuffer,
         hangup_on_disconnect=hangup_on_disconnect,
+        echo_db=echo_db,
+        echo_ms=echo_ms,
     )
     script = compile_script(steps, frame_ms)
     return await play_script(

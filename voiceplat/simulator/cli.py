@@ -17,8 +17,8 @@ from typing import Any
 from voiceplat.audio.wav import WavError
 from voiceplat.simulator.caller import run_call
 from voiceplat.simulator.multi import run_calls
-from voiceplat.simulator.report import format_call, format_multi
-from voiceplat.simulator.script import BargeIn, Pause, Say, Step
+from voiceplat.simulator.report_text import format_call, format_multi
+from voiceplat.simulator.script import BargeIn, Pause, Say, Step, WaitQuiet
 
 
 class _StepAction(argparse.Action):
@@ -43,6 +43,26 @@ def _seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"must not be negative: {text}")
+    return value
+
+
+def _milliseconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of milliseconds: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {text}")
+    return value
+
+
+def _decibels(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a level in dB: {text!r}") from None
+    if value > 0:
+        raise argparse.ArgumentTypeError(f"an echo is quieter than the robot: {text} > 0 dB")
     return value
 
 
@@ -89,6 +109,15 @@ def add_call_arguments(parser: argparse.ArgumentParser) -> None:
         const="barge_in",
         metavar="WAV",
         help="wait until the robot's next answer is heard, then speak this WAV over it",
+        **step,
+    )
+    script.add_argument(
+        "--wait-quiet",
+        const="wait_quiet",
+        type=_seconds,
+        metavar="S",
+        help="stay silent until the robot has been quiet for S seconds, answer or not "
+        "(e.g. after a backchannel it talks on)",
         **step,
     )
     script.add_argument(
@@ -149,6 +178,21 @@ def add_call_arguments(parser: argparse.ArgumentParser) -> None:
         default="PCMA,PCMU",
         help="codecs offered, in order: PCMA, PCMU, G722 (default PCMA,PCMU)",
     )
+    line = parser.add_argument_group("the line")
+    line.add_argument(
+        "--echo-db",
+        type=_decibels,
+        metavar="DB",
+        help="mix the robot's audio as heard back into the caller's audio at DB (e.g. -20), "
+        "through mu-law: a speakerphone's echo (default: none)",
+    )
+    line.add_argument(
+        "--echo-ms",
+        type=_milliseconds,
+        default=120.0,
+        metavar="MS",
+        help="delay of that echo (ms, default 120)",
+    )
     parser.add_argument(
         "--calls", type=_positive_int, default=1, help="place N calls at once (percentiles)"
     )
@@ -185,7 +229,7 @@ def add_call_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def steps_from_args(pairs: list[tuple[str, Any]]) -> list[Step]:
-    makers = {"say": Say, "pause": Pause, "barge_in": BargeIn}
+    makers = {"say": Say, "pause": Pause, "barge_in": BargeIn, "wait_quiet": WaitQuiet}
     return [makers[kind](value) for kind, value in pairs]
 
 
@@ -218,6 +262,8 @@ def run_call_command(args: argparse.Namespace) -> int:
         "marks": args.marks,
         "prebuffer": not args.no_prebuffer,
         "hangup_on_disconnect": args.hangup_on_disconnect,
+        "echo_db": args.echo_db,
+        "echo_ms": args.echo_ms,
     }
     try:
         if args.calls == 1:

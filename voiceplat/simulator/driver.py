@@ -29,13 +29,16 @@ from voiceplat.simulator.call_report import (
     quality_report,
     utterance_report,
 )
+from voiceplat.simulator.echo_path import EchoPath
 from voiceplat.simulator.peer_playout import MarkRules, Playout
 from voiceplat.simulator.report import (
     CallResult,
     EventReport,
+    Stats,
     ms,
 )
 from voiceplat.simulator.script import ScriptItem
+from voiceplat.simulator.turn_gaps import heard_stretches, turn_reports
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +54,11 @@ class CallOptions:
     """mod_audio_fork's pre-buffer (160 ms, then 80 ms) before audio plays."""
     hangup_on_disconnect: bool = False
     """Hang up on `disconnect` and leave on `transfer`, as freeswitch/ws_bridge.lua does."""
+    echo_db: float | None = None
+    """Mix the robot's audio as heard back into the caller's frames at this level (dB, e.g.
+    -20), through mu-law; None: no echo."""
+    echo_ms: float = 120.0
+    """Delay of that echo."""
 
 
 _GATE, _STREAM, _DONE = "gate", "stream", "done"
@@ -69,6 +77,10 @@ class CallDriver:
             prebuffer=options.prebuffer,
         )
         self.silence = self.playout.silence
+        self.echo: EchoPath | None = None
+        if options.echo_db is not None:
+            samples = len(self.silence) // 2
+            self.echo = EchoPath(options.echo_db, options.echo_ms, samples)
         self.caller_frames: list[bytes] | None = [] if keep_audio else None
         self.frames_sent = 0
         self.now = 0.0
@@ -89,6 +101,8 @@ class CallDriver:
         self._frames: tuple[bytes, ...] = ()
         self._pos = 0
         self.utterances: list[SentUtterance] = []
+        self._settled = 0
+        """Utterances before this index need no answer (a wait for quiet came after them)."""
         self._marks: list[SentMark] = []
         self._pending: dict[str, deque[SentMark]] = {}
 
@@ -102,13 +116,17 @@ class CallDriver:
     def on_tick(self, k: int) -> tuple[bytes | None, list[str]]:
         """Tick k: plays one robot frame; returns the caller frame and TEXT replies to send."""
         now = self.now = k * self.period
-        _, reached = self.playout.tick(now)
+        heard, reached = self.playout.tick(now)
         replies = [self._answer_mark(name, "playout", now) for name in reached] if reached else []
+        if self.echo is not None:
+            self.echo.heard(heard)
         if self.ended:
             return None, replies
         frame = self._caller_frame(now)
         if self.hangup:
             return None, replies
+        if self.echo is not None:
+            frame = self.echo.mix(frame)
         if self.caller_frames is not None:
             self.caller_frames.append(frame)
         self.frames_sent += 1
@@ -131,14 +149,16 @@ class CallDriver:
         """Starts the next step if its wait is over; returns whether a clip now streams."""
         while self._index < len(self._items):
             item = self._items[self._index]
-            if not self._ready(item.kind, now):
+            if not self._ready(item, now):
                 return False
             if item.clip.frames:
                 self._start(item, now)
                 return True
+            if item.kind == "wait_quiet":
+                self._settled = len(self.utterances)
             self._index += 1
             self._gate_since = now
-        if self._ready("end", now):
+        if self._ready(None, now):
             self.hangup = True
             self._phase = _DONE
         return False
@@ -163,10 +183,24 @@ class CallDriver:
             )
         )
 
-    def _ready(self, kind: str, now: float) -> bool:
+    def _ready(self, item: ScriptItem | None, now: float) -> bool:
+        """Whether `item` (None: the end of the script) may start now."""
+        kind = "end" if item is None else item.kind
         if kind == "pause":
             return True
         opts, playout = self.options, self.playout
+        if kind == "wait_quiet":
+            assert item is not None and item.wait_s is not None
+            # Quiet for the whole wait: counted from its start at the earliest.
+            if playout.quiet(now, item.wait_s) and now - self._gate_since >= item.wait_s:
+                return True
+            if now - self._gate_since >= opts.answer_timeout_s:
+                self.warnings.append(
+                    f"wait for quiet after #{len(self.utterances) - 1}: the robot still talking "
+                    f"after {opts.answer_timeout_s:g} s; went on"
+                )
+                return True
+            return False
         last = self.utterances[-1] if self.utterances else None
         spoke_at = last.speech_start if last is not None else None
         spoke = spoke_at is not None
@@ -175,7 +209,8 @@ class CallDriver:
             if (
                 answer is not None
                 and (spoke_at is None or answer.start > spoke_at)
-                and now - answer.start >= opts.barge_in_after_s
+                and now - answer.start
+                >= (opts.barge_in_after_s if item is None or item.wait_s is None else item.wait_s)
             ):
                 return True
             if now - self._gate_since >= opts.answer_timeout_s:
@@ -186,7 +221,11 @@ class CallDriver:
                 return True
             return False
         # "say" and the end of the script: the robot has answered and gone quiet.
-        answered = spoke_at is None or playout.answer_started_after(spoke_at) is not None
+        answered = (
+            spoke_at is None
+            or self._settled > len(self.utterances) - 1
+            or playout.answer_started_after(spoke_at) is not None
+        )
         # The settle time counts from call start too: a robot gets the chance to greet first.
         if answered and now >= opts.settle_s and playout.quiet(now, opts.settle_s):
             return True
@@ -226,7 +265,7 @@ class CallDriver:
             if not isinstance(name, str):
                 self.warnings.append(f"at {ms(now)} ms: mark without a string data.name: {text}")
                 return []
-            mark = SentMark(name, now)
+            mark = SentMark(name, now, self.playout.received_total)
             self._marks.append(mark)
             if not self.playout.mark(name, now):
                 mark.event = "dropped"  # the module discards it: MAX_MARKS are held
@@ -280,7 +319,11 @@ class CallDriver:
         playout = self.playout
         playout.close(duration)
         answers = playout.answers
-        utterances = [utterance_report(u, answers) for u in self.utterances]
+        marks = [(m.name, m.pos) for m in self._marks]
+        kills, starts = playout.kills, playout.stream_starts
+        stretches = heard_stretches(marks, playout.runs, playout.bytes_per_s, kills, starts)
+        utterances = [utterance_report(u, answers, stretches, kills) for u in self.utterances]
+        turns = turn_reports(stretches, kills, marks, self.period, starts)
         jitter = jitter_samples_ms(playout)
         quality = quality_report(playout, jitter, dropped_frames)
         heard = b""
@@ -306,6 +349,8 @@ class CallDriver:
             events=self.events,
             marks=[mark_report(m) for m in self._marks],
             quality=quality,
+            robot_turns=turns,
+            starvation_ms=Stats.of([t.starved_max_ms for t in turns]),
             chunks=[chunk_report(c) for c in playout.chunks or ()],
             jitter_samples_ms=jitter,
             sim_lag_max_ms=ms(sim_lag_max),

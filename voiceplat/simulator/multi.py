@@ -37,6 +37,8 @@ async def run_calls(
     marks: MarkRules = "module",
     prebuffer: bool = True,
     hangup_on_disconnect: bool = False,
+    echo_db: float | None = None,
+    echo_ms: float = 120.0,
 ) -> MultiResult:
     """Places `n` calls at once (each with its own callId), spread evenly over `ramp_s`.
 
@@ -54,6 +56,8 @@ async def run_calls(
         marks=marks,
         prebuffer=prebuffer,
         hangup_on_disconnect=hangup_on_disconnect,
+        echo_db=echo_db,
+        echo_ms=echo_ms,
     )
     script = compile_script(steps, frame_ms)
     loop = asyncio.get_running_loop()

@@ -43,6 +43,7 @@ import numpy as np
 
 from voiceplat.audio.pcm import CALL_RATE, SAMPLE_WIDTH, frame_bytes
 from voiceplat.simulator.playout_records import ANSWER_GAP_S, Answer, Chunk, Kill, Underrun
+from voiceplat.simulator.turn_gaps import Run
 from voiceplat.telephony.ingress.audio_fork.codec import (
     MAX_MARKS,
     PREBUFFER_FIRST_SAMPLES,
@@ -109,6 +110,11 @@ class Playout:
         self.chunks: list[Chunk] | None = [] if keep_audio else None
         """Every BINARY message, with `keep_audio` (long calls by the hundred add up)."""
         self.kills: list[Kill] = []
+        self.stream_starts: list[int] = []
+        """Stream positions where the robot began sending after a pause or a killAudio."""
+        self.runs: list[Run] = []
+        """What was heard when: stream positions played without a break (robot turns and their
+        gaps are found from these and the marks, see `turn_gaps.py`)."""
         self.max_buffered = 0
         self._audio_end = -math.inf  # when the last heard sample finished playing
         self._last_arrival = -math.inf
@@ -181,6 +187,7 @@ class Playout:
         """
         anchor = self._stream_anchor
         if anchor is None or (self.buffered == 0 and now - self.last_activity > self.answer_gap_s):
+            self.stream_starts.append(self.received_total)
             self._stream_anchor = now
             self._stream_bytes = nbytes
             return None
@@ -212,6 +219,7 @@ class Playout:
     def kill(self, now: float) -> list[str]:
         """killAudio: flushes the playout buffer (not the pre-buffer); returns the marks cleared."""
         flushed = self.buffered
+        flushed_from = self.consumed
         self.consumed += flushed
         self._queue.clear()
         self._head = 0
@@ -232,7 +240,7 @@ class Playout:
             # The frame already handed to the line plays to its end; nothing after it does.
             self._close(self._audio_end, "killAudio")
             self.answers[-1].killed_at = now
-        self.kills.append(Kill(now, flushed, tuple(cleared)))
+        self.kills.append(Kill(now, flushed, tuple(cleared), flushed_from, self.received_total))
         self._stream_anchor = None
         return cleared
 
@@ -270,6 +278,7 @@ class Playout:
                 current.underruns += 1
                 self.underruns.append(Underrun(now, gap, current.index))
             current.bytes_heard += played
+            self._add_run(now, start, played)
             self._audio_end = now + played / self.bytes_per_s
             self._starved = played < self.frame_bytes
             self.played_total += played
@@ -279,6 +288,15 @@ class Playout:
         if self.heard is not None:
             self.heard.append(frame)
         return frame, reached
+
+    def _add_run(self, now: float, pos: int, played: int) -> None:
+        runs = self.runs
+        if runs:
+            last = runs[-1]
+            if last.pos + last.nbytes == pos and abs(self._audio_end - now) < 1e-6:
+                runs[-1] = Run(last.start, last.pos, last.nbytes + played)
+                return
+        runs.append(Run(now, pos, played))
 
     def _markers_in(self, frame: bytes, played: int, start: int) -> list[str]:
         """What the module reports for the markers, and the -1 samples, in one frame's audio

@@ -56,3 +56,8 @@ class Kill:
     at: float
     flushed_bytes: int
     cleared_marks: tuple[str, ...]
+    pos: int = 0
+    """Stream position of the first byte flushed."""
+    received: int = 0
+    """Stream bytes received by then: audio after it was sent after the killAudio (what the
+    pre-buffer still held was received before and is not a resume when it plays)."""

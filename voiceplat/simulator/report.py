@@ -18,6 +18,13 @@ holds the audio of [(k-1)*frame, k*frame]; the robot frame played at tick k is h
   of that answer as heard (the killAudio flush, or its natural end if never killed).
 - underrun: the playout buffer ran dry inside an answer and audio resumed within 300 ms; the
   gap is the silence the caller heard.
+- robot turns (`robot_turns`): audio grouped by the robot's marks `t{turn}s{n}` that follow it
+  (see `turn_gaps.py`); a turn's starvation gaps are the silences heard between its stretches
+  when the playout ran dry (no killAudio between), however long; `starvation_ms` is the
+  distribution of each turn's longest gap (0 for a turn without one).
+- robot_turn / resumed (an utterance): the turn heard as the caller began speaking, and whether,
+  after a killAudio cut it, its audio was heard again (`resume_after_ms`: from the end of the cut
+  audio); next_turn: the first turn not heard before the utterance that started after it.
 - jitter, per BINARY chunk: a stream is robot audio without a pause of more than 300 ms or a
   killAudio. offset_i = arrival_i - duration(audio received earlier in the stream); the ideal
   arrival of chunk i is ref + duration(audio before it), with ref = min(offset_0..offset_i)
@@ -34,6 +41,8 @@ from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, Field
+
+from voiceplat.simulator.turn_gaps import RobotTurnReport
 
 
 def ms(seconds: float) -> float:
@@ -84,6 +93,15 @@ class UtteranceReport(BaseModel):
     """Whether the answer the caller spoke over was cut by killAudio (None: robot was quiet)."""
     kill_audio_after_ms: float | None = None
     """Caller speech start -> the killAudio that cut it: the robot's barge-in reaction."""
+    robot_turn: int | None = None
+    """The robot turn being heard when the caller began speaking (from its marks)."""
+    resumed: bool | None = None
+    """That turn was cut by killAudio and then heard again (None: it was not cut)."""
+    resume_after_ms: float | None = None
+    """End of the cut audio -> the resumed audio of the same turn."""
+    next_turn: int | None = None
+    """The first robot turn not heard before this utterance whose audio started after it."""
+    next_turn_start_ms: float | None = None
 
 
 class AnswerReport(BaseModel):
@@ -169,6 +187,10 @@ class CallResult(BaseModel):
     events: list[EventReport] = Field(default_factory=list)
     marks: list[MarkReport] = Field(default_factory=list)
     quality: QualityReport = Field(default_factory=QualityReport)
+    robot_turns: list[RobotTurnReport] = Field(default_factory=list)
+    """Per robot turn (found by its marks): starvation gaps, cuts and resumes."""
+    starvation_ms: Stats = Field(default_factory=Stats)
+    """Each robot turn's longest starvation gap (0 when none)."""
     chunks: list[ChunkReport] = Field(default_factory=list)
     """Every BINARY message from the robot (only when the call kept its audio)."""
     jitter_samples_ms: list[float] = Field(default_factory=list, exclude=True, repr=False)
@@ -194,6 +216,10 @@ class CallResult(BaseModel):
 
     def jitter_values(self) -> list[float]:
         return self.jitter_samples_ms
+
+    def starvation_values(self) -> list[float]:
+        """Each robot turn's longest starvation gap, ms."""
+        return [t.starved_max_ms for t in self.robot_turns]
 
 
 class CallSummary(BaseModel):
@@ -234,6 +260,8 @@ class MultiResult(BaseModel):
     jitter_ms: Stats
     underruns: int
     calls_with_underruns: int
+    starvation_ms: Stats = Field(default_factory=Stats)
+    """Each robot turn's longest starvation gap, over all calls."""
     sim_lag_ms: Stats
     errors: list[str]
     summaries: list[CallSummary]
@@ -258,112 +286,9 @@ class MultiResult(BaseModel):
             jitter_ms=Stats.of(jitter),
             underruns=sum(c.quality.underruns for c in calls),
             calls_with_underruns=sum(1 for c in calls if c.quality.underruns),
+            starvation_ms=Stats.of([g for c in calls for g in c.starvation_values()]),
             sim_lag_ms=Stats.of([lag * 1000.0 for lag in lags_s]),
             errors=[f"{c.call_id}: {e}" for c in calls for e in c.errors],
             summaries=[CallSummary.of(c) for c in calls],
             calls=calls,
         )
-
-
-# --- tables for people ------------------------------------------------------------------------
-
-
-def _fmt(value: float | None, unit: str = "") -> str:
-    return "-" if value is None else f"{value:g}{unit}"
-
-
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    return [
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-        for row in [header, *rows]
-    ]
-
-
-def format_call(call: CallResult) -> str:
-    lines = [
-        f"call {call.call_id}  {call.url}",
-        f"ended: {call.end_reason} after {call.duration_ms / 1000:.1f} s"
-        + (f" (transfer to {call.transfer_target})" if call.transferred else "")
-        + ("" if call.disconnect_ms is None else f" (disconnect at {call.disconnect_ms:g} ms)"),
-        "",
-        "caller utterances",
-    ]
-    rows = [
-        [
-            str(u.index),
-            u.kind,
-            u.source,
-            f"{_fmt(u.speech_start_ms)}-{_fmt(u.speech_end_ms)}",
-            _fmt(u.v2v_ms),
-            _fmt(u.talk_over_ms),
-            "-" if u.kill_audio is None else ("yes" if u.kill_audio else "no"),
-        ]
-        for u in call.utterances
-    ]
-    header = ["#", "kind", "audio", "speech ms", "v2v ms", "talk-over ms", "killAudio"]
-    lines += _table(header, rows)
-    lines += ["", "robot answers"]
-    rows = [
-        [
-            str(a.index),
-            f"{_fmt(a.start_ms)}-{_fmt(a.end_ms)}",
-            _fmt(a.duration_ms),
-            str(a.underruns),
-            a.ended_by,
-        ]
-        for a in call.answers
-    ]
-    lines += _table(["#", "heard ms", "duration ms", "underruns", "ended by"], rows)
-    q = call.quality
-    counts: dict[str, int] = {}
-    for event in call.events:
-        counts[event.type] = counts.get(event.type, 0) + 1
-    marks = sum(1 for m in call.marks if m.event == "playout")
-    cleared = sum(1 for m in call.marks if m.event == "cleared")
-    dropped = sum(1 for m in call.marks if m.event == "dropped")
-    pending = sum(1 for m in call.marks if m.event == "pending")
-    lines += [
-        "",
-        f"audio: {q.chunks} chunks, {q.robot_audio_ms / 1000:.1f} s received, "
-        f"underruns {q.underruns}, max buffered {q.max_buffered_ms:g} ms, "
-        f"flushed {q.flushed_ms:g} ms",
-        f"jitter ms: {q.jitter_ms.brief()}",
-        "events: " + (", ".join(f"{k} x{v}" for k, v in counts.items()) or "-"),
-        f"marks: {marks} played, {cleared} cleared, {pending} unanswered"
-        + (f", {dropped} dropped (over 30 held)" if dropped else ""),
-        f"caller frames sent: {call.frames_sent}"
-        + (f" ({q.dropped_caller_frames} dropped)" if q.dropped_caller_frames else ""),
-    ]
-    lines += [f"warning: {w}" for w in call.warnings]
-    lines += [f"ERROR: {e}" for e in call.errors]
-    return "\n".join(lines)
-
-
-def format_multi(multi: MultiResult) -> str:
-    lines = [
-        f"{multi.calls_total} calls in {multi.wall_s:g} s: "
-        f"{multi.completed} completed, {multi.errored} errored",
-        "",
-    ]
-    rows: list[tuple[str, Stats]] = [
-        ("v2v ms", multi.v2v_ms),
-        ("talk-over ms", multi.talk_over_ms),
-        ("jitter ms", multi.jitter_ms),
-        ("simulator lag ms", multi.sim_lag_ms),
-    ]
-    lines += _table(
-        ["metric", "n", "p50", "p95", "p99", "max"],
-        [
-            [name, str(s.count), _fmt(s.p50), _fmt(s.p95), _fmt(s.p99), _fmt(s.max)]
-            for name, s in rows
-        ],
-    )
-    lines += [
-        "",
-        f"underruns: {multi.underruns} in {multi.calls_with_underruns} calls",
-    ]
-    lines += [f"ERROR: {e}" for e in multi.errors[:20]]
-    if len(multi.errors) > 20:
-        lines.append(f"... and {len(multi.errors) - 20} more errors")
-    return "\n".join(lines)

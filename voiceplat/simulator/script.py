@@ -39,10 +39,21 @@ class BargeIn:
     """Wait until the robot's next answer is heard, let it play a little, then speak over it."""
 
     audio: AudioSource
+    after_s: float | None = None
+    """How long the answer plays before the caller speaks (None: the call's barge_in_after_s)."""
 
 
-Step = Say | Pause | BargeIn
-StepKind = Literal["say", "pause", "barge_in"]
+@dataclass(frozen=True, slots=True)
+class WaitQuiet:
+    """Stay silent until the robot has been quiet for `seconds` (at least that long from the
+    step's start; whether or not it answered), at most the call's answer_timeout_s: e.g. after
+    a backchannel the robot talks on, or after a noise it may or may not answer."""
+
+    seconds: float
+
+
+Step = Say | Pause | BargeIn | WaitQuiet
+StepKind = Literal["say", "pause", "barge_in", "wait_quiet"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +71,8 @@ class Clip:
 class ScriptItem:
     kind: StepKind
     clip: Clip
+    wait_s: float | None = None
+    """barge_in: how long the answer plays first (None: the call's); wait_quiet: the quiet."""
 
 
 def describe(audio: AudioSource) -> str:
@@ -106,9 +119,18 @@ def compile_script(steps: list[Step], frame_ms: int = 20) -> tuple[ScriptItem, .
             if step.seconds < 0:
                 raise ValueError(f"pause must not be negative (got {step.seconds})")
             items.append(ScriptItem("pause", silence_clip(step.seconds, frame_ms)))
-        elif isinstance(step, Say | BargeIn):
+        elif isinstance(step, WaitQuiet):
+            if step.seconds < 0:
+                raise ValueError(f"wait_quiet must not be negative (got {step.seconds})")
+            items.append(ScriptItem("wait_quiet", Clip("wait_quiet", (), None, None), step.seconds))
+        elif isinstance(step, Say):
             clip = make_clip(load_audio(step.audio), describe(step.audio), frame_ms)
-            items.append(ScriptItem("say" if isinstance(step, Say) else "barge_in", clip))
+            items.append(ScriptItem("say", clip))
+        elif isinstance(step, BargeIn):
+            if step.after_s is not None and step.after_s < 0:
+                raise ValueError(f"barge-in after_s must not be negative (got {step.after_s})")
+            clip = make_clip(load_audio(step.audio), describe(step.audio), frame_ms)
+            items.append(ScriptItem("barge_in", clip, step.after_s))
         else:
             raise TypeError(f"not a simulator step: {step!r}")
     return tuple(items)

@@ -9,7 +9,7 @@ import sys
 from voiceplat.audio.wav import WavError
 from voiceplat.simulator.cli import steps_from_args
 from voiceplat.simulator.driver import CallOptions
-from voiceplat.simulator.report import format_call, format_multi
+from voiceplat.simulator.report_text import format_call, format_multi
 from voiceplat.simulator.sip_caller import DEFAULT_USER, Dtmf, SipStep, run_sip_calls
 
 
@@ -27,6 +27,8 @@ def run_sip_command(args: argparse.Namespace) -> int:
             answer_timeout_s=args.answer_timeout,
             barge_in_after_s=args.barge_in_after,
             timeout_s=args.timeout,
+            echo_db=args.echo_db,
+            echo_ms=args.echo_ms,
         )
         codecs = tuple(c.strip() for c in args.codecs.split(",") if c.strip())
         multi = asyncio.run(
