@@ -1,8 +1,8 @@
 """Smart Turn v3 on real Russian speech through the telephone band, as the robot would ask it.
 
 The recorded telephone prompts (a human voice, asterisk-core-sounds-ru-wav) that are one sentence
-are cut at their longest inner pause, which is mid-sentence (benchmarks/end_of_turn.py makes the
-pairs). Each clip goes through webrtcvad and the endpointer; the model hears what
+are cut at their longest inner pause, which is mid-sentence (benchmarks/end_of_turn_set.py makes
+the pairs). Each clip goes through webrtcvad and the endpointer; the model hears what
 EndOfTurnPolicy.model_audio gives it at the pause: the utterance up to its last speech frame.
 A whole sentence must score higher than the same sentence stopped mid-phrase, on average and in
 most pairs, and that difference must be what resampling gives: the same 8 kHz audio read as
@@ -18,7 +18,7 @@ import statistics
 
 import pytest
 
-from benchmarks.end_of_turn import HUMAN_DIR, Clip, build_set
+from benchmarks.end_of_turn_set import HUMAN_DIR, Clip, build_set
 from voiceplat.turns.end_of_turn import EndOfTurnPolicy, EndOfTurnSettings
 from voiceplat.turns.endpointer import Endpointer, EndpointerSettings, SpeechEnded, SpeechPaused
 from voiceplat.turns.smart_turn import SmartTurn, SmartTurnError
