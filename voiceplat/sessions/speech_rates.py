@@ -30,17 +30,21 @@ class Priors:
     slow side (slower LLM, slower TTS: chunks come out larger, never starved by optimism)."""
 
     llm_chars_per_s: float = 20.0
-    """Measured 21-37 chars/s alone and TODO with Festival synthesising at the same time."""
-    tts_first_audio_base_s: float = 0.2
-    """Festival's cost of any chunk (a forked child, the utterance set-up); measured 0.175 s."""
-    tts_first_audio_s_per_char: float = 0.008
-    """Festival's synthesis per character; measured 6.5 ms alone."""
-    tts_rtf: float = 0.15
-    """Synthesis seconds per audio second; measured 0.09-0.15 (median 0.13) on 40-75 chars."""
-    speech_s_per_char: float = 0.085
-    """Audio seconds per character of text; measured 0.076-0.107 (median 0.089)."""
-    clause_chars: float = 30.0
-    """A typical clause of the robot's answers (comma to comma, or to the sentence end)."""
+    """Measured 21-43 chars/s per answer (13-36 with other work on the cores; 1-5 in episodes
+    when the 2 cores were oversubscribed)."""
+    tts_first_audio_base_s: float = 0.3
+    """Festival's cost of any chunk (a forked child, the utterance set-up): measured 0.175 s
+    alone, 0.35 s with the LLM generating at the same time."""
+    tts_first_audio_s_per_char: float = 0.012
+    """Festival's synthesis per character: measured 6.5 ms alone, 15.5 ms with the LLM running."""
+    tts_rtf: float = 0.25
+    """Synthesis seconds per audio second: measured 0.13 (median) alone, 0.26-0.28 with the LLM."""
+    speech_s_per_char: float = 0.088
+    """Audio seconds per character of text: measured 0.076-0.107 (median 0.089, short clauses
+    more: Festival adds silence at both ends)."""
+    clause_chars: float = 25.0
+    """A typical clause of the shipped robot's answers (comma to comma, or to the sentence end):
+    its answers measured 3-55, median about 21."""
 
 
 LLM_PRIOR_S = 0.5
