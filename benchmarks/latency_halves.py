@@ -65,6 +65,8 @@ class TurnSample:
     robot_v2v: float | None = None
     starved_ms: float | None = None
     starved_max_ms: float | None = None
+    interrupted: bool = False
+    """The record says the caller's next utterance cut the answer (e.g. spoken into a gap)."""
     asr_text: str | None = None
     answer: str | None = None
 
@@ -158,6 +160,22 @@ def caller_gaps_from_answers(call: CallResult) -> list[tuple[float, float]]:
     return gaps
 
 
+def tail_silence(call: CallResult, i: int) -> float | None:
+    """Silence heard from the last answer audio after utterance i to the caller's next speech
+    (an answer the caller cut by speaking into a gap: the gap it heard before it spoke)."""
+    if i + 1 >= len(call.utterances):
+        return None
+    end = call.utterances[i].speech_end_ms or 0.0
+    spoke = call.utterances[i + 1].speech_start_ms
+    if spoke is None:
+        return None
+    pieces = [a for a in call.answers if end <= a.start_ms < spoke]
+    if not pieces or pieces[-1].end_ms is None or pieces[-1].cut_by_kill_audio:
+        return None
+    silence = spoke - pieces[-1].end_ms
+    return silence if silence > 0 else None
+
+
 # --- the robot side -------------------------------------------------------------------------
 
 
@@ -196,7 +214,12 @@ def collect(half: str, calls: list[CallResult], records: dict[str, dict]) -> Hal
                     sample.robot_v2v = robot["v2v_ms"]
                     sample.starved_ms = robot.get("starved_ms")
                     sample.starved_max_ms = robot.get("starved_max_ms")
+                    sample.interrupted = bool(robot.get("interrupted"))
                     sample.answer = robot["text"]
+            tail = tail_silence(call, i) if sample.interrupted else None
+            if tail is not None and sample.caller_gap_max is not None:
+                sample.caller_gap_max = max(sample.caller_gap_max, tail)
+                sample.caller_gap_total = (sample.caller_gap_total or 0.0) + tail
             run.samples.append(sample)
     return run
 
@@ -223,10 +246,10 @@ def _p95_max(values: list[float]) -> str:
 
 
 HEADER = (
-    "| half | turns | no answer | v2v heard p50 / p95 | v2v robot p50 / p95 |"
+    "| half | turns | no answer | cut by the caller | v2v heard p50 / p95 | v2v robot p50 / p95 |"
     " starved robot p95 / max | longest gap robot p95 / max | longest gap heard p95 / max |"
     " ASR med | LLM first token med | LLM first sentence med | TTS first audio med |\n"
-    "|---|---|---|---|---|---|---|---|---|---|---|---|"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 )
 
 
@@ -237,6 +260,7 @@ def half_row(label: str, run: HalfRun, parts: dict[str, list[float]]) -> str:
     heard_gap = _p95_max(_values(samples, "caller_gap_max"))
     return (
         f"| {label} | {len(samples)} | {sum(1 for s in samples if s.heard_v2v is None)} | "
+        f"{sum(1 for s in samples if s.interrupted)} | "
         f"{_p50_p95(_values(samples, 'heard_v2v'))} | {_p50_p95(_values(samples, 'robot_v2v'))} | "
         f"{_p95_max(_values(samples, 'starved_ms'))} | "
         f"{_p95_max(_values(samples, 'starved_max_ms'))} | {heard_gap} ({source}) | "
@@ -248,14 +272,15 @@ def half_row(label: str, run: HalfRun, parts: dict[str, list[float]]) -> str:
 def turn_table(runs: dict[str, HalfRun]) -> str:
     lines = [
         "| half | wav | heard as | v2v heard | v2v robot | longest gap heard | starved robot |"
-        " answer |",
-        "|---|---|---|---|---|---|---|---|",
+        " cut | answer |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for run in runs.values():
         for s in run.samples:
             lines.append(
                 f"| {s.half} | {s.wav} | {s.asr_text or '-'} | {_f(s.heard_v2v)} | "
                 f"{_f(s.robot_v2v)} | {_f(s.caller_gap_max)} | {_f(s.starved_ms)} | "
+                f"{'yes' if s.interrupted else ''} | "
                 f"{(s.answer or '-').replace('|', '/')} |"
             )
     return "\n".join(lines)
