@@ -30,9 +30,13 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from voiceplat.audio.pcm import FRAME_MS
 from voiceplat.config_errors import describe_errors, format_value
 from voiceplat.errors import RobotError
+from voiceplat.sessions.chunking import ChunkingSettings
 from voiceplat.telephony.ingress.sip.settings import SipSettings
 from voiceplat.turns.barge_in import BargeInSettings
+from voiceplat.turns.echo import EchoSettings
+from voiceplat.turns.end_of_turn import EndOfTurnSettings
 from voiceplat.turns.endpointer import EndpointerSettings
+from voiceplat.turns.utterance_filter import UtteranceFilterSettings
 
 ENV_PREFIX = "VOICEPLAT_"
 SEED_FRAME_MS = 32
@@ -171,6 +175,13 @@ class RobotConfig(Strict):
     )
     vad: VadSettings = Field(default_factory=VadSettings)
     barge_in: BargeInSettings = Field(default_factory=BargeInSettings)
+    end_of_turn: EndOfTurnSettings = Field(default_factory=EndOfTurnSettings)
+    utterance_filter: UtteranceFilterSettings = Field(default_factory=UtteranceFilterSettings)
+    echo: EchoSettings = Field(default_factory=EchoSettings)
+    chunking: ChunkingSettings = Field(default_factory=ChunkingSettings)
+    filler_text: str = Field(
+        "Так…", description="said once in an answer to cover a gap the LLM would leave ('' = never)"
+    )
     no_input: NoInputSettings = Field(default_factory=NoInputSettings)
     playout: PlayoutSettings = Field(default_factory=PlayoutSettings)
     greeting_text: str | None = None
@@ -196,7 +207,7 @@ class RobotConfig(Strict):
         description="the marker ends the call only after the caller said one of these ([] = always)",
     )
     first_clause_min_chars: int = Field(
-        8, ge=0, description="speak the answer's first clause as soon as it is this long"
+        8, ge=0, description="old name of chunking.first_clause_min_chars (used when set)"
     )
     max_call_s: PositiveFloat = 600.0
     max_call_text: str = "Время разговора истекло. Спасибо за звонок, до свидания!"
@@ -211,6 +222,14 @@ class RobotConfig(Strict):
     )
     transfer: TransferSettings = Field(default_factory=TransferSettings)
     sip: SipSettings | None = Field(None, description="the embedded SIP endpoint; absent = no SIP")
+
+    def chunking_settings(self) -> ChunkingSettings:
+        """`chunking`, with the older top-level `first_clause_min_chars` when a robot sets it."""
+        if "first_clause_min_chars" in self.model_fields_set:
+            return self.chunking.model_copy(
+                update={"first_clause_min_chars": self.first_clause_min_chars}
+            )
+        return self.chunking
 
     @field_validator("dtmf", mode="before")
     @classmethod

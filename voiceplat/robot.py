@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,7 +10,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import ValidationError
 
-from voiceplat.audio.pcm import Pcm
+from voiceplat.audio.pcm import CALL_RATE, Pcm
+from voiceplat.audio.resample import StreamResampler
 from voiceplat.audio.wav import WavError, read_wav
 from voiceplat.config import RobotConfig, load_config, read_env_files
 from voiceplat.config_errors import describe_errors, format_value, missing_provider, prefixed
@@ -26,6 +28,9 @@ from voiceplat.providers.base import (
     ProviderSettings,
     Realtime,
 )
+from voiceplat.sessions.speech_rates import SpeechRates
+from voiceplat.turns.end_of_turn import EndOfTurnPolicy
+from voiceplat.turns.smart_turn import SmartTurn
 
 if TYPE_CHECKING:
     # Imported where tracks are loaded: the llm_script package imports its session, whose base
@@ -56,6 +61,12 @@ class Robot:
     tracks: TrackSet | None = None
     """llm_script: the prerecorded tracks, audio at 8 kHz."""
     providers: dict[Kind, Provider] = field(default_factory=dict)
+    rates: SpeechRates = field(default_factory=SpeechRates)
+    """The LLM's and TTS's measured speeds, shared by the robot's calls (answer chunk sizes)."""
+    filler_audio: tuple[str, Pcm] | None = None
+    """`filler_text` synthesised at start (8 kHz), ready to cover a gap inside an answer."""
+    end_of_turn_model: SmartTurn | None = None
+    """Smart Turn v3, loaded at start when `end_of_turn.model` asks for it."""
 
     @property
     def name(self) -> str:
@@ -103,6 +114,34 @@ class Robot:
             await provider.start()
         if "llm" in self.providers:
             await self.llm.warm(self.opening())
+        if self.config.mode in VAD_MODES and self.config.end_of_turn.enabled:
+            self.end_of_turn_model = await asyncio.to_thread(SmartTurn.load)
+        if "tts" in self.providers and self.config.filler_text and self.config.mode == "pipeline":
+            self.filler_audio = (
+                self.config.filler_text,
+                await self._synthesize(self.config.filler_text),
+            )
+
+    async def _synthesize(self, text: str) -> Pcm:
+        """`text` in the robot's voice at the call rate (fillers said often are made once)."""
+        resampler: StreamResampler | None = None
+        parts: list[bytes] = []
+        async for chunk in self.tts.synthesize(text):
+            resampler = resampler or StreamResampler(chunk.rate, CALL_RATE)
+            parts.append(resampler.process(chunk.data))
+        if resampler is not None:
+            parts.append(resampler.flush())
+        return Pcm(b"".join(parts), CALL_RATE)
+
+    def end_of_turn_policy(self) -> EndOfTurnPolicy | None:
+        """How a call's turn-taking uses the end-of-turn model (None: silence alone)."""
+        if self.end_of_turn_model is None:
+            return None
+        return EndOfTurnPolicy(self.config.end_of_turn, self.config.vad.end_silence_ms)
+
+    async def end_of_turn_probability(self, audio: bytes) -> float | None:
+        model = self.end_of_turn_model
+        return None if model is None else await model.predict_async(audio)
 
     def opening(self) -> list[Message]:
         """How every dialog begins: the system prompt, then the spoken greeting."""
@@ -115,6 +154,8 @@ class Robot:
     async def aclose(self) -> None:
         for provider in self.providers.values():
             await provider.aclose()
+        if self.end_of_turn_model is not None:
+            self.end_of_turn_model.close()
 
 
 def _provider_settings(

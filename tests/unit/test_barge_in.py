@@ -21,14 +21,14 @@ DISABLED = BargeInSettings(enabled=False)
     ("settings", "speech_ms", "interruptible", "expected"),
     [
         (DEFAULT, 0, True, "ignore"),
-        (DEFAULT, 280, True, "ignore"),  # a cough, a click
-        (DEFAULT, 300, True, "pending"),  # may be "ага": wait for ASR
+        (DEFAULT, 260, True, "ignore"),  # a cough, a click (webrtc: ~260 ms with hangover)
+        (DEFAULT, 280, True, "pending"),  # may be "ага": pause, ask ASR
         (DEFAULT, 780, True, "pending"),
         (DEFAULT, 800, True, "interrupt"),  # too long for a backchannel
         (DEFAULT, 5000, True, "interrupt"),
         (DEFAULT, 5000, False, "ignore"),  # a legal notice that must be heard
-        (NO_BACKCHANNELS, 280, True, "ignore"),
-        (NO_BACKCHANNELS, 300, True, "interrupt"),  # nothing to wait for
+        (NO_BACKCHANNELS, 260, True, "ignore"),
+        (NO_BACKCHANNELS, 280, True, "interrupt"),  # nothing to wait for
         (DISABLED, 5000, True, "ignore"),
         (BargeInSettings(min_speech_ms=500, backchannel_max_ms=400), 500, True, "interrupt"),
     ],

@@ -303,7 +303,7 @@ def test_concurrent_ensures_assemble_once(
         spec: ModelSpec,
         directory: Path,
         files: list[ModelFile],
-        sources: dict[str, list[Path]],
+        sources: dict[str, list[assemble.Source]],
         stamp: dict[str, dict],
         progress: bool,
     ) -> None:

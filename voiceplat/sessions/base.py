@@ -43,6 +43,8 @@ from voiceplat.telephony.events import CallMetadata, CallProtocolError
 log = logging.getLogger(__name__)
 
 METADATA_TIMEOUT_S = 10.0
+FILLER_LEAD_S = 0.12
+"""The filler is queued this long before the robot's audio would run out."""
 
 
 class Session:
@@ -147,7 +149,11 @@ class Session:
             goodbye_words=self.config.goodbye_words,
         )
         self.audio = TurnAudio(
-            self.channel, self.call, tts=lambda: self.robot.tts, clock=self.clock
+            self.channel,
+            self.call,
+            tts=lambda: self.robot.tts,
+            clock=self.clock,
+            on_synthesized=self.robot.rates.tts_done,
         )
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
@@ -321,7 +327,11 @@ class Session:
     ) -> None:
         if not isinstance(sentences, AsyncIterator):
             sentences = aiter_list(list(sentences))
-        async for raw in sentences:
+        while True:
+            try:
+                raw = await self._next_sentence(turn, sentences)
+            except StopAsyncIteration:
+                break
             text, marker = strip_marker(raw, self.config.end_call_marker)
             if marker and not self.transcript.caller_said_goodbye():
                 # Small models write the marker where it does not belong; hanging up on a caller
@@ -331,14 +341,60 @@ class Session:
             turn.ends_call = turn.ends_call or marker
             text, turn.transfer_to = take_marker(text, self.config.transfer, self.call, turn.idx)
             if text:
+                if self._gap_coming(turn, self.robot.rates.first_audio_s(len(text))):
+                    self._say_filler(turn)
                 await self.audio.synthesize(turn, text)
             if turn.transfer_to is not None:
                 break  # the caller is handed over after this sentence; the rest is not said
 
-    async def barge_in(self, speech_started: float | None = None, *, force: bool = False) -> None:
+    def _gap_coming(self, turn: RobotTurn, next_audio_in_s: float) -> bool:
+        """The caller will hear silence inside the turn: its audio runs out before the next
+        audio can come (and the one filler of the turn is still unsaid)."""
+        if self.robot.filler_audio is None or turn.filler is not None or self.audio.paused:
+            return False
+        left = self.audio.runs_dry_in_s()
+        return left is not None and left < next_audio_in_s + FILLER_LEAD_S
+
+    def _say_filler(self, turn: RobotTurn) -> None:
+        assert self.robot.filler_audio is not None
+        text, audio = self.robot.filler_audio
+        turn.filler = text
+        self.audio.queue(turn, audio.data, None)
+        if turn.planner is not None:
+            turn.planner.audio_queued(audio.duration_s, of_chunk=False)
+        self.call.event("filler", turn=turn.idx, text=text)
+
+    async def _next_sentence(self, turn: RobotTurn, sentences: AsyncIterator[str]) -> str:
+        """The next sentence; if it is late and the caller is about to hear silence inside the
+        answer, a short filler covers the gap first (once per turn)."""
+        left = self.audio.runs_dry_in_s()
+        if self.robot.filler_audio is None or turn.filler is not None or left is None:
+            return await anext(sentences)
+        waiting = asyncio.ensure_future(anext(sentences))
+        try:
+            # Text that comes later than this cannot be heard before the audio runs out.
+            budget = left - self.robot.rates.tts_first_audio_s - FILLER_LEAD_S
+            done, _ = await asyncio.wait({waiting}, timeout=max(0.0, budget))
+            if not done and self._gap_coming(turn, self.robot.rates.tts_first_audio_s):
+                self._say_filler(turn)
+            return await waiting
+        finally:
+            if not waiting.done():
+                # Let the generator finish its step before anyone closes it.
+                waiting.cancel()
+                await asyncio.wait({waiting})
+
+    async def barge_in(
+        self,
+        speech_started: float | None = None,
+        *,
+        force: bool = False,
+        heard_ms: float | None = None,
+    ) -> None:
         """The caller interrupts: stop the speaker, flush what is queued and buffered.
 
         A final goodbye is left alone unless `force` (the robot's own decision, e.g. max duration).
+        `heard_ms`: where the caller stopped hearing the turn, when it was paused before.
         """
         turn, speaker = self.turn, self.speaker
         if turn is None or speaker is None:
@@ -346,9 +402,10 @@ class Session:
         if speaker is self._final and not force:
             self.call.event("speech_ignored", reason="the robot is saying goodbye")
             return
-        turn.interrupted_at_ms = self.channel.heard_ms()
+        turn.interrupted_at_ms = self.channel.heard_ms() if heard_ms is None else heard_ms
         speaker.cancel()  # before clear(): no more audio may be queued after the flush
-        await self.channel.clear()
+        if not self.audio.paused:  # a paused turn's audio is flushed already
+            await self.channel.clear()
         self.call.event(
             "barge_in",
             turn=turn.idx,

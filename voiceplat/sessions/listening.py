@@ -1,6 +1,10 @@
-"""Modes that listen with VAD (pipeline, llm_script): frames → VAD → endpointer → barge-in → utterance.
+"""Modes that listen with VAD (pipeline, llm_script): frames → VAD → turn-taking → utterances.
 
-Handling one frame is O(frame); anything slow (ASR, barge-in confirmation) runs in a task.
+Every decision about the floor (pause the robot, resume it, interrupt it, end the caller's turn,
+ignore a burst) is the `TurnTaking` state machine's (turns/taking.py); this session feeds it each
+frame with the VAD's and the echo guard's verdicts and what the robot is doing, and carries out the
+actions it returns. Handling one frame is O(frame); anything slow (ASR, the end-of-turn model)
+runs in a task whose answer goes back to the state machine.
 """
 
 from __future__ import annotations
@@ -16,20 +20,20 @@ from voiceplat.sessions.base import CallEnded, Session
 from voiceplat.sessions.no_input import NoInputTimer
 from voiceplat.sessions.timeouts import session_timeout
 from voiceplat.sessions.turn import RobotTurn
-from voiceplat.telephony.events import AudioIn
-from voiceplat.turns.barge_in import BargeInPolicy
-from voiceplat.turns.endpointer import (
-    Endpointer,
-    SpeechEnded,
-    SpeechPaused,
-    SpeechResumed,
-    SpeechStarted,
-)
+from voiceplat.telephony.events import AudioIn, CallMetadata
+from voiceplat.turns import taking as tt
+from voiceplat.turns.echo import EchoGuard
+from voiceplat.turns.endpointer import Endpointer, SpeechEnded, SpeechPaused
+from voiceplat.turns.taking import Robot, TurnTaking
+from voiceplat.turns.utterance_filter import classify, confident_overlap
 from voiceplat.turns.vad import VAD, make_vad
 
 log = logging.getLogger(__name__)
 
 FRAME_S = FRAME_MS / 1000
+
+Heard = tuple[str, float, dict[str, Any]]
+"""A transcription: text, ASR ms, the ASR's details (confidence)."""
 
 
 class ListeningSession(Session):
@@ -37,16 +41,30 @@ class ListeningSession(Session):
         super().__init__(*args, **kwargs)
         self.vad: VAD
         self.endpointer = Endpointer(self.config.vad.endpointer_settings())
-        self.policy = BargeInPolicy(self.config.barge_in)
+        self.taking = TurnTaking(
+            self.endpointer,
+            self.config.barge_in,
+            judge=lambda text, details, voiced_ms: confident_overlap(
+                text, details, voiced_ms, self.config.utterance_filter
+            ),
+            end_of_turn=self.robot.end_of_turn_policy(),
+        )
+        self.echo = EchoGuard(self.config.echo) if self.config.echo.enabled else None
         self.framer = Framer()
-        self.barge_pending = False
-        self.speech_started_at: float | None = None
         self.carry_audio = b""
         """Audio of an utterance whose answer was cancelled before ASR finished: heard again."""
         self.reprompts = 0
         self.speculation: Speculation | None = None
         self.prefills: set[asyncio.Task[None]] = set()
         """Prefills of speculations that were used: cancelled when the call ends."""
+        self.helpers: set[asyncio.Task[None]] = set()
+        """End-of-turn and overlap checks in flight: cancelled when the call ends."""
+        self._paused_heard_ms: float | None = None
+
+    def _open_record(self, metadata: CallMetadata) -> None:
+        super()._open_record(metadata)
+        if self.echo is not None:
+            self.audio.echo_guard(self.echo.played, self.echo.flushed)
 
     async def main(self) -> None:
         vad = self.config.vad
@@ -62,7 +80,8 @@ class ListeningSession(Session):
         self.listen_to_keys()
         self._tasks.create_task(self._no_input_timer())
         # Frames are handled in the connection's reader as they arrive (no task wake-up per
-        # frame); only a barge-in, which must finish before the next frame, runs in this task.
+        # frame); only a pause or a barge-in, which must finish before the next frame, runs in
+        # this task.
         await self.channel.receive_audio(self._on_audio)
 
     async def greet(self) -> None:
@@ -79,88 +98,192 @@ class ListeningSession(Session):
         now = self.clock()
         last = len(frames) - 1
         for i, frame in enumerate(frames):
-            barge_in = self._on_frame(frame, now - (last - i) * FRAME_S)
-            if barge_in is not None:
+            work = self._on_frame(frame, now - (last - i) * FRAME_S)
+            if work is not None:
                 rest = [(f, now - (last - j) * FRAME_S) for j, f in enumerate(frames) if j > i]
-                return self._barge_in_then(barge_in, rest)
+                return self._work_then(work, rest)
         return None
 
-    async def _barge_in_then(
-        self, barge_in: Coroutine[Any, Any, None], frames: list[tuple[bytes, float]]
+    async def _work_then(
+        self, work: Coroutine[Any, Any, None], frames: list[tuple[bytes, float]]
     ) -> None:
-        """Runs a barge-in, then the frames of the same message that came after its frame."""
-        await barge_in
+        """Runs a pause or barge-in, then the frames of the same message that came after it."""
+        await work
         for frame, t in frames:
             later = self._on_frame(frame, t)
             if later is not None:
                 await later
 
     def _on_frame(self, frame: bytes, t: float) -> Coroutine[Any, Any, None] | None:
-        """Handles one 20 ms frame; returns the barge-in to run before the next frame, if any."""
-        for event in self.endpointer.push(frame, self.vad.is_speech(frame), t):
-            if isinstance(event, SpeechStarted):
-                self._on_speech_started(event)
-            elif isinstance(event, SpeechEnded):
-                self._on_speech_ended(event)
-            elif isinstance(event, SpeechPaused):
-                self._speculate(event)
-            elif isinstance(event, SpeechResumed):
-                self._drop_speculation()
-        if self.endpointer.in_speech and self.robot_talking() and self.turn is not None:
-            decision = self.policy.during_speech(self.endpointer.speech_ms, self.turn.interruptible)
-            if decision == "interrupt":
-                self.barge_pending = False
-                return self.barge_in(self.speech_started_at)
-            if decision == "pending":
-                self.barge_pending = True
-        return None
+        """Handles one 20 ms frame; returns the work to finish before the next frame, if any."""
+        echo = self.echo is not None and self.echo.is_echo(frame, t)
+        actions = self.taking.on_frame(
+            frame, t, is_speech=self.vad.is_speech(frame), robot=self.robot_floor(), echo=echo
+        )
+        return self._carry_out(actions) if actions else None
+
+    def robot_floor(self) -> Robot:
+        """What the robot is doing, as turn-taking needs to know it."""
+        speaker = self.speaker
+        if speaker is None or speaker.done():
+            return Robot.SILENT
+        if self.speaker_protected():
+            return Robot.HOLDING
+        if self.robot_talking():
+            turn = self.turn
+            return Robot.TALKING if turn is not None and turn.interruptible else Robot.HOLDING
+        return Robot.THINKING
 
     def robot_has_the_floor(self) -> bool:
-        """The robot talks, or is about to say a turn that must be heard (a goodbye, a
-        non-interruptible greeting): caller speech does not start an answer now."""
-        return self.robot_talking() or self.speaker_protected()
+        """The robot talks, or is about to say a turn that must be heard."""
+        return self.robot_floor() in (Robot.TALKING, Robot.HOLDING)
 
-    def _on_speech_started(self, event: SpeechStarted) -> None:
-        self.speech_started_at = event.started_at
-        self.last_activity = event.started_at
-        self.reprompts = 0
-        self.call.event("speech_start")
-        if self.speaker is not None and not self.robot_has_the_floor():
-            # The caller goes on talking while we think: drop the answer, hear them out.
-            self.speaker.cancel()
-            self.call.event("answer_cancelled", reason="caller kept talking")
+    # -- carrying out turn-taking's actions ---------------------------------------------------------
+    def _carry_out(self, actions: list[tt.Action]) -> Coroutine[Any, Any, None] | None:
+        """Does what can be done at once; returns what must be awaited before the next frame."""
+        pending: list[Coroutine[Any, Any, None]] = []
+        for action in actions:
+            work = self._act(action)
+            if work is not None:
+                pending.append(work)
+        if not pending:
+            return None
+        if len(pending) == 1:
+            return pending[0]
+        return _in_order(pending)
 
-    def _on_speech_ended(self, event: SpeechEnded) -> None:
+    def _act(self, action: tt.Action) -> Coroutine[Any, Any, None] | None:
+        if isinstance(action, tt.CallerStarted):
+            self.last_activity = action.started_at
+            self.reprompts = 0
+            self.call.event("speech_start")
+        elif isinstance(action, tt.CancelAnswer):
+            if self.speaker is not None and not self.robot_has_the_floor():
+                # The caller goes on talking while we think: drop the answer, hear them out.
+                self.speaker.cancel()
+                self.call.event("answer_cancelled", reason="caller kept talking")
+        elif isinstance(action, tt.Speculate):
+            self._speculate(action.paused)
+        elif isinstance(action, tt.DropSpeculation):
+            self._drop_speculation()
+        elif isinstance(action, tt.AskEndOfTurn):
+            self._helper(self._ask_end_of_turn(action))
+        elif isinstance(action, tt.PauseRobot):
+            return self._pause_robot(action)
+        elif isinstance(action, tt.ResumeRobot):
+            self._resume_robot(action)
+        elif isinstance(action, tt.Interrupt):
+            return self._interrupt(action)
+        elif isinstance(action, tt.Answer):
+            self._answer_utterance(action.utterance)
+        elif isinstance(action, tt.AnswerText):
+            u = action.utterance
+            self.start_speaker(
+                lambda: self.answer(
+                    b"", u.started_at, u.ended_at, text=action.text, asr_ms=action.asr_ms
+                )
+            )
+        elif isinstance(action, tt.CheckOverlap):
+            self._helper(self._check_overlap(action))
+        elif isinstance(action, tt.Ignored):
+            self.call.event("speech_ignored", reason=action.reason)
+        return None
+
+    def _helper(self, work: Coroutine[Any, Any, None]) -> None:
+        # Not in the call's TaskGroup: a failed check must not end the call.
+        task = asyncio.create_task(work)
+        self.helpers.add(task)
+        task.add_done_callback(self.helpers.discard)
+
+    async def _pause_robot(self, action: tt.PauseRobot) -> None:
+        turn = self.turn
+        if turn is None:
+            return
+        heard = await self.audio.pause(turn, self.config.barge_in.resume_rewind_ms)
+        self._paused_heard_ms = heard
+        self.call.event(
+            "robot_paused",
+            turn=turn.idx,
+            heard_ms=round(heard),
+            talk_over_ms=round((self.clock() - action.speech_started) * 1000),
+        )
+
+    def _resume_robot(self, action: tt.ResumeRobot) -> None:
+        turn = self.turn
+        self._paused_heard_ms = None
+        self.call.event("backchannel", text=action.text, reason=action.reason)
+        if turn is None or not self.audio.paused:
+            return
+        self.audio.resume(turn)
+        self.call.event("robot_resumed", turn=turn.idx, reason=action.reason)
+
+    async def _interrupt(self, action: tt.Interrupt) -> None:
+        heard, self._paused_heard_ms = self._paused_heard_ms, None
+        await self.barge_in(action.speech_started, heard_ms=heard)
+
+    async def _ask_end_of_turn(self, action: tt.AskEndOfTurn) -> None:
+        try:
+            probability: float | None = await self.robot.end_of_turn_probability(action.audio)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the model failing leaves silence-only endpointing
+            self.call.event("error", detail=f"end-of-turn model: {type(exc).__name__}: {exc}")
+            probability = None
+        if probability is not None:
+            self.call.event("end_of_turn", probability=round(probability, 3))
+        work = self._carry_out(self.taking.on_end_of_turn(action.key, probability, self.clock()))
+        if work is not None:
+            await work
+
+    async def _check_overlap(self, action: tt.CheckOverlap) -> None:
+        """A burst over the paused robot ended: its words decide whether the robot resumes."""
+        utterance = action.utterance
+        try:
+            text, asr_ms, details = await self.transcribe(utterance.audio)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a failed confirmation must not end the call: resume
+            self.call.event("error", detail=f"barge-in ASR: {type(exc).__name__}: {exc}")
+            text, asr_ms, details = "", None, {}
+        actions = self.taking.judge_overlap(
+            action.key, utterance, text, details, asr_ms, self.clock()
+        )
+        work = self._carry_out(actions)
+        if work is not None:
+            await work
+
+    def _answer_utterance(self, event: SpeechEnded) -> None:
         self.last_activity = event.ended_at
         self.call.event("speech_end", ms=round((event.ended_at - event.started_at) * 1000))
-        if self.robot_has_the_floor():
-            turn = self.turn
-            if self.barge_pending and self.robot_talking() and turn and turn.interruptible:
-                self._tasks.create_task(self._confirm_barge_in(event, turn))
-            else:
-                self.call.event("speech_ignored", reason="short or not interruptible")
-            self.barge_pending = False
-            return
         audio = self.carry_audio + event.audio
         speculation = self.speculation if not self.carry_audio else None
         self.speculation = None
         self.carry_audio = b""
+        voiced = event.speech_ms
         if speculation is not None and speculation.ended_at == event.ended_at:
             self.call.event("asr_speculative", used=True)
             if speculation.prefill is not None and not speculation.prefill.done():
                 self.prefills.add(speculation.prefill)  # its work is the answer's: let it finish
             self.start_speaker(
-                lambda: self.answer(audio, event.started_at, event.ended_at, early=speculation.task)
+                lambda: self.answer(
+                    audio,
+                    event.started_at,
+                    event.ended_at,
+                    early=speculation.task,
+                    voiced_ms=voiced,
+                )
             )
             return
         if speculation is not None:
             speculation.cancel()
-        self.start_speaker(lambda: self.answer(audio, event.started_at, event.ended_at))
+        self.start_speaker(
+            lambda: self.answer(audio, event.started_at, event.ended_at, voiced_ms=voiced)
+        )
 
     def release(self) -> None:
         if self.speculation is not None:
             self.speculation.cancel()
-        for task in self.prefills:
+        for task in (*self.prefills, *self.helpers):
             task.cancel()
 
     def _speculate(self, event: SpeechPaused) -> None:
@@ -174,13 +297,13 @@ class ListeningSession(Session):
         speculation.task.add_done_callback(_consume_result)
         self.speculation = speculation
 
-    async def _hear_ahead(self, audio: bytes, speculation: Speculation) -> tuple[str, float]:
+    async def _hear_ahead(self, audio: bytes, speculation: Speculation) -> Heard:
         """Transcribes a paused utterance, then lets the mode prepare its answer to it."""
-        text, asr_ms = await self.transcribe(audio, log=False)
+        text, asr_ms, details = await self.transcribe(audio, log=False)
         if text:
             speculation.prefill = asyncio.create_task(self._prefill(text))
             speculation.prefill.add_done_callback(self.prefills.discard)
-        return text, asr_ms
+        return text, asr_ms, details
 
     async def _prefill(self, text: str) -> None:
         asked = self.clock()
@@ -205,27 +328,7 @@ class ListeningSession(Session):
             self.call.event("asr_speculative", used=False)
             self.speculation = None
 
-    async def _confirm_barge_in(self, event: SpeechEnded, turn: RobotTurn) -> None:
-        """A short burst while the robot spoke `turn`: interrupt only if ASR heard more than 'ага'."""
-        try:
-            text, asr_ms = await self.transcribe(event.audio)
-        except Exception as exc:  # a failed confirmation must not end the call
-            self.call.event("error", detail=f"barge-in ASR: {type(exc).__name__}: {exc}")
-            return
-        if self.turn is not turn or not self.robot_talking():
-            # That turn is over (or was replaced, e.g. by the max-duration goodbye): the burst
-            # was said over something that is no longer playing.
-            self.call.event("backchannel", text=text, reason="the turn it was said over is over")
-            return
-        if self.policy.after_utterance(text) == "ignore":
-            self.call.event("backchannel", text=text)
-            return
-        await self.barge_in(event.started_at)
-        self.start_speaker(
-            lambda: self.answer(b"", event.started_at, event.ended_at, text=text, asr_ms=asr_ms)
-        )
-
-    async def transcribe(self, audio: bytes, *, log: bool = True) -> tuple[str, float]:
+    async def transcribe(self, audio: bytes, *, log: bool = True) -> Heard:
         asr = self.robot.asr
         asked = self.clock()
         async with asyncio.timeout(session_timeout(asr)):
@@ -233,7 +336,7 @@ class ListeningSession(Session):
         asr_ms = (self.clock() - asked) * 1000
         if log:
             self.call.event("asr_done", ms=round(asr_ms), text=transcript.text)
-        return transcript.text.strip(), asr_ms
+        return transcript.text.strip(), asr_ms, dict(transcript.details)
 
     async def answer(
         self,
@@ -243,16 +346,22 @@ class ListeningSession(Session):
         *,
         text: str | None = None,
         asr_ms: float | None = None,
-        early: asyncio.Task[tuple[str, float]] | None = None,
+        early: asyncio.Task[Heard] | None = None,
+        voiced_ms: float | None = None,
     ) -> None:
-        """Hears one utterance and has the mode reply; `early` is a speculative transcription."""
+        """Hears one utterance and has the mode reply; `early` is a speculative transcription.
+
+        Noise and ASR hallucinations are recorded as ignored and not answered; real speech that
+        was not understood gets `utterance_filter.unclear_text` (at most `max_unclear_in_row`
+        times in a row). Words given as `text` (keys, a confirmed interruption) are answered."""
+        details: dict[str, Any] = {}
         if text is None:
             try:
                 if early is not None:
-                    text, asr_ms = await early
+                    text, asr_ms, details = await early
                     self.call.event("asr_done", ms=round(asr_ms), text=text, speculative=True)
                 else:
-                    text, asr_ms = await self.transcribe(audio)
+                    text, asr_ms, details = await self.transcribe(audio)
             except asyncio.CancelledError:
                 if early is not None:
                     early.cancel()
@@ -261,6 +370,8 @@ class ListeningSession(Session):
             except Exception as exc:
                 await self.not_heard(exc)
                 return
+            if not await self._understood(text, details, voiced_ms, started, ended, asr_ms):
+                return
         if not text:
             self.call.event("empty_transcript")
             return
@@ -268,6 +379,36 @@ class ListeningSession(Session):
         await self.reply(
             RobotTurn(self.transcript.next_idx(), asr_ms=asr_ms, user_speech_ended=ended)
         )
+
+    async def _understood(
+        self,
+        text: str,
+        details: dict[str, Any],
+        voiced_ms: float | None,
+        started: float,
+        ended: float,
+        asr_ms: float | None,
+    ) -> bool:
+        """False when the utterance is not answered: noise, a hallucination, or unclear speech
+        (then the robot asks the caller to repeat)."""
+        settings = self.config.utterance_filter
+        voiced = voiced_ms if voiced_ms is not None else (ended - started) * 1000
+        verdict = classify(text, details, voiced, settings)
+        if verdict.kind == "ok":
+            self.taking.understood()
+            return True
+        if verdict.kind == "unclear" and not self.taking.unclear(settings.max_unclear_in_row):
+            self.call.event("unclear_answered", text=text, reason=verdict.reason)
+            return True  # asked twice already: answer what was heard, whatever it is
+        if not text:
+            self.call.event("empty_transcript", reason=verdict.reason)
+            return False
+        reason = verdict.reason if verdict.kind == "ignore" else f"unclear: {verdict.reason}"
+        self.transcript.record_user_turn(text, started, ended, asr_ms, ignored=reason)
+        self.call.event("user_turn_ignored", text=text, reason=reason)
+        if verdict.kind == "unclear":
+            await self.speak([settings.unclear_text])
+        return False
 
     async def reply(self, turn: RobotTurn) -> None:
         """The mode's robot turn answering the caller's last message (already in the history)."""
@@ -308,7 +449,7 @@ class ListeningSession(Session):
 class Speculation:
     ended_at: float
     """End of speech the transcription covers; valid if the utterance ends there too."""
-    task: asyncio.Task[tuple[str, float]] = field(init=False)
+    task: asyncio.Task[Heard] = field(init=False)
     prefill: asyncio.Task[None] | None = None
     """The mode's head start on its answer, once the transcript is in."""
 
@@ -318,7 +459,12 @@ class Speculation:
             self.prefill.cancel()
 
 
-def _consume_result(task: asyncio.Task[tuple[str, float]]) -> None:
+async def _in_order(works: list[Coroutine[Any, Any, None]]) -> None:
+    for work in works:
+        await work
+
+
+def _consume_result(task: asyncio.Task[Heard]) -> None:
     """A dropped speculation's failure is not the call's failure."""
     if not task.cancelled():
         task.exception()

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from voiceplat.sessions.chunking import ChunkPlanner
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -38,6 +40,15 @@ class RobotTurn:
     transfer_to: str | None = None
     """The LLM asked (its transfer marker) to hand the caller over here once the turn is heard."""
     track: str | None = None
+    starved_ms: float | None = None
+    """Time the robot had nothing to send while the turn was not finished (total)."""
+    starved_max_ms: float | None = None
+    resumed: int = 0
+    """Times the turn was paused for a possible interruption and resumed."""
+    filler: str | None = None
+    """The filler said to cover a coming gap (at most one per turn)."""
+    planner: ChunkPlanner | None = field(default=None, repr=False)
+    """The pipeline's chunk planner for this answer: told when each chunk's audio is queued."""
 
     @property
     def text(self) -> str:

@@ -6,10 +6,10 @@ caller's current utterance has (the endpointer's `speech_ms`):
 - below `min_speech_ms` it is ignored: a cough, a click, line noise, a breath;
 - at `backchannel_max_ms` or more it interrupts: nobody says "ага" for that long;
 - in between it is *pending*. A short burst may be a backchannel ("ага", "угу", "uh-huh"): the
-  caller is listening and agreeing, and stopping the robot there is the classic annoying
-  failure. Energy and VAD cannot tell "ага" from "стоп", so the session lets the robot go on
-  talking, waits for the utterance to end, asks ASR, and calls `after_utterance(text)`: only
-  backchannel words (or nothing intelligible) are ignored, anything else interrupts.
+  caller is listening and agreeing. Energy and VAD cannot tell "ага" from "стоп", so the robot
+  pauses (its audio stops at once, so a real interruption is not talked over), ASR hears the
+  burst and `after_utterance(text)` decides: backchannel words or nothing intelligible resume
+  the robot from the word where it stopped, anything else interrupts (turns/taking.py).
 
 An empty backchannel list turns the pending stage off: speech interrupts at `min_speech_ms`.
 A robot turn can be marked not interruptible (a legal notice that must be heard in full).
@@ -38,12 +38,24 @@ class BargeInSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = True
-    min_speech_ms: int = Field(300, gt=0)
-    """Caller speech needed before anything can interrupt the robot."""
+    min_speech_ms: int = Field(280, gt=0)
+    """Caller speech over the robot that pauses it (shorter: a cough, a click, breath)."""
     backchannel_words: list[str] = Field(default_factory=lambda: list(DEFAULT_BACKCHANNEL_WORDS))
     """Words that never interrupt on their own; [] interrupts on any speech of min_speech_ms."""
     backchannel_max_ms: int = Field(800, gt=0)
     """Speech this long is not a backchannel: it interrupts without waiting for ASR."""
+    resume: bool = True
+    """Pause the robot at min_speech_ms and resume it after a backchannel or noise; False: the
+    robot talks on until ASR confirms an interruption (the old, slower behaviour)."""
+    verdict_silence_ms: int = Field(250, gt=0)
+    """Silence that ends a burst over the paused robot (shorter than vad's: the robot waits)."""
+    verdict_timeout_ms: int = Field(2000, gt=0)
+    """A paused robot resumes if ASR has not judged the burst this long after it ended."""
+    resume_rewind_ms: int = Field(400, ge=0)
+    """A resumed turn starts again at the last word boundary at most this far before the point
+    where the caller stopped hearing it."""
+    max_level_drop_db: float = Field(12.0, gt=0)
+    """Speech over the robot this much quieter than the caller's own level never pauses it."""
 
 
 def words(text: str) -> list[str]:

@@ -58,6 +58,8 @@ class SpeechEnded:
     """End of the last speech frame: the caller's end of speech, where latency is measured from."""
     forced: bool
     """True when max_utterance_s cut the utterance while the caller was still talking."""
+    speech_ms: float = 0.0
+    """Voiced time of the utterance (its speech frames), for confidence gating."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,11 +106,32 @@ class Endpointer:
         self._started_at = 0.0
         self._last_speech_end = 0.0
         self._paused = False
+        self._silence_override_ms: int | None = None
 
     @property
     def speech_ms(self) -> float:
         """Speech heard so far in the current utterance (onset included); 0 when idle."""
         return self._speech_frames * self.settings.frame_ms
+
+    @property
+    def gap_ms(self) -> float:
+        """Non-speech since the last speech frame of an open utterance (0 while speaking)."""
+        return self._gap_frames * self.settings.frame_ms if self.in_speech else 0.0
+
+    def set_silence_ms(self, silence_ms: int | None) -> None:
+        """Changes the silence that ends the current utterance (None: back to the setting), e.g.
+        longer after an unfinished phrase, shorter for a burst over the robot. Reset at its end."""
+        self._silence_override_ms = silence_ms
+
+    def utterance_audio(self) -> bytes:
+        """Pre-roll and the frames of the open utterance so far."""
+        return b"".join((*self._pre_roll, *self._frames))
+
+    def end_now(self) -> SpeechEnded | None:
+        """Ends the open utterance during its trailing silence (the turn is known to be over)."""
+        if self._state is not _State.TRAILING:
+            return None
+        return self._end(forced=False)
 
     @property
     def in_speech(self) -> bool:
@@ -146,7 +169,8 @@ class Endpointer:
         if now - self._started_at >= self.settings.max_utterance_s:
             return [self._end(forced=True)]
         gap_ms = self._gap_frames * self.settings.frame_ms
-        if gap_ms >= self.settings.silence_ms:
+        silence_ms = self._silence_override_ms or self.settings.silence_ms
+        if gap_ms >= silence_ms:
             return [self._end(forced=False)]
         self._state = _State.TRAILING if self._gap_frames else _State.SPEAKING
         if self.settings.pause_ms and gap_ms >= self.settings.pause_ms and not self._paused:
@@ -189,6 +213,7 @@ class Endpointer:
             started_at=self._started_at,
             ended_at=self._last_speech_end,
             forced=forced,
+            speech_ms=self.speech_ms,
         )
         # The trailing silence becomes the next utterance's pre-roll: when the caller resumes
         # right away, the frames just before the VAD fires may hold the start of a word. Only
@@ -202,4 +227,5 @@ class Endpointer:
         self._speech_frames = 0
         self._gap_frames = 0
         self._paused = False
+        self._silence_override_ms = None
         return event
