@@ -352,7 +352,7 @@ class Session:
         audio can come (and the one filler of the turn is still unsaid)."""
         if self.robot.filler_audio is None or turn.filler is not None or self.audio.paused:
             return False
-        left = self.audio.runs_dry_in_s()
+        left = self.audio.runs_dry_in_s(turn)
         return left is not None and left < next_audio_in_s + FILLER_LEAD_S
 
     def _say_filler(self, turn: RobotTurn) -> None:
@@ -367,7 +367,7 @@ class Session:
     async def _next_sentence(self, turn: RobotTurn, sentences: AsyncIterator[str]) -> str:
         """The next sentence; if it is late and the caller is about to hear silence inside the
         answer, a short filler covers the gap first (once per turn)."""
-        left = self.audio.runs_dry_in_s()
+        left = self.audio.runs_dry_in_s(turn)
         if self.robot.filler_audio is None or turn.filler is not None or left is None:
             return await anext(sentences)
         waiting = asyncio.ensure_future(anext(sentences))

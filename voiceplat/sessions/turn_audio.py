@@ -87,9 +87,10 @@ class TurnAudio:
             return self._held_from_ms + len(self._held) / BYTES_PER_MS
         return self._channel.queued_ms
 
-    def runs_dry_in_s(self) -> float | None:
-        """Seconds until the audio queued so far has played (None: nothing playing)."""
-        if self._dry_at is None or self._held is not None:
+    def runs_dry_in_s(self, turn: RobotTurn) -> float | None:
+        """Seconds until `turn`'s audio queued so far has played (None: it has none yet, or it
+        is paused)."""
+        if turn is not self._turn or self._dry_at is None or self._held is not None:
             return None
         return self._dry_at - self._clock()
 

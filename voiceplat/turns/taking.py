@@ -352,7 +352,8 @@ class TurnTaking:
             self._asked_end_of_turn = True
             # While the model works, the silence setting must not cut the caller off.
             self.endpointer.set_silence_ms(policy.silence_needed_ms(None, pending=True))
-            actions.append(AskEndOfTurn(self.endpointer.utterance_audio(), self._key))
+            audio = policy.model_audio(self.endpointer.utterance_audio(), self.endpointer.gap_ms)
+            actions.append(AskEndOfTurn(audio, self._key))
 
     def on_end_of_turn(self, key: int, probability: float | None, t: float) -> list[Action]:
         """The model's answer for the pause named `key`: may end the turn now, or wait longer."""
