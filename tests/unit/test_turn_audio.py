@@ -38,7 +38,7 @@ def quiet(ms: int) -> bytes:
 
 def make() -> tuple[TurnAudio, FakeChannel, Clock, Events]:
     channel, clock, events = FakeChannel(), Clock(), Events()
-    audio = TurnAudio(channel, events, tts=lambda: None, clock=clock)  # type: ignore[arg-type]
+    audio = TurnAudio(channel, events, tts=lambda: None, clock=clock)  # type: ignore[arg-type, return-value]
     return audio, channel, clock, events
 
 
