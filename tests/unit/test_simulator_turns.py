@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from voiceplat.audio.g711 import ulaw_decode, ulaw_encode
+from voiceplat.simulator.call_report import SentUtterance, utterance_report
 from voiceplat.simulator.echo_path import EchoPath
 from voiceplat.simulator.peer_playout import Playout
 from voiceplat.simulator.turn_gaps import (
@@ -184,6 +185,48 @@ def test_prebuffer_leftover_heard_after_a_cut_is_not_a_resume() -> None:
     line.run_until(3.0)
     turns = line.turns()
     assert turns[1].cut and turns[1].resumes == 0
+
+
+def test_a_real_interruption_is_the_cut_turn_not_the_next_one_and_not_a_resume() -> None:
+    # What the robot sends on a real interruption: turn 2 named by `t2s0`, cut (killAudio)
+    # before its first sentence's mark, then after the caller's speech turn 4 (same text, so
+    # the same audio) starting with `t4s0` at the very position the cut left the stream.
+    line = Line()
+    line.audio(0.01, tone_bytes(1000), "t0s1")
+    line.audio(1.5, b"", "t2s0")
+    line.audio(1.5, tone_bytes(2000))  # heard from 1.52
+    line.kill(2.01)  # the caller has been talking since 1.8
+    line.audio(4.0, b"", "t4s0")
+    line.audio(4.0, tone_bytes(2000), "t4s1")
+    line.run_until(7.0)
+    turns = line.turns()
+    assert turns[2].cut and turns[2].resumes == 0 and turns[2].heard_ms == 500.0
+    assert not turns[4].cut and turns[4].resumes == 0 and turns[4].gaps == 0
+    assert turns[4].start_ms == 4020.0 and turns[4].heard_ms == 2000.0
+    barge = SentUtterance(1, "barge_in", "ru_wait.wav", 1.7, 3.0, 1.8, 2.9)
+    report = utterance_report(barge, line.playout.answers, line.stretches(), line.playout.kills)
+    assert report.kill_audio is True
+    assert (report.robot_turn, report.resumed, report.resume_after_ms) == (2, False, None)
+    assert (report.next_turn, report.next_turn_start_ms) == (4, 4020.0)
+
+
+@pytest.mark.parametrize("tail_mark", ["drain-3", None])
+def test_audio_after_a_turns_last_mark_is_never_the_next_turns(tail_mark: str | None) -> None:
+    # Turn 2 ends (`t2s2`); a tail follows in the same stream (the robot's pad after its
+    # "drain-N" mark, or audio with no mark after it); the caller speaks; turn 4 answers.
+    line = Line()
+    line.audio(0.01, tone_bytes(500), "t2s1")
+    line.audio(0.3, tone_bytes(500), "t2s2", *([tail_mark] if tail_mark else []))
+    line.audio(0.6, tone_bytes(100))  # the tail, heard 1.02-1.12
+    line.audio(4.0, b"", "t4s0")
+    line.audio(4.0, tone_bytes(1000), "t4s1")  # heard from 4.02
+    line.run_until(6.0)
+    turns = line.turns()
+    assert turns[4].gaps == 0 and turns[4].starved_max_ms == 0.0
+    assert (turns[4].start_ms, turns[4].heard_ms) == (4020.0, 1000.0)
+    assert turns[2].end_ms == 1120.0 and turns[2].heard_ms == 1100.0 and turns[2].gaps == 0
+    stretches = line.stretches()
+    assert [(h.turn, round(h.start, 2)) for h in stretches] == [(2, 0.02), (4, 4.02)]
 
 
 @pytest.mark.parametrize(("gain_db", "delay_ms"), [(-15, 40), (-20, 120), (-25, 200)])

@@ -2,12 +2,14 @@
 
 The robot sends a mark after each sentence of a turn, named `t{turn}s{n}` (a name that starts
 that way, e.g. `t3s2` or `t3s2r1`, counts). Robot audio received before such a mark, and after
-the previous mark, belongs to that mark's turn. Audio that no turn mark follows (cut by a
-killAudio, followed by another mark such as the robot's "drain-N" pad, or at the end) belongs to
-the turn of the turn mark before it if it came in the same stream (no pause in sending between)
-or that mark was `t{turn}s0` (a mark before a turn's first audio), else to no known turn. Audio
-of one turn need not be contiguous: a robot that resumes an interrupted turn sends the rest with
-marks of the same turn.
+the previous mark, belongs to that mark's turn. `t{turn}s0` is different: the robot sends it
+*before* a turn's first audio, so it names what follows it, never what came before (that is the
+previous turn's tail, e.g. the robot's "drain-N" pad, or a cut-off turn's last audio). Audio
+that no sentence mark follows (cut by a killAudio, followed by another mark such as "drain-N" or
+an `s0`, or at the end) belongs to the turn of the turn mark before it if it came in the same
+stream (no pause in sending between) or that mark was `t{turn}s0`, else to no known turn. So
+audio is never given to a turn whose first mark came after it. Audio of one turn need not be
+contiguous: a robot that resumes an interrupted turn sends the rest with marks of the same turn.
 
 From what the playout played (`Playout.runs`: when each stretch of stream positions was heard)
 this module finds, per turn, the stretches heard and:
@@ -98,6 +100,8 @@ def _owners(
 ) -> tuple[list[int], list[int | None]]:
     """Who owns the received audio: ascending end positions and the turn of the audio up to
     each (from the previous one); the last one runs to the end of the stream."""
+    # (position, kind, turn, s0); kind 0: a turn mark, 1: any other boundary. The sort is
+    # stable, so turn marks at one position keep the order they came in (`t2s2` then `t4s0`).
     events: list[tuple[int, int, int | None, bool]] = []
     for name, pos in marks:
         match = TURN_MARK.match(name)
@@ -115,16 +119,21 @@ def _owners(
     prev_pos = 0
     last: tuple[int, int, bool] | None = None  # (turn, position, s0) of the last turn mark
     for pos, kind, turn, s0 in events:
-        if kind == 0 and turn is not None:
+        if kind == 0 and turn is not None and not s0:  # after a sentence: the audio is its turn's
             if pos > prev_pos:
                 ends.append(pos)
                 owners.append(turn)
                 prev_pos = pos
-            last = (turn, pos, s0)
-        elif pos > prev_pos:
+            last = (turn, pos, False)
+            continue
+        # An `s0` comes before its turn's audio: what came before it is the tail of the turn
+        # before (or no turn's), like audio before any other boundary.
+        if pos > prev_pos:
             ends.append(pos)
             owners.append(_tail_owner(last, prev_pos, stream_starts))
             prev_pos = pos
+        if turn is not None:
+            last = (turn, pos, True)
     ends.append(2**62)
     owners.append(_tail_owner(last, prev_pos, stream_starts))
     return ends, owners
