@@ -16,9 +16,86 @@ caller measures the silence and runs the model; the policy only says how much si
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+# --- the text cue ------------------------------------------------------------------------------
+
+LEANING_WORDS = frozenset(
+    # Prepositions: never the last word of a finished Russian phrase.
+    "в во на с со к ко по о об обо от ото до из изо у за над надо под подо при про без безо для "
+    "через между перед передо около после возле вокруг кроме среди насчет вместо ради сквозь "
+    "из-за из-под вроде против мимо вдоль согласно благодаря "
+    # Conjunctions and conjunctive words that open the next clause.
+    "и а но или либо что чтобы чтоб если когда потому поэтому как будто словно хотя "
+    "причем зато нежели чем ибо "
+    "который которая которое которые которого которой которому котором которым которыми которых "
+    # Particles that lean on what follows.
+    "бы б ли не ни даже "
+    # Possessives and demonstratives before their noun.
+    "мой моя мое мои моего моей моему моих мою ваш ваша ваше ваши вашего вашей вашему ваших "
+    "вашу наш наша наше наши нашего нашей нашему наших нашу свой своя свое свои своего своей "
+    "своему своих свою этот эта эти этого этой этому этих эту такой такая такое такие "
+    "каждый каждая каждое какой-то какая-то какое-то "
+    # Verbs that ask for a complement (a wish, a need, a plan), unless negated ("я не хочу.").
+    "хочу хотел хотела хотели хотим хотите хочет хотелось могу могли можем сможете нужно "
+    "надо нужна нужен нужны необходимо должен должна должны собираюсь собираемся планирую "
+    "пытаюсь стараюсь буду будем будете стал стала начал начала думаю считаю кажется "
+    "можно нельзя".split()
+)
+"""Words a Russian speaker does not stop on when done: the phrase leans on what comes next.
+Chosen from the grammar (function words, complement-taking verbs), not from the benchmark set."""
+NEGATABLE = frozenset(
+    "хочу хотел хотела хотели хотим хотите хочет могу могли можем сможете буду будем будете "
+    "нужно надо можно нельзя".split()
+)
+"""Complement-taking words that end a phrase when negated: "Я не хочу.", "Не надо."."""
+LEAD_INS = frozenset(
+    "скажите подскажите посмотрите уточните проверьте послушайте знаете понимаете".split()
+)
+"""Requests that open a call's question: said alone ("Скажите, пожалуйста!") the question is
+still to come."""
+FILLERS = frozenset("а ну вот пожалуйста так".split())
+LEANING_PHRASES = (("дело", "в", "том"),)
+"""Phrases whose last word is free but which always go on ("Дело в том, что…")."""
+QUESTION_ENDS = frozenset("что как когда чем можно".split())
+"""Leaning words that end a finished question: "А когда?", "Можно?"."""
+_WORD = re.compile(r"[а-яёa-z0-9]+(?:-[а-яёa-z0-9]+)*")  # "до 10." ends on a number
+
+
+def text_says_unfinished(text: str | None) -> bool | None:
+    """What the transcript of the utterance so far says about its end.
+
+    True: unfinished (the last word leans on the next one: a preposition, conjunction, "бы",
+    "хочу", "который"...; a lead-in said alone: "Скажите, пожалуйста!", "Дело в том."; or it
+    trails off: an ellipsis, a comma, a dash, no terminal mark).
+    False: complete (ends with . ? ! and the last word does not lean). None: no words to judge.
+    """
+    if not text:
+        return None
+    cleaned = text.strip().lower().replace("ё", "е")
+    words = _WORD.findall(cleaned)
+    if not words:
+        return None
+    last = words[-1]
+    tail = cleaned[cleaned.rfind(last) + len(last) :].strip()
+    if "…" in tail or ".." in tail or tail.endswith(("-", "—", "–", ",", ";", ":")):
+        return True
+    if not tail or tail[-1] not in ".?!":
+        return True
+    content = [word for word in words if word not in FILLERS]
+    if content and all(word in LEAD_INS for word in content):
+        return True
+    if any(tuple(words[-len(phrase) :]) == phrase for phrase in LEANING_PHRASES):
+        return True
+    if last in LEANING_WORDS:
+        if tail.endswith("?") and last in QUESTION_ENDS:
+            return False
+        negated = len(words) >= 2 and words[-2] == "не"
+        return not (negated and last in NEGATABLE)
+    return False
 
 
 class EndOfTurnSettings(BaseModel):
@@ -28,15 +105,32 @@ class EndOfTurnSettings(BaseModel):
 
     model: Literal["smart_turn", "none"] = "smart_turn"
     """`smart_turn`: ask Smart Turn v3 (prepared by `voiceplat models prepare smart-turn-v3`);
-    `none`: silence length alone ends a turn (the robot's silence setting)."""
+    `none`: no audio model (the text cue alone, or silence length alone)."""
+    text_cue: bool = True
+    """Also judge the transcript of the utterance so far (the speculative ASR at the pause):
+    a last word that leans on the next one, or a trailing ellipsis/comma, waits
+    `unfinished_silence_ms`; the model's "complete" ends the turn early only when the text
+    agrees. Needs the session to pass the text (`silence_needed_ms(..., text=...)`)."""
     check_after_ms: int = Field(default=200, ge=20, le=2000)
     """Silence after the last speech at which the model is asked. Shorter answers sooner but
     asks more often inside phrases (each question costs one prediction of CPU)."""
     complete_threshold: float = Field(default=0.5, gt=0.0, lt=1.0)
-    """P(complete) at or above which the turn ends as soon as the answer arrives."""
+    """P(complete) at or above which the model calls the turn complete: it ends as soon as the
+    answers are in (and, with `text_cue`, the text agrees)."""
+    unfinished_threshold: float | None = Field(default=None, ge=0.0, lt=1.0)
+    """P(complete) below which the model alone calls the turn unfinished (wait
+    `unfinished_silence_ms`). None: the same as `complete_threshold` (every answer that is not
+    complete is unfinished); lower: between the two the robot's own silence setting holds;
+    0: the model only ever ends turns early, the text alone makes the robot wait."""
+    complete_text_silence_ms: int | None = Field(default=None, ge=20, le=10000)
+    """Silence that ends a turn whose transcript looks complete (terminal mark, last word free)
+    and has at least `complete_text_min_words` words; None: the base silence setting. A long
+    finished sentence needs less silence than "Я звоню." (which may go on)."""
+    complete_text_min_words: int = Field(default=4, ge=1, le=50)
+    """Words a complete-looking transcript needs for `complete_text_silence_ms`."""
     unfinished_silence_ms: int = Field(default=1600, ge=100, le=10000)
-    """Silence that ends a turn the model calls unfinished (or that it has not answered about
-    yet): a caller thinking mid-phrase gets this long before the robot answers."""
+    """Silence that ends a turn the model or the text calls unfinished (or that they have not
+    answered about yet): a caller thinking mid-phrase gets this long before the robot answers."""
     model_tail_ms: int = Field(default=0, ge=0, le=2000)
     """Silence after the last speech frame that the model hears. Smart Turn reads a silence at
     the end as a finished turn whatever came before it: on tests/fixtures, with 200 ms of it a
@@ -51,15 +145,28 @@ class EndOfTurnSettings(BaseModel):
                 f"unfinished_silence_ms ({self.unfinished_silence_ms}) must be longer than "
                 f"check_after_ms ({self.check_after_ms})"
             )
+        if self.unfinished_threshold is not None and (
+            self.unfinished_threshold > self.complete_threshold
+        ):
+            raise ValueError(
+                f"unfinished_threshold ({self.unfinished_threshold}) must not be above "
+                f"complete_threshold ({self.complete_threshold})"
+            )
         return self
 
     @property
     def enabled(self) -> bool:
+        """The audio model is on (the robot loads it)."""
         return self.model != "none"
+
+    @property
+    def any_signal(self) -> bool:
+        """Anything beyond silence length: the model, the text cue or both."""
+        return self.enabled or self.text_cue
 
 
 class EndOfTurnPolicy:
-    """The silence that ends the current turn, from the model's answer about it."""
+    """The silence that ends the current turn, from what the model and the transcript say."""
 
     def __init__(self, settings: EndOfTurnSettings, base_silence_ms: int) -> None:
         if base_silence_ms <= 0:
@@ -84,29 +191,72 @@ class EndOfTurnPolicy:
     def is_complete(self, probability: float) -> bool:
         return probability >= self.settings.complete_threshold
 
-    def silence_needed_ms(self, probability: float | None, *, pending: bool = False) -> int:
+    def is_unfinished(self, probability: float) -> bool:
+        s = self.settings
+        below = s.complete_threshold if s.unfinished_threshold is None else s.unfinished_threshold
+        return probability < below
+
+    def silence_needed_ms(
+        self,
+        probability: float | None,
+        *,
+        pending: bool = False,
+        text: str | None = None,
+        text_pending: bool = False,
+    ) -> int:
         """Silence (ms after the last speech) that ends the turn.
 
         `probability`: the model's P(complete) for this pause, None when it has no answer.
-        `pending`: the model was asked and is still working: waiting for it (up to the
-        unfinished wait) keeps the base setting from cutting the caller off meanwhile.
+        `pending`: the model was asked and is still working.
+        `text`: the transcript of the utterance up to this pause (the speculative ASR), None
+        when the caller has none; `text_pending`: that transcript is on its way.
+        While an answer is on its way the turn waits for it (up to the unfinished wait), so the
+        base setting does not cut the caller off meanwhile: the answer to the caller needs the
+        transcript anyway. Unfinished by either signal: `unfinished_silence_ms`. Complete: end
+        now (at `check_after_ms`) when the model says so and the text, if used, agrees; a long
+        complete-looking text alone: `complete_text_silence_ms`. Otherwise the base setting.
         """
         s = self.settings
-        if not s.enabled:
-            return self.base_silence_ms
-        if probability is None:
-            return (
-                max(self.base_silence_ms, s.unfinished_silence_ms)
-                if pending
-                else self.base_silence_ms
-            )
-        if self.is_complete(probability):
-            # End now: the model was asked at check_after_ms, so the gap already covers this.
-            return min(self.base_silence_ms, s.check_after_ms)
-        return max(self.base_silence_ms, s.unfinished_silence_ms)
+        base = self.base_silence_ms
+        wait = max(base, s.unfinished_silence_ms)
+        end_now = min(base, s.check_after_ms)
+        use_text = s.text_cue and (text is not None or text_pending)
+        if not s.enabled and not use_text:
+            return base
+        if use_text and text is not None and text_says_unfinished(text):
+            return wait  # the words lean on what comes next: no answer can change that
+        if (s.enabled and pending and probability is None) or (use_text and text is None):
+            return wait  # an answer is on its way
+        model_complete = False
+        if s.enabled and probability is not None:
+            if self.is_unfinished(probability):
+                return wait
+            model_complete = self.is_complete(probability)
+        if not use_text:
+            return end_now if model_complete else base
+        # The text says complete (or has no words): end now only when the model agrees.
+        text_complete = text_says_unfinished(text) is False
+        if model_complete and text_complete:
+            return end_now
+        if (
+            text_complete
+            and s.complete_text_silence_ms is not None
+            and len(_WORD.findall((text or "").lower())) >= s.complete_text_min_words
+        ):
+            return min(base, s.complete_text_silence_ms)
+        return base
 
     def turn_ended(
-        self, gap_ms: float, probability: float | None, *, pending: bool = False
+        self,
+        gap_ms: float,
+        probability: float | None,
+        *,
+        pending: bool = False,
+        text: str | None = None,
+        text_pending: bool = False,
     ) -> bool:
         """Whether `gap_ms` of silence ends the turn now."""
-        return gap_ms >= self.silence_needed_ms(probability, pending=pending)
+        needed = self.silence_needed_ms(
+            probability, pending=pending, text=text, text_pending=text_pending
+        )
+        return gap_ms >= needed
