@@ -22,6 +22,7 @@ def test_defaults() -> None:
     assert settings.complete_threshold == 0.5
     assert settings.unfinished_threshold is None
     assert settings.text_cue
+    assert settings.complete_text_silence_ms is None and settings.complete_text_min_words == 4
     assert settings.unfinished_silence_ms == 1600
     assert settings.model_tail_ms == 0
 
