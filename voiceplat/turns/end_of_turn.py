@@ -10,6 +10,13 @@ silent for `check_after_ms`, whether the turn is complete:
 - no answer yet (the prediction is running): wait for it, at most `unfinished_silence_ms`;
 - model off, or not asked: the robot's own silence setting (`base_silence_ms`), as before.
 
+With `text_cue` the transcript of the utterance so far (the session's speculative ASR at the
+pause) is judged too (`text_says_unfinished`): words that lean on the next one ("Я хотел бы…",
+"…к врачу, который") wait `unfinished_silence_ms` whatever the model says, and the model's
+"complete" ends a turn early only when the text agrees. On the held-out telephone set
+(benchmarks/end_of_turn.py) Smart Turn v3 hurts on 8 kHz Russian and the text cue helps: ship
+`model: none`, `text_cue: true` with a base silence of 800 ms.
+
 Speech after a check makes the next pause a new question. `EndOfTurnPolicy` is sans-I/O: the
 caller measures the silence and runs the model; the policy only says how much silence is needed.
 """
