@@ -237,6 +237,7 @@ def main() -> int:
     parser.add_argument("--echo-db", type=float, default=None, help="mix the robot's echo in (dB)")
     parser.add_argument("--echo-ms", type=float, default=120.0)
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--keep", action="store_true", help="keep the robot's folder and records")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="vp-turns-"))
     try:
@@ -244,11 +245,15 @@ def main() -> int:
             robot_dir = echo_robot(tmp / "echo", ECHO_SMOKE)
         else:
             source = Path(args.robot) if Path(args.robot).is_dir() else ROOT / "robots" / args.robot
-            robot_dir = copy_robot(source, tmp / source.name)
+            # One long call per group: it must not meet the robot's max_call_s goodbye.
+            robot_dir = copy_robot(source, tmp / source.name, {"max_call_s": 7200})
         with RobotProcess(robot_dir, start_timeout_s=180, stop_timeout_s=30) as robot:
             results = asyncio.run(run(args, robot.url))
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if args.keep:
+            print(f"robot folder and call records kept in {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
     print(report(results))
     if args.json is not None:
         figures = {k: v for k, v in results.items() if k != "calls"}

@@ -134,8 +134,10 @@ class Robot:
         return Pcm(b"".join(parts), CALL_RATE)
 
     def end_of_turn_policy(self) -> EndOfTurnPolicy | None:
-        """How a call's turn-taking uses the end-of-turn model (None: silence alone)."""
-        if self.end_of_turn_model is None:
+        """How a call's turn-taking ends turns beyond silence length: the model, the text cue
+        (None: silence alone)."""
+        settings = self.config.end_of_turn
+        if not settings.text_cue and self.end_of_turn_model is None:
             return None
         return EndOfTurnPolicy(self.config.end_of_turn, self.config.vad.end_silence_ms)
 

@@ -208,3 +208,28 @@ async def test_slow_llm_first_chunk_goes_by_time_budget(make_robot, robot_server
     # goes early, and never right after a word that leans on the next ("в", "если").
     assert len(chunks) >= 2
     assert chunks[0].split()[-1] not in {"в", "и", "на", "не", "если"}
+
+
+async def test_a_pause_after_unfinished_words_does_not_end_the_turn(
+    make_robot, robot_server
+) -> None:
+    """«Я хотел бы…», a second of silence, «…записаться к терапевту.»: longer than the silence
+    setting (800 ms), but the words so far lean on what comes next, so it is one turn."""
+    from voiceplat.audio.pcm import Pcm
+    from voiceplat.audio.wav import read_wav
+
+    robot = make_robot(
+        asr={"provider": "fake", "texts": ["Я хотел бы", "Я хотел бы записаться к терапевту."]},
+        llm={"provider": "fake", "reply": "Записала."},
+        vad={"silence_ms": 800, "speculative_pause_ms": 120},
+        end_of_turn={"model": "none", "text_cue": True},
+    )
+    hello = read_wav(HELLO)
+    gap = bytes(int(hello.rate * 1.0) * 2)
+    url, _, _ = await robot_server(robot)
+    result = await run_call(url, [Say(Pcm(hello.data + gap + hello.data, hello.rate))])
+
+    assert result.ok, result.errors
+    (record,) = await final_records(robot)
+    users = [t["text"] for t in record["turns"] if t["role"] == "user"]
+    assert users == ["Я хотел бы записаться к терапевту."]

@@ -224,9 +224,19 @@ def test_caller_speech_when_robot_starts_talking_is_an_overlap() -> None:
 
 def eot(threshold: float = 0.5) -> EndOfTurnPolicy:
     settings = EndOfTurnSettings(
-        check_after_ms=60, complete_threshold=threshold, unfinished_silence_ms=600
+        model="smart_turn",
+        text_cue=False,
+        check_after_ms=60,
+        complete_threshold=threshold,
+        unfinished_silence_ms=600,
     )
     return EndOfTurnPolicy(settings, base_silence_ms=200)
+
+
+def text_cue() -> TurnTaking:
+    settings = EndOfTurnSettings(model="none", text_cue=True, unfinished_silence_ms=600)
+    endpointer = Endpointer(EndpointerSettings(min_speech_ms=60, silence_ms=200, pause_ms=60))
+    return TurnTaking(endpointer, end_of_turn=EndOfTurnPolicy(settings, base_silence_ms=200))
 
 
 def test_end_of_turn_model_is_asked_then_ends_a_complete_turn_early() -> None:
@@ -282,3 +292,45 @@ def test_unclear_turns_ask_to_repeat_at_most_twice_in_a_row() -> None:
     assert [m.unclear(2), m.unclear(2), m.unclear(2)] == [True, True, False]
     m.understood()
     assert m.unclear(2)
+
+
+def test_speculative_transcript_on_its_way_holds_the_turn_open() -> None:
+    d = Driver(text_cue())
+    d.frames(10, speech=True, robot=Robot.SILENT)
+    got = d.frames(4, speech=False, robot=Robot.SILENT)
+    (speculate,) = got
+    assert isinstance(speculate, tt.Speculate)
+    got = d.frames(12, speech=False, robot=Robot.SILENT)  # 320 ms: past silence_ms 200
+    assert got == [] and d.machine.state is Floor.CALLER_SPEAKING
+
+
+def test_unfinished_words_wait_for_the_caller_to_go_on() -> None:
+    d = Driver(text_cue())
+    d.frames(10, speech=True, robot=Robot.SILENT)
+    (speculate,) = d.frames(4, speech=False, robot=Robot.SILENT)
+    assert isinstance(speculate, tt.Speculate)
+    assert d.machine.on_transcript(speculate.key, "Я хотел бы", d.t) == []
+    got = d.frames(15, speech=False, robot=Robot.SILENT)  # 380 ms of silence
+    assert got == [] and d.machine.state is Floor.CALLER_SPEAKING
+    got = d.frames(12, speech=False, robot=Robot.SILENT)  # 620 ms: past unfinished 600
+    assert kinds(got) == ["Answer"]
+
+
+def test_finished_words_end_the_turn_at_the_silence_setting() -> None:
+    d = Driver(text_cue())
+    d.frames(10, speech=True, robot=Robot.SILENT)
+    (speculate,) = d.frames(4, speech=False, robot=Robot.SILENT)
+    assert isinstance(speculate, tt.Speculate)
+    d.frames(8, speech=False, robot=Robot.SILENT)  # 240 ms, the transcript still coming
+    got = d.machine.on_transcript(speculate.key, "Сколько стоит приём?", d.t)
+    assert kinds(got) == ["Answer"]  # already past silence_ms: ends at once
+
+
+def test_failed_transcript_leaves_the_silence_setting() -> None:
+    d = Driver(text_cue())
+    d.frames(10, speech=True, robot=Robot.SILENT)
+    (speculate,) = d.frames(4, speech=False, robot=Robot.SILENT)
+    assert isinstance(speculate, tt.Speculate)
+    assert d.machine.on_transcript(speculate.key, None, d.t) == []
+    got = d.frames(7, speech=False, robot=Robot.SILENT)  # 220 ms
+    assert kinds(got) == ["Answer"]

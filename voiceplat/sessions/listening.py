@@ -163,7 +163,7 @@ class ListeningSession(Session):
                 self.speaker.cancel()
                 self.call.event("answer_cancelled", reason="caller kept talking")
         elif isinstance(action, tt.Speculate):
-            self._speculate(action.paused)
+            self._speculate(action.paused, action.key)
         elif isinstance(action, tt.DropSpeculation):
             self._drop_speculation()
         elif isinstance(action, tt.AskEndOfTurn):
@@ -286,24 +286,39 @@ class ListeningSession(Session):
         for task in (*self.prefills, *self.helpers):
             task.cancel()
 
-    def _speculate(self, event: SpeechPaused) -> None:
+    def _speculate(self, event: SpeechPaused, key: int) -> None:
         """The caller paused: transcribe now; if they stay silent, the answer starts sooner."""
         if self.robot_has_the_floor() or self.carry_audio:
+            self._tell_transcript(key, None)  # no transcript of this pause is coming
             return
         self._drop_speculation()
         speculation = Speculation(event.ended_at)
         # Not in the call's TaskGroup: a failed speculation must not end the call.
-        speculation.task = asyncio.create_task(self._hear_ahead(event.audio, speculation))
+        speculation.task = asyncio.create_task(self._hear_ahead(event.audio, speculation, key))
         speculation.task.add_done_callback(_consume_result)
         self.speculation = speculation
 
-    async def _hear_ahead(self, audio: bytes, speculation: Speculation) -> Heard:
-        """Transcribes a paused utterance, then lets the mode prepare its answer to it."""
-        text, asr_ms, details = await self.transcribe(audio, log=False)
+    async def _hear_ahead(self, audio: bytes, speculation: Speculation, key: int) -> Heard:
+        """Transcribes a paused utterance, tells turn-taking what was said so far (is the phrase
+        finished?), then lets the mode prepare its answer to it."""
+        try:
+            text, asr_ms, details = await self.transcribe(audio, log=False)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self._tell_transcript(key, None)
+            raise
+        if self.speculation is speculation:
+            self._tell_transcript(key, text)
         if text:
             speculation.prefill = asyncio.create_task(self._prefill(text))
             speculation.prefill.add_done_callback(self.prefills.discard)
         return text, asr_ms, details
+
+    def _tell_transcript(self, key: int, text: str | None) -> None:
+        work = self._carry_out(self.taking.on_transcript(key, text, self.clock()))
+        if work is not None:
+            self._helper(work)
 
     async def _prefill(self, text: str) -> None:
         asked = self.clock()

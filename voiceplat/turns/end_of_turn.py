@@ -110,7 +110,7 @@ class EndOfTurnSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    model: Literal["smart_turn", "none"] = "smart_turn"
+    model: Literal["smart_turn", "none"] = "none"
     """`smart_turn`: ask Smart Turn v3 (prepared by `voiceplat models prepare smart-turn-v3`);
     `none`: no audio model (the text cue alone, or silence length alone)."""
     text_cue: bool = True

@@ -82,7 +82,10 @@ class CancelAnswer:
 
 @dataclass(frozen=True, slots=True)
 class Speculate:
+    """Transcribe the paused utterance now; pass the text to `on_transcript(key, …)`."""
+
     paused: SpeechPaused
+    key: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,7 +203,13 @@ class TurnTaking:
         self.policy = BargeInPolicy(self.settings)
         self.state = Floor.LISTENING
         self._judge = judge
-        self._end_of_turn = end_of_turn if end_of_turn and end_of_turn.settings.enabled else None
+        self._end_of_turn = end_of_turn if end_of_turn and end_of_turn.settings.any_signal else None
+        self._probability: float | None = None
+        """The end-of-turn model's answer for the current pause (None: not asked / not in)."""
+        self._text: str | None = None
+        """The transcript of the utterance up to the current pause (speculative ASR)."""
+        self._text_pending = False
+        self._model_answered = False
         self._key = 0
         """Names the current utterance pause (end-of-turn) or burst (overlap) an answer is for."""
         self._asked_end_of_turn = False
@@ -263,21 +272,21 @@ class TurnTaking:
             self._on_ended(event, robot, actions)
         elif isinstance(event, SpeechPaused):
             if self.state is Floor.CALLER_SPEAKING and robot in (Robot.SILENT, Robot.THINKING):
-                actions.append(Speculate(event))
+                actions.append(Speculate(event, self._key))
+                self._text, self._text_pending = None, True
+                self._apply_end_of_turn()
         elif isinstance(event, SpeechResumed):
             self._key += 1
-            self._asked_end_of_turn = False
-            self.endpointer.set_silence_ms(None)
+            self._forget_pause()
             if self.state is Floor.CALLER_SPEAKING:
                 actions.append(DropSpeculation())
 
     def _on_started(self, event: SpeechStarted, robot: Robot, actions: list[Action]) -> None:
         self._key += 1
-        self._asked_end_of_turn = False
+        self._forget_pause()
         self._answer_cancelled = False
         self._took_floor = False
         self._speech_started = event.started_at
-        self.endpointer.set_silence_ms(None)
         actions.append(CallerStarted(event.started_at))
         if self.state is Floor.CHECKING:
             # More speech before the verdict: the burst goes on (its earlier check is void).
@@ -342,6 +351,13 @@ class TurnTaking:
         return burst_db >= caller_db - self.settings.max_level_drop_db
 
     # -- end of turn (model) ----------------------------------------------------------------------
+    def _forget_pause(self) -> None:
+        """Speech again: what was asked about the last pause no longer holds."""
+        self._asked_end_of_turn = False
+        self._probability, self._text, self._text_pending = None, None, False
+        self._model_answered = False
+        self.endpointer.set_silence_ms(None)
+
     def _ask_end_of_turn(self, actions: list[Action]) -> None:
         policy = self._end_of_turn
         if policy is None or self.state is not Floor.CALLER_SPEAKING:
@@ -350,16 +366,20 @@ class TurnTaking:
             return
         if policy.should_check(self.endpointer.gap_ms, self._asked_end_of_turn):
             self._asked_end_of_turn = True
-            # While the model works, the silence setting must not cut the caller off.
-            self.endpointer.set_silence_ms(policy.silence_needed_ms(None, pending=True))
+            self._apply_end_of_turn()  # while the model works, the turn stays open
             audio = policy.model_audio(self.endpointer.utterance_audio(), self.endpointer.gap_ms)
             actions.append(AskEndOfTurn(audio, self._key))
 
-    def on_end_of_turn(self, key: int, probability: float | None, t: float) -> list[Action]:
-        """The model's answer for the pause named `key`: may end the turn now, or wait longer."""
-        if self._end_of_turn is None or key != self._key or self.state is not Floor.CALLER_SPEAKING:
+    def _apply_end_of_turn(self) -> list[Action]:
+        """Sets the silence that ends the current turn from what is known about this pause; ends
+        the turn now if the silence so far is already that long."""
+        policy = self._end_of_turn
+        if policy is None:
             return []
-        needed = self._end_of_turn.silence_needed_ms(probability)
+        pending = self._asked_end_of_turn and not self._model_answered
+        needed = policy.silence_needed_ms(
+            self._probability, pending=pending, text=self._text, text_pending=self._text_pending
+        )
         self.endpointer.set_silence_ms(needed)
         if self.endpointer.gap_ms < needed:
             return []
@@ -369,6 +389,21 @@ class TurnTaking:
         actions: list[Action] = []
         self._on_ended(ended, Robot.SILENT, actions)
         return actions
+
+    def on_end_of_turn(self, key: int, probability: float | None, t: float) -> list[Action]:
+        """The model's answer for the pause named `key`: may end the turn now, or wait longer."""
+        if self._end_of_turn is None or key != self._key or self.state is not Floor.CALLER_SPEAKING:
+            return []
+        self._probability = probability  # None: the model failed, as if it had not been asked
+        self._model_answered = True
+        return self._apply_end_of_turn()
+
+    def on_transcript(self, key: int, text: str | None, t: float) -> list[Action]:
+        """The speculative transcript of the pause named `key` (None: ASR failed)."""
+        if key != self._key or self.state is not Floor.CALLER_SPEAKING:
+            return []
+        self._text, self._text_pending = text, False
+        return self._apply_end_of_turn()
 
     # -- verdicts from ASR ---------------------------------------------------------------------------
     def judge_overlap(
