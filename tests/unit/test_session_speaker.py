@@ -15,6 +15,7 @@ import pytest
 from voiceplat.config import RobotConfig
 from voiceplat.sessions.base import Session
 from voiceplat.sessions.turn import RobotTurn
+from voiceplat.sessions.turn_audio import TurnAudio
 
 
 class FakeChannel:
@@ -43,6 +44,7 @@ def make_session() -> tuple[Session, FakeChannel, FakeCall]:
     session = Session(robot, channel, recorder=None)  # type: ignore[arg-type]
     call = FakeCall()
     session.call = call  # type: ignore[assignment]
+    session.audio = TurnAudio(channel, call, tts=lambda: None, clock=session.clock)  # type: ignore[arg-type, return-value]
     return session, channel, call
 
 

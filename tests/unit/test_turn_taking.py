@@ -287,13 +287,6 @@ def test_speech_after_the_question_makes_its_answer_stale() -> None:
     assert d.machine.state is Floor.CALLER_SPEAKING
 
 
-def test_unclear_turns_ask_to_repeat_at_most_twice_in_a_row() -> None:
-    m = machine()
-    assert [m.unclear(2), m.unclear(2), m.unclear(2)] == [True, True, False]
-    m.understood()
-    assert m.unclear(2)
-
-
 def test_speculative_transcript_on_its_way_holds_the_turn_open() -> None:
     d = Driver(text_cue())
     d.frames(10, speech=True, robot=Robot.SILENT)

@@ -1,7 +1,5 @@
-"""What every mode shares: call lifecycle, the one speaker, robot turns, barge-in, max duration.
-
-The call's turn records and dialog are its `CallTranscript` (transcript.py); a turn's audio goes to
-the channel through its `TurnAudio` (turn_audio.py).
+"""What every mode shares: call lifecycle, the one speaker, robot turns, barge-in, max duration;
+the call's turns and dialog are its `CallTranscript`, a turn's audio goes out through `TurnAudio`.
 
 A mode adds only its turn logic (`main`). All tasks of a call live in one TaskGroup; ending the call
 (hangup, goodbye, error) cancels them all. A robot turn runs in the `speaker` task: it queues audio
@@ -10,10 +8,7 @@ sentence by sentence, waits until the caller has heard it, and records itself ho
 A turn asked not to be interrupted is *protected*: caller speech never cancels it, not even before
 its first audio. A protected turn that ends the call is *final* (the goodbyes of max duration and
 no input): no newer reason to speak replaces it, and it is bounded in time, so that `max_call_s`
-holds whatever the caller does.
-
-The end of a call: the record is finished first (its `ended_at` is when the robot decided or the
-peer left), then the peer is told to hang up and the connection is closed, which may take a while.
+holds whatever the caller does. How a call ends: docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -29,6 +24,8 @@ from voiceplat.audio.pcm import Pcm
 from voiceplat.robot import Robot
 from voiceplat.sessions.dtmf import CallerKeys, KeyActions, SpeakerKeyActions
 from voiceplat.sessions.ending import CallEnded, first_error
+from voiceplat.sessions.fallback import fall_back
+from voiceplat.sessions.fillers import Fillers
 from voiceplat.sessions.max_duration import max_duration_goodbye
 from voiceplat.sessions.text import aiter_list, strip_marker
 from voiceplat.sessions.transcript import CallTranscript
@@ -43,8 +40,6 @@ from voiceplat.telephony.events import CallMetadata, CallProtocolError
 log = logging.getLogger(__name__)
 
 METADATA_TIMEOUT_S = 10.0
-FILLER_LEAD_S = 0.12
-"""The filler is queued this long before the robot's audio would run out."""
 
 
 class Session:
@@ -155,6 +150,7 @@ class Session:
             clock=self.clock,
             on_synthesized=self.robot.rates.tts_done,
         )
+        self.fillers = Fillers(self.robot.filler_audio, self.robot.rates, self.audio, self.call)
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """Runs `work` with the call's tasks: what it raises ends the call."""
@@ -270,7 +266,13 @@ class Session:
             except (asyncio.CancelledError, CallEnded):
                 raise
             except Exception as exc:
-                await self._fall_back(turn, exc, say_fallback=not final)
+                await fall_back(
+                    self.audio,
+                    self.call,
+                    turn,
+                    exc,
+                    self.config.fallback_text if not final else None,
+                )
             await self.audio.wait_heard(bounded=final)
         except BaseException:  # cancelled, or the caller left before hearing it all: cut short
             if turn.interrupted_at_ms is None and turn.first_audio_at is not None:
@@ -307,21 +309,6 @@ class Session:
 
         return unprotect
 
-    async def _fall_back(
-        self, turn: RobotTurn, error: Exception, *, say_fallback: bool = True
-    ) -> None:
-        """A provider failed: record it; if the caller has heard nothing yet, say the fallback
-        (not in a goodbye: "please repeat" makes no sense there, and the TTS just failed)."""
-        turn.error = f"{type(error).__name__}: {error}"
-        log.warning("call %s turn %d: %s", self.call.record.call_id, turn.idx, turn.error)
-        self.call.event("error", turn=turn.idx, detail=turn.error)
-        if turn.first_audio_at is not None or not say_fallback:
-            return
-        try:
-            await self.audio.synthesize(turn, self.config.fallback_text)
-        except Exception as exc:  # the TTS itself may be what failed
-            self.call.event("error", turn=turn.idx, detail=f"fallback phrase: {exc}")
-
     async def _speak_sentences(
         self, turn: RobotTurn, sentences: AsyncIterator[str] | Iterable[str]
     ) -> None:
@@ -329,7 +316,7 @@ class Session:
             sentences = aiter_list(list(sentences))
         while True:
             try:
-                raw = await self._next_sentence(turn, sentences)
+                raw = await self.fillers.next_sentence(turn, sentences)
             except StopAsyncIteration:
                 break
             text, marker = strip_marker(raw, self.config.end_call_marker)
@@ -341,48 +328,10 @@ class Session:
             turn.ends_call = turn.ends_call or marker
             text, turn.transfer_to = take_marker(text, self.config.transfer, self.call, turn.idx)
             if text:
-                if self._gap_coming(turn, self.robot.rates.first_audio_s(len(text))):
-                    self._say_filler(turn)
+                self.fillers.before_synthesis(turn, text)
                 await self.audio.synthesize(turn, text)
             if turn.transfer_to is not None:
                 break  # the caller is handed over after this sentence; the rest is not said
-
-    def _gap_coming(self, turn: RobotTurn, next_audio_in_s: float) -> bool:
-        """The caller will hear silence inside the turn: its audio runs out before the next
-        audio can come (and the one filler of the turn is still unsaid)."""
-        if self.robot.filler_audio is None or turn.filler is not None or self.audio.paused:
-            return False
-        left = self.audio.runs_dry_in_s(turn)
-        return left is not None and left < next_audio_in_s + FILLER_LEAD_S
-
-    def _say_filler(self, turn: RobotTurn) -> None:
-        assert self.robot.filler_audio is not None
-        text, audio = self.robot.filler_audio
-        turn.filler = text
-        self.audio.queue(turn, audio.data, None)
-        if turn.planner is not None:
-            turn.planner.audio_queued(audio.duration_s, of_chunk=False)
-        self.call.event("filler", turn=turn.idx, text=text)
-
-    async def _next_sentence(self, turn: RobotTurn, sentences: AsyncIterator[str]) -> str:
-        """The next sentence; if it is late and the caller is about to hear silence inside the
-        answer, a short filler covers the gap first (once per turn)."""
-        left = self.audio.runs_dry_in_s(turn)
-        if self.robot.filler_audio is None or turn.filler is not None or left is None:
-            return await anext(sentences)
-        waiting = asyncio.ensure_future(anext(sentences))
-        try:
-            # Text that comes later than this cannot be heard before the audio runs out.
-            budget = left - self.robot.rates.tts_first_audio_s - FILLER_LEAD_S
-            done, _ = await asyncio.wait({waiting}, timeout=max(0.0, budget))
-            if not done and self._gap_coming(turn, self.robot.rates.tts_first_audio_s):
-                self._say_filler(turn)
-            return await waiting
-        finally:
-            if not waiting.done():
-                # Let the generator finish its step before anyone closes it.
-                waiting.cancel()
-                await asyncio.wait({waiting})
 
     async def barge_in(
         self,
@@ -414,10 +363,8 @@ class Session:
             if speech_started is None
             else round((self.clock() - speech_started) * 1000),
         )
-        # Not `await speaker` under suppress(CancelledError): that also swallowed a cancel of
-        # this task (the call's TaskGroup aborting), which then went on as if nothing happened.
-        # wait() returns when the speaker is done, whatever its outcome (the TaskGroup sees it),
-        # and raises CancelledError only when this task itself is cancelled.
+        # Not `await speaker` under suppress(CancelledError), which also swallowed a cancel of this
+        # task: wait() returns when the speaker is done and raises only if this task is cancelled.
         await asyncio.wait({speaker})
 
     async def speak_fallback(self, error: Exception) -> None:

@@ -1,10 +1,9 @@
 """Modes that listen with VAD (pipeline, llm_script): frames → VAD → turn-taking → utterances.
 
-Every decision about the floor (pause the robot, resume it, interrupt it, end the caller's turn,
-ignore a burst) is the `TurnTaking` state machine's (turns/taking.py); this session feeds it each
-frame with the VAD's and the echo guard's verdicts and what the robot is doing, and carries out the
-actions it returns. Handling one frame is O(frame); anything slow (ASR, the end-of-turn model)
-runs in a task whose answer goes back to the state machine.
+Every decision about the floor (pause, resume, interrupt, end of turn, ignore) is `TurnTaking`'s
+(turns/taking.py): this session feeds it each frame with the VAD's and the echo guard's verdicts and
+what the robot does, and carries out its actions. A frame costs O(frame); ASR and the end-of-turn
+model run in tasks whose answers go back to the state machine.
 """
 
 from __future__ import annotations
@@ -12,28 +11,25 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Coroutine
-from dataclasses import dataclass, field
 from typing import Any
 
 from voiceplat.audio.pcm import FRAME_MS, Framer, Pcm
 from voiceplat.sessions.base import CallEnded, Session
-from voiceplat.sessions.no_input import NoInputTimer
+from voiceplat.sessions.no_input import spoken_timer
+from voiceplat.sessions.speculation import Heard, Speculator
 from voiceplat.sessions.timeouts import session_timeout
 from voiceplat.sessions.turn import RobotTurn
-from voiceplat.telephony.events import AudioIn, CallMetadata
+from voiceplat.telephony.events import AudioIn
 from voiceplat.turns import taking as tt
 from voiceplat.turns.echo import EchoGuard
 from voiceplat.turns.endpointer import Endpointer, SpeechEnded, SpeechPaused
 from voiceplat.turns.taking import Robot, TurnTaking
-from voiceplat.turns.utterance_filter import classify, confident_overlap
+from voiceplat.turns.utterance_filter import UtteranceFilter, confident_overlap
 from voiceplat.turns.vad import VAD, make_vad
 
 log = logging.getLogger(__name__)
 
 FRAME_S = FRAME_MS / 1000
-
-Heard = tuple[str, float, dict[str, Any]]
-"""A transcription: text, ASR ms, the ASR's details (confidence)."""
 
 
 class ListeningSession(Session):
@@ -49,22 +45,22 @@ class ListeningSession(Session):
             ),
             end_of_turn=self.robot.end_of_turn_policy(),
         )
+        self.utterances = UtteranceFilter(self.config.utterance_filter)
+        """Whether an utterance is a turn, and how many unclear ones came in a row."""
         self.echo = EchoGuard(self.config.echo) if self.config.echo.enabled else None
         self.framer = Framer()
         self.carry_audio = b""
         """Audio of an utterance whose answer was cancelled before ASR finished: heard again."""
-        self.reprompts = 0
-        self.speculation: Speculation | None = None
-        self.prefills: set[asyncio.Task[None]] = set()
-        """Prefills of speculations that were used: cancelled when the call ends."""
+        self.speculator = Speculator(
+            transcribe=lambda audio: self.transcribe(audio, log=False),
+            prepare_reply=self.prepare_reply,
+            on_transcript=self._tell_transcript,
+            record=lambda name, **data: self.call.event(name, **data),
+            clock=self.clock,
+        )
         self.helpers: set[asyncio.Task[None]] = set()
         """End-of-turn and overlap checks in flight: cancelled when the call ends."""
         self._paused_heard_ms: float | None = None
-
-    def _open_record(self, metadata: CallMetadata) -> None:
-        super()._open_record(metadata)
-        if self.echo is not None:
-            self.audio.echo_guard(self.echo.played, self.echo.flushed)
 
     async def main(self) -> None:
         vad = self.config.vad
@@ -76,6 +72,8 @@ class ListeningSession(Session):
             energy_threshold=vad.energy_threshold,
             silero_threshold=vad.silero_threshold,
         )
+        if self.echo is not None:
+            self.audio.echo_guard(self.echo.played, self.echo.flushed)
         await self.greet()
         self.listen_to_keys()
         self._tasks.create_task(self._no_input_timer())
@@ -141,16 +139,10 @@ class ListeningSession(Session):
     # -- carrying out turn-taking's actions ---------------------------------------------------------
     def _carry_out(self, actions: list[tt.Action]) -> Coroutine[Any, Any, None] | None:
         """Does what can be done at once; returns what must be awaited before the next frame."""
-        pending: list[Coroutine[Any, Any, None]] = []
-        for action in actions:
-            work = self._act(action)
-            if work is not None:
-                pending.append(work)
+        pending = [work for action in actions if (work := self._act(action)) is not None]
         if not pending:
             return None
-        if len(pending) == 1:
-            return pending[0]
-        return _in_order(pending)
+        return pending[0] if len(pending) == 1 else _in_order(pending)
 
     def _act(self, action: tt.Action) -> Coroutine[Any, Any, None] | None:
         if isinstance(action, tt.CallerStarted):
@@ -165,7 +157,7 @@ class ListeningSession(Session):
         elif isinstance(action, tt.Speculate):
             self._speculate(action.paused, action.key)
         elif isinstance(action, tt.DropSpeculation):
-            self._drop_speculation()
+            self.speculator.drop()
         elif isinstance(action, tt.AskEndOfTurn):
             self._helper(self._ask_end_of_turn(action))
         elif isinstance(action, tt.PauseRobot):
@@ -256,14 +248,11 @@ class ListeningSession(Session):
         self.last_activity = event.ended_at
         self.call.event("speech_end", ms=round((event.ended_at - event.started_at) * 1000))
         audio = self.carry_audio + event.audio
-        speculation = self.speculation if not self.carry_audio else None
-        self.speculation = None
+        # Audio carried over from a cancelled answer was not in the speculation's transcript.
+        speculation = self.speculator.take(event.ended_at, usable=not self.carry_audio)
         self.carry_audio = b""
         voiced = event.speech_ms
-        if speculation is not None and speculation.ended_at == event.ended_at:
-            self.call.event("asr_speculative", used=True)
-            if speculation.prefill is not None and not speculation.prefill.done():
-                self.prefills.add(speculation.prefill)  # its work is the answer's: let it finish
+        if speculation is not None:
             self.start_speaker(
                 lambda: self.answer(
                     audio,
@@ -274,16 +263,13 @@ class ListeningSession(Session):
                 )
             )
             return
-        if speculation is not None:
-            speculation.cancel()
         self.start_speaker(
             lambda: self.answer(audio, event.started_at, event.ended_at, voiced_ms=voiced)
         )
 
     def release(self) -> None:
-        if self.speculation is not None:
-            self.speculation.cancel()
-        for task in (*self.prefills, *self.helpers):
+        self.speculator.cancel_all()
+        for task in self.helpers:
             task.cancel()
 
     def _speculate(self, event: SpeechPaused, key: int) -> None:
@@ -291,57 +277,17 @@ class ListeningSession(Session):
         if self.robot_has_the_floor() or self.carry_audio:
             self._tell_transcript(key, None)  # no transcript of this pause is coming
             return
-        self._drop_speculation()
-        speculation = Speculation(event.ended_at)
-        # Not in the call's TaskGroup: a failed speculation must not end the call.
-        speculation.task = asyncio.create_task(self._hear_ahead(event.audio, speculation, key))
-        speculation.task.add_done_callback(_consume_result)
-        self.speculation = speculation
-
-    async def _hear_ahead(self, audio: bytes, speculation: Speculation, key: int) -> Heard:
-        """Transcribes a paused utterance, tells turn-taking what was said so far (is the phrase
-        finished?), then lets the mode prepare its answer to it."""
-        try:
-            text, asr_ms, details = await self.transcribe(audio, log=False)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            self._tell_transcript(key, None)
-            raise
-        if self.speculation is speculation:
-            self._tell_transcript(key, text)
-        if text:
-            speculation.prefill = asyncio.create_task(self._prefill(text))
-            speculation.prefill.add_done_callback(self.prefills.discard)
-        return text, asr_ms, details
+        self.speculator.start(event.audio, event.ended_at, key)
 
     def _tell_transcript(self, key: int, text: str | None) -> None:
         work = self._carry_out(self.taking.on_transcript(key, text, self.clock()))
         if work is not None:
             self._helper(work)
 
-    async def _prefill(self, text: str) -> None:
-        asked = self.clock()
-        try:
-            prepared = await self.prepare_reply(text)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # only a head start was lost: the answer asks again
-            self.call.event("llm_prefill", error=f"{type(exc).__name__}: {exc}")
-        else:
-            if prepared:
-                self.call.event("llm_prefill", ms=round((self.clock() - asked) * 1000))
-
     async def prepare_reply(self, text: str) -> bool:
         """Precomputes what the mode can of its reply to `text` (the caller may go on talking);
         False if there is nothing to precompute."""
         return False
-
-    def _drop_speculation(self) -> None:
-        if self.speculation is not None:
-            self.speculation.cancel()
-            self.call.event("asr_speculative", used=False)
-            self.speculation = None
 
     async def transcribe(self, audio: bytes, *, log: bool = True) -> Heard:
         asr = self.robot.asr
@@ -406,15 +352,12 @@ class ListeningSession(Session):
     ) -> bool:
         """False when the utterance is not answered: noise, a hallucination, or unclear speech
         (then the robot asks the caller to repeat)."""
-        settings = self.config.utterance_filter
         voiced = voiced_ms if voiced_ms is not None else (ended - started) * 1000
-        verdict = classify(text, details, voiced, settings)
+        verdict = self.utterances.judge(text, details, voiced)
         if verdict.kind == "ok":
-            self.taking.understood()
+            if verdict.reason == "unclear_limit":  # asked enough: answer what was heard
+                self.call.event("unclear_answered", text=text)
             return True
-        if verdict.kind == "unclear" and not self.taking.unclear(settings.max_unclear_in_row):
-            self.call.event("unclear_answered", text=text, reason=verdict.reason)
-            return True  # asked twice already: answer what was heard, whatever it is
         if not text:
             self.call.event("empty_transcript", reason=verdict.reason)
             return False
@@ -422,7 +365,7 @@ class ListeningSession(Session):
         self.transcript.record_user_turn(text, started, ended, asr_ms, ignored=reason)
         self.call.event("user_turn_ignored", text=text, reason=reason)
         if verdict.kind == "unclear":
-            await self.speak([settings.unclear_text])
+            await self.speak([self.utterances.settings.unclear_text])
         return False
 
     async def reply(self, turn: RobotTurn) -> None:
@@ -434,55 +377,20 @@ class ListeningSession(Session):
         await self.speak_fallback(error)
 
     async def _no_input_timer(self) -> None:
-        settings = self.config.no_input
-
-        async def reprompt() -> None:
-            self.start_speaker(lambda: self.speak([settings.reprompt_text]))
-
-        async def goodbye() -> None:
-            self.start_speaker(
-                lambda: self.speak(
-                    [settings.goodbye_text], interruptible=False, ends_call="no_input"
-                ),
-                final=True,
-            )
-
-        timer = NoInputTimer(
+        timer = spoken_timer(
             self,
-            settings,
+            self.config.no_input,
             clock=self.clock,
             paused=lambda: self.endpointer.in_speech,
-            reprompt=reprompt,
-            goodbye=goodbye,
             record=self.call.event,
             poll_s=FRAME_S,
         )
         await timer.run()
 
 
-@dataclass(slots=True)
-class Speculation:
-    ended_at: float
-    """End of speech the transcription covers; valid if the utterance ends there too."""
-    task: asyncio.Task[Heard] = field(init=False)
-    prefill: asyncio.Task[None] | None = None
-    """The mode's head start on its answer, once the transcript is in."""
-
-    def cancel(self) -> None:
-        self.task.cancel()
-        if self.prefill is not None:
-            self.prefill.cancel()
-
-
 async def _in_order(works: list[Coroutine[Any, Any, None]]) -> None:
     for work in works:
         await work
-
-
-def _consume_result(task: asyncio.Task[Heard]) -> None:
-    """A dropped speculation's failure is not the call's failure."""
-    if not task.cancelled():
-        task.exception()
 
 
 __all__ = ["CallEnded", "ListeningSession"]

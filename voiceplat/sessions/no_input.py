@@ -70,3 +70,47 @@ class NoInputTimer:
                 await self._goodbye()
             else:
                 await self._reprompt()
+
+
+class SpeakingHost(NoInputHost, Protocol):
+    """A session that says its reprompts and goodbye with its own speaker (the VAD modes)."""
+
+    def start_speaker(
+        self, work: Callable[[], Awaitable[object]], *, protected: bool = ..., final: bool = ...
+    ) -> bool: ...
+
+    def speak(
+        self, sentences: list[str], *, interruptible: bool = ..., ends_call: str | None = ...
+    ) -> Awaitable[object]: ...
+
+
+def spoken_timer(
+    host: SpeakingHost,
+    settings: NoInputSettings,
+    *,
+    clock: Callable[[], float],
+    paused: Callable[[], bool],
+    record: Callable[..., None],
+    poll_s: float,
+) -> NoInputTimer:
+    """The timer of a mode whose speaker says `reprompt_text`, then the final `goodbye_text`."""
+
+    async def reprompt() -> None:
+        host.start_speaker(lambda: host.speak([settings.reprompt_text]))
+
+    async def goodbye() -> None:
+        host.start_speaker(
+            lambda: host.speak([settings.goodbye_text], interruptible=False, ends_call="no_input"),
+            final=True,
+        )
+
+    return NoInputTimer(
+        host,
+        settings,
+        clock=clock,
+        paused=paused,
+        reprompt=reprompt,
+        goodbye=goodbye,
+        record=record,
+        poll_s=poll_s,
+    )

@@ -32,7 +32,6 @@ import enum
 import math
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -45,6 +44,21 @@ from voiceplat.turns.endpointer import (
     SpeechPaused,
     SpeechResumed,
     SpeechStarted,
+)
+from voiceplat.turns.taking_actions import (
+    Action,
+    Answer,
+    AnswerText,
+    AskEndOfTurn,
+    CallerStarted,
+    CancelAnswer,
+    CheckOverlap,
+    DropSpeculation,
+    Ignored,
+    Interrupt,
+    PauseRobot,
+    ResumeRobot,
+    Speculate,
 )
 
 
@@ -68,104 +82,6 @@ class Robot(enum.Enum):
     HOLDING = "holding"
     """It says (or is about to say) a turn the caller must hear: never paused or interrupted."""
 
-
-# -- actions -----------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class CallerStarted:
-    started_at: float
-
-
-@dataclass(frozen=True, slots=True)
-class CancelAnswer:
-    """The caller goes on talking while the robot prepares its answer: drop the answer."""
-
-
-@dataclass(frozen=True, slots=True)
-class Speculate:
-    """Transcribe the paused utterance now; pass the text to `on_transcript(key, …)`."""
-
-    paused: SpeechPaused
-    key: int
-
-
-@dataclass(frozen=True, slots=True)
-class DropSpeculation:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class AskEndOfTurn:
-    """Ask the end-of-turn model whether `audio` is a finished turn; answer with `key`."""
-
-    audio: bytes
-    key: int
-
-
-@dataclass(frozen=True, slots=True)
-class PauseRobot:
-    speech_started: float
-
-
-@dataclass(frozen=True, slots=True)
-class ResumeRobot:
-    reason: str
-    text: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Interrupt:
-    """Stop the robot's turn for good (the caller took the floor)."""
-
-    speech_started: float
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """The caller's utterance is over: transcribe and answer it."""
-
-    utterance: SpeechEnded
-
-
-@dataclass(frozen=True, slots=True)
-class AnswerText:
-    """Answer words already transcribed (an interruption confirmed by ASR)."""
-
-    utterance: SpeechEnded
-    text: str
-    asr_ms: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class CheckOverlap:
-    """A burst over the paused robot ended: transcribe it and call `judge_overlap(key, …)`."""
-
-    utterance: SpeechEnded
-    key: int
-
-
-@dataclass(frozen=True, slots=True)
-class Ignored:
-    """Caller speech that changes nothing (recorded only)."""
-
-    reason: str
-    text: str = ""
-
-
-Action = (
-    CallerStarted
-    | CancelAnswer
-    | Speculate
-    | DropSpeculation
-    | AskEndOfTurn
-    | PauseRobot
-    | ResumeRobot
-    | Interrupt
-    | Answer
-    | AnswerText
-    | CheckOverlap
-    | Ignored
-)
 
 OverlapJudge = Callable[[str, dict[str, Any], float], bool]
 """(text, ASR details, voiced ms) -> True when a transcript over the robot is a real interruption
@@ -221,8 +137,6 @@ class TurnTaking:
         self._paused_turn_protected = False
         self._caller_levels: deque[float] = deque(maxlen=LEVEL_HISTORY_FRAMES)
         self._utterance_levels: list[float] = []
-        self.caller_turns_unclear = 0
-        """Unclear caller turns in a row (an "I didn't catch that" each)."""
 
     # -- input: one caller frame ---------------------------------------------------------------
     def on_frame(
@@ -434,11 +348,22 @@ class TurnTaking:
             AnswerText(utterance, text, asr_ms),
         ]
 
-    def unclear(self, max_in_row: int) -> bool:
-        """A caller turn was real speech but not understood: True while the robot may still ask
-        to repeat (at most `max_in_row` times in a row, then the turn is answered as heard)."""
-        self.caller_turns_unclear += 1
-        return self.caller_turns_unclear <= max_in_row
 
-    def understood(self) -> None:
-        self.caller_turns_unclear = 0
+__all__ = [
+    "Action",
+    "Answer",
+    "AnswerText",
+    "AskEndOfTurn",
+    "CallerStarted",
+    "CancelAnswer",
+    "CheckOverlap",
+    "DropSpeculation",
+    "Floor",
+    "Ignored",
+    "Interrupt",
+    "PauseRobot",
+    "ResumeRobot",
+    "Robot",
+    "Speculate",
+    "TurnTaking",
+]

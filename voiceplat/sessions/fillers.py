@@ -1,0 +1,74 @@
+"""A short filler ("Так…") that covers a gap the caller would hear inside an answer, once.
+
+The answer's audio runs out at a time the playout clock knows (`TurnAudio.runs_dry_in_s`); the
+next chunk can be heard no sooner than the TTS's measured time to first audio after its text is
+in. When the text comes too late for that, or TTS would take longer than what is left to play,
+the filler (synthesised once when the robot starts) is queued first. Never more than once per
+answer, never as its first audio, never while it is paused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from voiceplat.audio.pcm import Pcm
+from voiceplat.sessions.speech_rates import SpeechRates
+from voiceplat.sessions.turn import RobotTurn
+from voiceplat.sessions.turn_audio import TurnAudio
+from voiceplat.storage.recorder import CallLog
+
+FILLER_LEAD_S = 0.12
+"""The filler is queued this long before the robot's audio would run out."""
+
+
+class Fillers:
+    def __init__(
+        self, filler: tuple[str, Pcm] | None, rates: SpeechRates, audio: TurnAudio, call: CallLog
+    ) -> None:
+        self._filler = filler
+        self._rates = rates
+        self._audio = audio
+        self._call = call
+
+    def gap_coming(self, turn: RobotTurn, next_audio_in_s: float) -> bool:
+        """The caller will hear silence inside the turn: its audio runs out before the next
+        audio can come (and the one filler of the turn is still unsaid)."""
+        if self._filler is None or turn.filler is not None or self._audio.paused:
+            return False
+        left = self._audio.runs_dry_in_s(turn)
+        return left is not None and left < next_audio_in_s + FILLER_LEAD_S
+
+    def say(self, turn: RobotTurn) -> None:
+        assert self._filler is not None
+        text, audio = self._filler
+        turn.filler = text
+        self._audio.queue(turn, audio.data, None)
+        if turn.planner is not None:
+            turn.planner.audio_queued(audio.duration_s, of_chunk=False)
+        self._call.event("filler", turn=turn.idx, text=text)
+
+    def before_synthesis(self, turn: RobotTurn, text: str) -> None:
+        """`text` is about to be synthesised: if its audio cannot come in time, fill first."""
+        if self.gap_coming(turn, self._rates.first_audio_s(len(text))):
+            self.say(turn)
+
+    async def next_sentence(self, turn: RobotTurn, sentences: AsyncIterator[str]) -> str:
+        """The answer's next chunk; if it comes too late to be heard before the audio runs out,
+        the filler covers the gap first."""
+        left = self._audio.runs_dry_in_s(turn)
+        if self._filler is None or turn.filler is not None or left is None:
+            return await anext(sentences)
+        waiting = asyncio.ensure_future(anext(sentences))
+        try:
+            # Text that comes later than this cannot be heard before the audio runs out.
+            budget = left - self._rates.tts_first_audio_s - FILLER_LEAD_S
+            done, _ = await asyncio.wait({waiting}, timeout=max(0.0, budget))
+            if not done and self.gap_coming(turn, self._rates.tts_first_audio_s):
+                self.say(turn)
+            return await waiting
+        finally:
+            if not waiting.done():
+                # Let the generator finish its step before anyone closes it.
+                waiting.cancel()
+                await asyncio.wait({waiting})
