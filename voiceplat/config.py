@@ -67,6 +67,12 @@ class VadSettings(Strict):
         ge=0,
         description="start ASR after this much silence, keep it if the caller stays silent",
     )
+    speculative_answer: bool = Field(
+        False,
+        description="after speculative ASR, the LLM writes the answer and its first words are "
+        "synthesised while the caller is still silent; dropped if they go on (costs LLM work "
+        "per pause: on for local models)",
+    )
     max_utterance_s: PositiveFloat = 30.0
 
     @property

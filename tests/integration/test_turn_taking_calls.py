@@ -233,3 +233,53 @@ async def test_a_pause_after_unfinished_words_does_not_end_the_turn(
     (record,) = await final_records(robot)
     users = [t["text"] for t in record["turns"] if t["role"] == "user"]
     assert users == ["Я хотел бы записаться к терапевту."]
+
+
+async def test_speculative_answer_is_ready_when_the_turn_ends(make_robot, robot_server) -> None:
+    """The answer is written, and its first chunk synthesised, in the end-of-turn silence."""
+    robot = make_robot(
+        asr={"provider": "fake", "texts": ["Сколько стоит приём?"]},
+        llm={"provider": "fake", "reply": "Полторы тысячи рублей. Записать вас?"},
+        vad={"silence_ms": 800, "speculative_pause_ms": 120, "speculative_answer": True},
+    )
+    url, _, _ = await robot_server(robot)
+    result = await run_call(url, [Say(HELLO)])
+
+    assert result.ok, result.errors
+    (record,) = await final_records(robot)
+    answer = record["turns"][-1]
+    assert answer["text"] == "Полторы тысячи рублей. Записать вас?"
+    (taken,) = events(record, "speculative_answer")
+    assert taken["turn"] == answer["idx"]
+    assert answer["tts_ttfb_ms"] == 0.0  # its first chunk was synthesised before the turn began
+    assert answer["llm_ttft_ms"] is not None
+
+
+async def test_speculative_answer_is_dropped_when_the_caller_goes_on(
+    make_robot, robot_server
+) -> None:
+    robot = make_robot(
+        asr={"provider": "fake", "texts": ["Здравствуйте", "Здравствуйте, сколько стоит приём?"]},
+        llm={"provider": "fake"},  # echoes the caller: "Вы сказали: …"
+        vad={"silence_ms": 800, "speculative_pause_ms": 120, "speculative_answer": True},
+    )
+    from voiceplat.audio.pcm import Pcm
+    from voiceplat.audio.wav import read_wav
+
+    hello = read_wav(HELLO)
+    gap = bytes(int(hello.rate * 0.5) * 2)  # a pause shorter than silence_ms: one turn
+    url, _, _ = await robot_server(robot)
+    result = await run_call(url, [Say(Pcm(hello.data + gap + hello.data, hello.rate))])
+
+    assert result.ok, result.errors
+    (record,) = await final_records(robot)
+    said = [(t["role"], t["text"]) for t in record["turns"]][1:]
+    assert said == [
+        ("user", "Здравствуйте, сколько стоит приём?"),
+        ("robot", "Вы сказали: Здравствуйте, сколько стоит приём?."),
+    ]
+    # The answer written at the first pause was dropped when the caller went on; the one written
+    # at the last pause, to the whole utterance, is the one said.
+    log = [(e["event"], e["data"]) for e in record["pipeline_log"]]
+    assert ("asr_speculative", {"used": False}) in log
+    assert len(events(record, "speculative_answer")) == 1

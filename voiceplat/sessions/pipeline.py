@@ -3,115 +3,93 @@
 The LLM streams in its own task into a queue of chunks, so the first chunk is synthesised and
 playing while the model is still writing the rest. The `ChunkPlanner` sizes the chunks from the
 robot's measured LLM and TTS speeds (and cuts the first one by a time budget whatever the
-punctuation), so that the caller hears no silence inside the answer. Keys the caller pressed that have no action are
-a caller turn too: "[DTMF 1 2 3]", which the LLM answers (sessions/dtmf.py).
+punctuation), so that the caller hears no silence inside the answer (`reply_writer.py`). Keys the
+caller pressed that have no action are a caller turn too: "[DTMF 1 2 3]", which the LLM answers (sessions/dtmf.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
 from voiceplat.providers.base import Message
 from voiceplat.sessions.chunking import ChunkPlanner
 from voiceplat.sessions.dtmf import KeyActions, SpeakerKeyActions
 from voiceplat.sessions.listening import ListeningSession
-from voiceplat.sessions.timeouts import session_timeout, with_gap_timeout
+from voiceplat.sessions.reply_writer import ReplyWriter
 from voiceplat.sessions.turn import RobotTurn
-
-_DONE = object()
 
 
 class PipelineSession(ListeningSession):
     mode = "pipeline"
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._prepared: tuple[str, ReplyWriter] | None = None
+        """A speculative answer to the caller's words so far (vad.speculative_answer)."""
+
     def key_actions(self) -> KeyActions:
         return PipelineKeyActions(self)
 
+    def _writer(self, messages: list[Message], turn_idx: int) -> ReplyWriter:
+        planner = ChunkPlanner(self.robot.rates, self.clock, self.config.chunking_settings())
+        return ReplyWriter(
+            self.robot.llm, messages, planner, clock=self.clock, call=self.call, turn_idx=turn_idx
+        )
+
     async def prepare_reply(self, text: str) -> bool:
-        return await self.robot.llm.prefill(self.transcript.dialog(then=Message("user", text)))
+        """At the caller's pause: the LLM evaluates the prompt with their words so far; with
+        `vad.speculative_answer` it writes the answer and its first chunk is synthesised, so a
+        caller who stays silent hears it as soon as their turn ends."""
+        messages = self.transcript.dialog(then=Message("user", text))
+        if not self.config.vad.speculative_answer:
+            return await self.robot.llm.prefill(messages)
+        self._drop_prepared()
+        # The caller's turn is recorded next, then the answer: its index is known now.
+        writer = self._writer(messages, self.transcript.peek_idx() + 1)
+        self._prepared = (text, writer)
+        try:
+            first = await writer.first_chunk
+            if first is not None:
+                writer.ready[first] = await self.audio.render(first)
+            await writer.task
+        except asyncio.CancelledError:
+            writer.cancel()
+            if self._prepared is not None and self._prepared[1] is writer:
+                self._prepared = None
+            raise
+        return True
+
+    def _drop_prepared(self) -> None:
+        if self._prepared is not None:
+            self._prepared[1].cancel()
+            self._prepared = None
+
+    def _take_prepared(self) -> ReplyWriter | None:
+        """The speculative answer, if it answers the dialog as it now stands."""
+        prepared, self._prepared = self._prepared, None
+        if prepared is None:
+            return None
+        text, writer = prepared
+        last = self.transcript.dialog()[-1]
+        if last.role != "user" or last.content != text or writer.task.cancelled():
+            writer.cancel()
+            return None
+        self.call.event("speculative_answer", turn=writer.turn_idx)
+        return writer
 
     async def reply(self, turn: RobotTurn) -> None:
-        sentences = self._reply_sentences(turn)
+        writer = self._take_prepared() or self._writer(self.transcript.dialog(), turn.idx)
+        writer.attach(turn)
+        sentences = writer.chunks()
         try:
             await self.speak(sentences, turn=turn)
         finally:
+            writer.cancel()
             await sentences.aclose()
 
-    async def _reply_sentences(self, turn: RobotTurn) -> AsyncGenerator[str, None]:
-        """Sentences of the LLM's answer as they become ready; the LLM runs ahead in a task."""
-        queue: asyncio.Queue[object] = asyncio.Queue()
-        producer = asyncio.create_task(self._stream_llm(turn, queue))
-        try:
-            while (item := await queue.get()) is not _DONE:
-                if isinstance(item, BaseException):
-                    raise item
-                yield str(item)
-        finally:
-            producer.cancel()
-
-    async def _stream_llm(self, turn: RobotTurn, queue: asyncio.Queue[object]) -> None:
-        llm = self.robot.llm
-        planner = ChunkPlanner(self.robot.rates, self.clock, self.config.chunking_settings())
-        turn.planner = planner
-        asked = self.clock()
-        first_ready = False
-
-        def emit(chunks: list[str]) -> None:
-            nonlocal first_ready
-            if chunks and not first_ready:
-                first_ready = True
-                ms = round((self.clock() - asked) * 1000)
-                self.call.event("first_sentence", turn=turn.idx, ms=ms)
-            for chunk in chunks:
-                self.call.event("tts_chunk", turn=turn.idx, text=chunk)
-                queue.put_nowait(chunk)
-
-        try:
-            stream = with_gap_timeout(
-                llm.stream(self.transcript.dialog()), session_timeout(llm), "LLM"
-            )
-            async for chunk in _timed(stream, planner.next_due_s):
-                if chunk is None:  # time alone made a chunk ready (a budget, audio running out)
-                    emit(planner.due())
-                    continue
-                if turn.llm_ttft_ms is None:
-                    turn.llm_ttft_ms = (self.clock() - asked) * 1000
-                    self.call.event("llm_first_token", ms=round(turn.llm_ttft_ms))
-                emit(planner.push(chunk))
-            emit(planner.flush())
-            queue.put_nowait(_DONE)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            queue.put_nowait(exc)
-
-
-async def _timed(
-    stream: AsyncIterator[str], due_s: Callable[[], float | None]
-) -> AsyncIterator[str | None]:
-    """The stream's items, and None whenever `due_s()` seconds pass without one (the LLM's next
-    token is never cancelled: it is waited for again)."""
-    pending: asyncio.Future[str] | None = None
-    try:
-        while True:
-            if pending is None:
-                pending = asyncio.ensure_future(anext(stream))
-            timeout = due_s()
-            done, _ = await asyncio.wait({pending}, timeout=timeout)
-            if not done:
-                yield None
-                continue
-            try:
-                item = pending.result()
-            except StopAsyncIteration:
-                return
-            pending = None
-            yield item
-    finally:
-        if pending is not None and not pending.done():
-            pending.cancel()
-            await asyncio.wait({pending})
+    def release(self) -> None:
+        super().release()
+        self._drop_prepared()
 
 
 class PipelineKeyActions(SpeakerKeyActions):

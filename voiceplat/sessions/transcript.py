@@ -44,6 +44,10 @@ class CallTranscript:
         """The wall-clock time of the session clock's `t`."""
         return self._started_wall + timedelta(seconds=t - self._started_clock)
 
+    def peek_idx(self) -> int:
+        """The index the next turn will get (nothing is allocated)."""
+        return self._next_idx
+
     def next_idx(self) -> int:
         idx = self._next_idx
         self._next_idx += 1

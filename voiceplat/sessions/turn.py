@@ -47,6 +47,8 @@ class RobotTurn:
     """Times the turn was paused for a possible interruption and resumed."""
     filler: str | None = None
     """The filler said to cover a coming gap (at most one per turn)."""
+    ready_audio: dict[str, bytes] = field(default_factory=dict, repr=False)
+    """Chunks synthesised before the turn began (a speculative answer's first), 8 kHz PCM."""
     planner: ChunkPlanner | None = field(default=None, repr=False)
     """The pipeline's chunk planner for this answer: told when each chunk's audio is queued."""
 

@@ -94,8 +94,28 @@ class TurnAudio:
             return None
         return self._dry_at - self._clock()
 
+    async def render(self, text: str) -> bytes:
+        """`text` synthesised at the call rate, not queued (a speculative answer's first chunk)."""
+        resampler: StreamResampler | None = None
+        parts: list[bytes] = []
+        stream = with_gap_timeout(self._tts().synthesize(text), session_timeout(self._tts()), "TTS")
+        async for chunk in stream:
+            resampler = resampler or StreamResampler(chunk.rate, 8000)
+            parts.append(resampler.process(chunk.data))
+        if resampler is not None:
+            parts.append(resampler.flush())
+        return b"".join(parts)
+
     async def synthesize(self, turn: RobotTurn, text: str) -> None:
         """Synthesises `text` and queues it as the turn's next sentence."""
+        ready = turn.ready_audio.pop(text, None)
+        if ready is not None:
+            if turn.tts_ttfb_ms is None:
+                turn.tts_ttfb_ms = 0.0  # synthesised while the caller was finishing
+            self.queue(turn, ready, text)
+            if turn.planner is not None:
+                turn.planner.audio_queued(len(ready) / 16000, chunk_done=True)
+            return
         tts = self._tts()
         asked = self._clock()
         first_audio: float | None = None
