@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from pydantic import ValidationError
 
 from voiceplat.audio.pcm import CALL_RATE, Pcm
-from voiceplat.audio.resample import StreamResampler
 from voiceplat.audio.wav import WavError, read_wav
 from voiceplat.config import RobotConfig, load_config, read_env_files
 from voiceplat.config_errors import describe_errors, format_value, missing_provider, prefixed
@@ -29,6 +28,7 @@ from voiceplat.providers.base import (
     Realtime,
 )
 from voiceplat.sessions.speech_rates import SpeechRates
+from voiceplat.sessions.turn_audio import render
 from voiceplat.turns.end_of_turn import EndOfTurnPolicy
 from voiceplat.turns.smart_turn import SmartTurn
 
@@ -119,19 +119,8 @@ class Robot:
         if "tts" in self.providers and self.config.filler_text and self.config.mode == "pipeline":
             self.filler_audio = (
                 self.config.filler_text,
-                await self._synthesize(self.config.filler_text),
+                Pcm(await render(self.tts, self.config.filler_text), CALL_RATE),
             )
-
-    async def _synthesize(self, text: str) -> Pcm:
-        """`text` in the robot's voice at the call rate (fillers said often are made once)."""
-        resampler: StreamResampler | None = None
-        parts: list[bytes] = []
-        async for chunk in self.tts.synthesize(text):
-            resampler = resampler or StreamResampler(chunk.rate, CALL_RATE)
-            parts.append(resampler.process(chunk.data))
-        if resampler is not None:
-            parts.append(resampler.flush())
-        return Pcm(b"".join(parts), CALL_RATE)
 
     def end_of_turn_policy(self) -> EndOfTurnPolicy | None:
         """How a call's turn-taking ends turns beyond silence length: the model, the text cue

@@ -96,15 +96,7 @@ class TurnAudio:
 
     async def render(self, text: str) -> bytes:
         """`text` synthesised at the call rate, not queued (a speculative answer's first chunk)."""
-        resampler: StreamResampler | None = None
-        parts: list[bytes] = []
-        stream = with_gap_timeout(self._tts().synthesize(text), session_timeout(self._tts()), "TTS")
-        async for chunk in stream:
-            resampler = resampler or StreamResampler(chunk.rate, 8000)
-            parts.append(resampler.process(chunk.data))
-        if resampler is not None:
-            parts.append(resampler.flush())
-        return b"".join(parts)
+        return await render(self._tts(), text)
 
     async def synthesize(self, turn: RobotTurn, text: str) -> None:
         """Synthesises `text` and queues it as the turn's next sentence."""
@@ -276,6 +268,18 @@ class TurnAudio:
                         await self._channel.wait_heard(HEARD_TIMEOUT_S)
             if self._resumed.is_set():
                 return
+
+
+async def render(tts: TTS, text: str) -> bytes:
+    """`text` in `tts`'s voice as 8 kHz PCM, whole (a filler, a chunk made ahead of its turn)."""
+    resampler: StreamResampler | None = None
+    parts: list[bytes] = []
+    async for chunk in with_gap_timeout(tts.synthesize(text), session_timeout(tts), "TTS"):
+        resampler = resampler or StreamResampler(chunk.rate, 8000)
+        parts.append(resampler.process(chunk.data))
+    if resampler is not None:
+        parts.append(resampler.flush())
+    return b"".join(parts)
 
 
 def _word_start(audio: bytes, first_ms: float, heard_ms: float, rewind_ms: float) -> float:
