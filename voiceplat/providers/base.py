@@ -32,9 +32,34 @@ class ProviderError(RuntimeError):
 
 
 @dataclass(frozen=True, slots=True)
+class ToolSpec:
+    """An action the LLM may ask for: its name, what it does, and a JSON schema of its arguments."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any] = field(
+        default_factory=lambda: {"type": "object", "properties": {}}
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """The LLM asks for `name` with `arguments` (parsed JSON); `id` pairs the call with its
+    result message (OpenAI's tool_call_id; local models get one made up)."""
+
+    name: str
+    arguments: dict[str, Any]
+    id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Message:
-    role: Literal["system", "user", "assistant"]
+    role: Literal["system", "user", "assistant", "tool"]
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    """assistant: the tools it asked for (content may be empty)."""
+    tool_call_id: str | None = None
+    """tool: the id of the call this message is the result of."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,9 +137,22 @@ class LLM(Provider):
     kind = "llm"
     settings: LLMSettings
 
+    supports_tools: ClassVar[bool] = False
+    """True when `respond` can ask for tools; robots with tools need such a provider."""
+
     def stream(self, messages: list[Message]) -> AsyncIterator[str]:
         """Yields text chunks of the answer as they are produced."""
         raise NotImplementedError
+
+    def respond(
+        self, messages: list[Message], tools: list[ToolSpec] | None = None
+    ) -> AsyncIterator[str | ToolCall]:
+        """Like `stream`, but the model may ask for one of `tools` instead of answering: then it
+        yields a ToolCall (after any text it wrote first) and stops. The caller runs the tool and
+        asks again with the assistant's tool-call message and a `tool` message holding the result.
+
+        This default ignores `tools` (providers with `supports_tools` override it)."""
+        return self.stream(messages)
 
     async def warm(self, prefix: list[Message]) -> None:
         """Precomputes what it can for the opening of every dialog (system prompt, greeting)."""
