@@ -1,0 +1,191 @@
+"""Retrieval over a robot's knowledge files: BM25 (the `bm25s` package) over Russian lemmas.
+
+Each passage (title and text) becomes its content lemmas (voiceplat/knowledge/lemmas.py), with
+the configured synonym groups folded into one term, so "сколько стоит приём" finds "Цены: приём
+терапевта — 1500 ₽". bm25s takes pre-tokenised documents and scores with numpy alone; a search on
+a ~200-passage file takes well under a millisecond after the lemma cache is warm
+(benchmarks/retrieval.py). The index is built once, when the robot starts.
+
+An FAQ answer is spoken directly (`direct_answer`) only when retrieval is confident:
+- the FAQ passage scores at least `direct_min_score` and `direct_margin` times the next FAQ
+  passage (two FAQ questions alike: the LLM decides);
+- the caller said no word that this FAQ pair lacks but other passages have: "Сколько стоит
+  приём в субботу?" is not "Сколько стоит приём?" when the knowledge talks about Saturdays;
+- most of the caller's words are in the pair (`direct_coverage`) and most of the question's
+  words were said (`direct_question_coverage`).
+Greetings and question words ("здравствуйте", "сколько", "где") count for none of this.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from voiceplat.errors import RobotError
+from voiceplat.knowledge.lemmas import content_lemmas, lemma
+from voiceplat.knowledge.passages import Passage, read_passages
+from voiceplat.knowledge.settings import KnowledgeSettings
+
+if TYPE_CHECKING:
+    import bm25s
+
+IGNORED_LEMMAS = frozenset(
+    "здравствуйте здравствовать привет алло добрый спасибо благодарить "
+    "девушка извинить простить интересовать узнать уточнить вопрос спросить "
+    "сколько где когда куда откуда почему зачем кто чем чего нужно надо".split()
+)
+"""Words around a question rather than in it (greetings, "меня интересует", question words)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """A passage retrieval found and its BM25 score (higher is more relevant)."""
+
+    passage: Passage
+    score: float
+
+
+class KnowledgeBase:
+    """A BM25 index over passages. Build once (seconds for large files); search per turn."""
+
+    def __init__(self, passages: list[Passage], settings: KnowledgeSettings) -> None:
+        import bm25s  # imported here: robots without knowledge files never load it
+
+        self.passages = passages
+        self.settings = settings
+        self._synonyms = _synonym_map(settings.synonym_groups())
+        documents = [self._terms(f"{p.title}\n{p.text}") for p in passages]
+        self._vocabulary = {term for document in documents for term in document}
+        self._bm25: bm25s.BM25 | None = None
+        if self._vocabulary:
+            self._bm25 = bm25s.BM25()
+            self._bm25.index(documents, show_progress=False)
+        self._faq = np.array([i for i, p in enumerate(passages) if p.answer], dtype=np.int64)
+        self._pair_terms = [set(document) for document in documents]
+        self._question_terms = [set(self._terms(p.question or "")) for p in passages]
+        self._last: tuple[str, list[str], np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return len(self.passages)
+
+    def search(self, text: str, k: int | None = None) -> list[Hit]:
+        """The passages for the caller's words, best first: at most `k` (settings.top_k)."""
+        k = self.settings.top_k if k is None else k
+        _, scores = self._scored(text)
+        if k <= 0 or not scores.any():
+            return []
+        order = np.argsort(-scores, kind="stable")[:k]
+        floor = max(
+            self.settings.min_score, float(scores[order[0]]) * self.settings.min_relative_score
+        )
+        return [
+            Hit(self.passages[i], float(scores[i]))
+            for i in order
+            if scores[i] > 0 and scores[i] >= floor
+        ]
+
+    def direct_answer(self, text: str) -> Hit | None:
+        """The FAQ passage whose answer can be spoken as is, or None (the LLM answers)."""
+        settings = self.settings
+        if not settings.direct_answers or not len(self._faq):
+            return None
+        said, scores = self._scored(text)
+        if not said:
+            return None
+        faq_scores = scores[self._faq]
+        ranked = np.argsort(-faq_scores, kind="stable")
+        best = int(self._faq[ranked[0]])
+        top = float(scores[best])
+        runner_up = float(faq_scores[ranked[1]]) if len(ranked) > 1 else 0.0
+        if top < settings.direct_min_score or top < runner_up * settings.direct_margin:
+            return None
+        said_terms = set(said)
+        pair, question = self._pair_terms[best], self._question_terms[best]
+        if any(term in self._vocabulary for term in said_terms - pair):
+            return None  # the caller asked something more specific that the knowledge has
+        covered = len(said_terms & pair) / len(said_terms)
+        asked = len(said_terms & question) / len(question) if question else 0.0
+        if covered < settings.direct_coverage or asked < settings.direct_question_coverage:
+            return None
+        return Hit(self.passages[best], top)
+
+    def _terms(self, text: str) -> list[str]:
+        terms = (self._synonyms.get(x, x) for x in content_lemmas(text))
+        return [term for term in terms if term not in IGNORED_LEMMAS]
+
+    def _scored(self, text: str) -> tuple[list[str], np.ndarray]:
+        """The caller's terms (unique, in order) and every passage's score; the last is cached."""
+        if self._last is not None and self._last[0] == text:
+            return self._last[1], self._last[2]
+        said = list(dict.fromkeys(self._terms(text)))
+        known = [term for term in said if term in self._vocabulary]
+        if self._bm25 is None or not known:
+            scores = np.zeros(len(self.passages), dtype=np.float32)
+        else:
+            scores = self._bm25.get_scores(known)
+        self._last = (text, said, scores)
+        return said, scores
+
+
+def _synonym_map(groups: list[list[str]]) -> dict[str, str]:
+    """Every lemma of a group → the group's first lemma."""
+    mapping: dict[str, str] = {}
+    for group in groups:
+        lemmas = [lemma(word.lower().replace("ё", "е")) for word in group]
+        for term in lemmas:
+            mapping[term] = lemmas[0]
+    return mapping
+
+
+def knowledge_files(robot_dir: Path, settings: KnowledgeSettings) -> list[Path]:
+    """The files the settings' patterns match, in pattern order, each once."""
+    found: dict[Path, None] = {}
+    for pattern in settings.files:
+        for path in sorted(robot_dir.glob(pattern)):
+            if path.is_file():
+                found.setdefault(path, None)
+    return list(found)
+
+
+def _read_all(robot_dir: Path, settings: KnowledgeSettings) -> tuple[list[Passage], list[str]]:
+    passages: list[Passage] = []
+    problems: list[str] = []
+    limit = settings.max_total_kb * 1024
+    total = 0
+    for path in knowledge_files(robot_dir, settings):
+        label = path.relative_to(robot_dir).as_posix()
+        try:
+            total += path.stat().st_size
+        except OSError as error:
+            problems.append(f"{label}: cannot be read ({error.strerror or error})")
+            continue
+        if total > limit:
+            problems.append(
+                f"{label}: the knowledge files come to {-(-total // 1024)} KiB with this one, over "
+                f"knowledge.max_total_kb = {settings.max_total_kb}; leave out what callers never "
+                "ask about or raise the limit"
+            )
+            break
+        try:
+            passages.extend(read_passages(path, label, settings.max_passage_chars))
+        except RobotError as error:
+            problems.extend(error.problems)
+    return passages, problems
+
+
+def knowledge_problems(robot_dir: Path, settings: KnowledgeSettings) -> list[str]:
+    """What `voiceplat check` reports about the knowledge files (none matching is no problem)."""
+    return _read_all(robot_dir, settings)[1]
+
+
+def load_knowledge(robot_dir: Path, settings: KnowledgeSettings) -> KnowledgeBase | None:
+    """The robot's knowledge index; None when no file matches. RobotError for a bad file."""
+    if not knowledge_files(robot_dir, settings):
+        return None
+    passages, problems = _read_all(robot_dir, settings)
+    if problems:
+        raise RobotError(problems)
+    return KnowledgeBase(passages, settings)
