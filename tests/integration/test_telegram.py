@@ -64,12 +64,15 @@ async def test_a_short_report_is_one_plain_text_message(telegram: FakeTelegram) 
 
 async def test_a_long_report_is_a_txt_document_with_a_caption(telegram: FakeTelegram) -> None:
     bot = client(telegram, Waits())
+    telegram.fail_next(502)  # the retry sends the whole multipart body again
     turns = [("u" if i % 2 else "r", f"Реплика {i}: " + "слово " * 30) for i in range(60)]
     report = build_report(snapshot(*turns), "Клиент долго говорил.", max_chars=4096)
     async with asyncio.timeout(HANG_S):
         await bot.send_report(report)
     await bot.aclose()
     [sent] = telegram.delivered
+    assert [r.status for r in telegram.received] == [502, 200]
+    assert telegram.received[0].files["document"].data == sent.files["document"].data
     assert sent.method == "sendDocument"
     assert sent.content_type.startswith("multipart/form-data")
     assert sent.fields["chat_id"] == CHAT_ID
