@@ -7,8 +7,9 @@ a ~200-passage file takes well under a millisecond after the lemma cache is warm
 (benchmarks/retrieval.py). The index is built once, when the robot starts.
 
 An FAQ answer is spoken directly (`direct_answer`) only when retrieval is confident:
-- the FAQ passage scores at least `direct_min_score` and `direct_margin` times the next FAQ
-  passage (two FAQ questions alike: the LLM decides);
+- the FAQ question matching the caller's words best (idf-weighted) matches `direct_margin` times
+  better than the next FAQ question (two questions alike: the LLM decides), and its passage
+  scores at least `direct_min_score`;
 - the caller said no word that this FAQ pair lacks but other passages have: "Сколько стоит
   приём в субботу?" is not "Сколько стоит приём?" when the knowledge talks about Saturdays;
 - most of the caller's words are in the pair (`direct_coverage`) and most of the question's
@@ -18,6 +19,8 @@ Greetings and question words ("здравствуйте", "сколько", "г�
 
 from __future__ import annotations
 
+import math
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,17 +38,20 @@ if TYPE_CHECKING:
 IGNORED_LEMMAS = frozenset(
     "здравствуйте здравствовать привет алло добрый спасибо благодарить "
     "девушка извинить простить интересовать узнать уточнить вопрос спросить "
-    "сколько где когда куда откуда почему зачем кто чем чего нужно надо".split()
+    "есть сколько где когда куда откуда почему зачем кто чем чего нужно надо".split()
 )
-"""Words around a question rather than in it (greetings, "меня интересует", question words)."""
+"""Words around a question rather than in it: greetings, "меня интересует", question words,
+"есть ли у вас" (the rare "есть" = eat is lost: "натощак" says it in a knowledge file)."""
 
 
 @dataclass(frozen=True, slots=True)
 class Hit:
-    """A passage retrieval found and its BM25 score (higher is more relevant)."""
+    """A passage retrieval found and its score (higher is more relevant)."""
 
     passage: Passage
     score: float
+    """BM25 over the largest idf the files can give (a word only one passage has): ~0.4 for each
+    such word matched, whatever the number of passages, so one threshold suits every file."""
 
 
 class KnowledgeBase:
@@ -63,9 +69,21 @@ class KnowledgeBase:
         if self._vocabulary:
             self._bm25 = bm25s.BM25()
             self._bm25.index(documents, show_progress=False)
-        self._faq = np.array([i for i, p in enumerate(passages) if p.answer], dtype=np.int64)
+        # bm25s's idf (Lucene's): log(1 + (N - df + 0.5) / (df + 0.5)); at df = 1 the largest.
+        count = max(len(passages), 1)
+        self._max_idf = math.log(1 + (count - 0.5) / 1.5)
+        self._scale = 1 / self._max_idf
+        frequency = Counter(term for document in documents for term in set(document))
+        self._idf = {
+            term: math.log(1 + (count - df + 0.5) / (df + 0.5)) for term, df in frequency.items()
+        }
+        self._faq = [i for i, p in enumerate(passages) if p.answer]
         self._pair_terms = [set(document) for document in documents]
         self._question_terms = [set(self._terms(p.question or "")) for p in passages]
+        self._asked_in: dict[str, list[int]] = {}  # term → the FAQ passages whose question has it
+        for i in self._faq:
+            for term in self._question_terms[i]:
+                self._asked_in.setdefault(term, []).append(i)
         self._last: tuple[str, list[str], np.ndarray] | None = None
 
     def __len__(self) -> int:
@@ -90,19 +108,28 @@ class KnowledgeBase:
     def direct_answer(self, text: str) -> Hit | None:
         """The FAQ passage whose answer can be spoken as is, or None (the LLM answers)."""
         settings = self.settings
-        if not settings.direct_answers or not len(self._faq):
+        if not settings.direct_answers or not self._faq:
             return None
         said, scores = self._scored(text)
         if not said:
             return None
-        faq_scores = scores[self._faq]
-        ranked = np.argsort(-faq_scores, kind="stable")
-        best = int(self._faq[ranked[0]])
-        top = float(scores[best])
-        runner_up = float(faq_scores[ranked[1]]) if len(ranked) > 1 else 0.0
-        if top < settings.direct_min_score or top < runner_up * settings.direct_margin:
-            return None
         said_terms = set(said)
+        # Rival FAQ pairs are compared by their questions: an answer that mentions the caller's
+        # words ("терапевт выезжает на дом…") does not make its question a rival.
+        candidates = {i for term in said_terms for i in self._asked_in.get(term, ())}
+        matches = sorted(
+            ((self._question_match(said_terms, i), i) for i in candidates), reverse=True
+        )
+        if not matches:
+            return None
+        (match, best), runner_up = matches[0], matches[1][0] if len(matches) > 1 else 0.0
+        top = float(scores[best])
+        if (
+            not match
+            or top < settings.direct_min_score
+            or match < runner_up * settings.direct_margin
+        ):
+            return None
         pair, question = self._pair_terms[best], self._question_terms[best]
         if any(term in self._vocabulary for term in said_terms - pair):
             return None  # the caller asked something more specific that the knowledge has
@@ -111,6 +138,12 @@ class KnowledgeBase:
         if covered < settings.direct_coverage or asked < settings.direct_question_coverage:
             return None
         return Hit(self.passages[best], top)
+
+    def _question_match(self, said: set[str], passage: int) -> float:
+        """How well an FAQ question matches the caller's words: idf-weighted Jaccard."""
+        question = self._question_terms[passage]
+        union = sum(self._idf.get(term, self._max_idf) for term in said | question)
+        return sum(self._idf[term] for term in said & question) / union if union else 0.0
 
     def _terms(self, text: str) -> list[str]:
         terms = (self._synonyms.get(x, x) for x in content_lemmas(text))
@@ -125,7 +158,7 @@ class KnowledgeBase:
         if self._bm25 is None or not known:
             scores = np.zeros(len(self.passages), dtype=np.float32)
         else:
-            scores = self._bm25.get_scores(known)
+            scores = self._bm25.get_scores(known) * self._scale
         self._last = (text, said, scores)
         return said, scores
 

@@ -60,9 +60,12 @@ class KnowledgeSettings(BaseModel):
         description="All knowledge files together may be at most this size (KiB).",
     )
     min_score: float = Field(
-        0.5,
+        0.15,
         ge=0,
-        description="BM25 score a passage needs to be given to the LLM at all.",
+        description=(
+            "Score a passage needs to be given to the LLM at all: BM25 scaled so that each "
+            "word only one passage has counts ~0.4 when matched, in a small file or a large one."
+        ),
     )
     min_relative_score: float = Field(
         0.3,
@@ -78,12 +81,15 @@ class KnowledgeSettings(BaseModel):
         ),
     )
     direct_min_score: float = Field(
-        2.0, ge=0, description="BM25 score an FAQ passage needs to be spoken directly."
+        0.3, ge=0, description="Score (as min_score) an FAQ passage needs to be spoken directly."
     )
     direct_margin: float = Field(
         1.5,
         ge=1,
-        description="The FAQ passage's score over the next best FAQ passage's, at least (ratio).",
+        description=(
+            "How much better the best FAQ question must match the caller's words than the next "
+            "best FAQ question (ratio of idf-weighted word overlaps)."
+        ),
     )
     direct_coverage: float = Field(
         0.75,
