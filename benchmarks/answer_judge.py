@@ -44,32 +44,14 @@ NEGATORS = frozenset({"не", "нет", "ни", "нельзя"})
 FREE_NUMBERS = frozenset({"0", "1", "2"})
 
 MACROS: dict[str, tuple[str, ...]] = {
-    "@dont_know": (
-        "не знать",
-        "нет информации",
-        "нет сведений",
-        "нет данных",
-        "не могу сказать",
-        "не могу подсказать",
-        "не подскажу",
-        "не располагать",
-        "уточнить",
-        "соединить",
-        "переключить",
-        "перевести звонок",
-        "передать администратор",
-        "передать вопрос",
-        "перезвонить",
+    "@dont_know": tuple(
+        "не знать|нет информации|нет сведений|нет данных|не могу сказать|не могу подсказать|"
+        "не подскажу|не располагать|уточнить|соединить|переключить|перевести звонок|"
+        "передать администратор|передать вопрос|перезвонить".split("|")
     ),
-    "@goodbye": (
-        "до свидания",
-        "всего доброго",
-        "всего хорошего",
-        "хорошего дня",
-        "доброго дня",
-        "до встречи",
-        "выздоравливать",
-        "будьте здоровы",
+    "@goodbye": tuple(
+        "до свидания|всего доброго|всего хорошего|хорошего дня|доброго дня|до встречи|"
+        "выздоравливать|будьте здоровы".split("|")
     ),
 }
 
@@ -101,27 +83,30 @@ _ORDINAL_UNITS = {
     "шестой": 6, "седьмой": 7, "восьмой": 8, "девятый": 9,
 }  # fmt: skip
 _ORDINAL_TEENS = {
-    "десятый": 10, "одиннадцатый": 11, "двенадцатый": 12, "тринадцатый": 13,
-    "четырнадцатый": 14, "пятнадцатый": 15, "шестнадцатый": 16, "семнадцатый": 17,
-    "восемнадцатый": 18, "девятнадцатый": 19, "двадцатый": 20, "тридцатый": 30,
+    "десятый": 10, "одиннадцатый": 11, "двенадцатый": 12, "тринадцатый": 13, "четырнадцатый": 14,
+    "пятнадцатый": 15, "шестнадцатый": 16, "семнадцатый": 17, "восемнадцатый": 18,
+    "девятнадцатый": 19,
 }  # fmt: skip
+_PLACES = (
+    (_HUNDREDS, 100),
+    ({**_TENS, "двадцатый": 20, "тридцатый": 30}, 10),
+    ({**_TEENS, **_ORDINAL_TEENS}, 1),  # a teen fills the tens and the units
+    ({**_UNITS, **_ORDINAL_UNITS}, 1),
+)
 _MULTIPLIERS = {"тысяча": 1000, "миллион": 1_000_000}
 _HOUR_AFTER = frozenset({"в", "с", "до", "после", "к", "около", "со"})
+_DATE_WORDS = frozenset(
+    "январь февраль март апрель май июнь июль август сентябрь октябрь ноябрь декабрь год".split()
+)
 _ALIASES = {"лора": "лор", "руб": "рубль", "р": "рубль", "₽": "рубль"}
 """Lemmas pymorphy3 gets differently for forms of one word ("ЛОРу" → "лора"), and abbreviations."""
 
 
 def _numeral(word: str) -> tuple[int, int] | None:
-    """(value, place) of a number word's lemma: place 100, 10 or 1 is the digit it fills; a teen
-    fills tens and units (place 1, value ≥ 10)."""
-    for table, place in ((_HUNDREDS, 100), (_TENS, 10), (_TEENS, 1), (_UNITS, 1)):
+    """(value, place) of a number word's lemma: place 100, 10 or 1 is the digit it fills."""
+    for table, place in _PLACES:
         if word in table:
             return table[word], place
-    if word in _ORDINAL_UNITS:
-        return _ORDINAL_UNITS[word], 1
-    if word in _ORDINAL_TEENS:
-        value = _ORDINAL_TEENS[word]
-        return value, 10 if value % 10 == 0 and value >= 20 else 1
     return None
 
 
@@ -146,8 +131,8 @@ def _fold_numbers(words: Sequence[str]) -> list[str]:
     for word in words:
         if word in _MULTIPLIERS:
             multiplier = _MULTIPLIERS[word]
-            if open_number and total and total < multiplier:
-                flush()  # "пять тысяч ... тысяча": two numbers
+            if open_number and total and not group:
+                flush()  # "тысяча, тысяча": two numbers
             total += (group or 1) * multiplier
             group, smallest, open_number = 0.0, None, True
             continue
@@ -167,9 +152,7 @@ def _fold_numbers(words: Sequence[str]) -> list[str]:
         value, place = numeral
         if smallest is not None and place >= smallest:
             flush()  # "девять тридцать", "восемь восемь": a new number starts
-        group += value
-        smallest = 1 if value < 20 and place == 1 else place
-        open_number = True
+        group, smallest, open_number = group + value, place, True
     flush()
     return out
 
@@ -209,6 +192,16 @@ def tokens(text: str) -> list[str]:
 def numbers(text: str) -> set[str]:
     """Every number the text says, normalised (see `tokens`)."""
     return {t for t in tokens(text) if t[0].isdigit()}
+
+
+def _claimable(said: list[str]) -> set[str]:
+    """The numbers of a reply that state facts: a date ("15 декабря", "2025 год") the robot
+    worked out from the caller's "в пятницу" is not one."""
+    return {
+        t
+        for t, after in zip(said, [*said[1:], ""], strict=True)
+        if t[0].isdigit() and after not in _DATE_WORDS
+    }
 
 
 def _either_clock(values: Iterable[str]) -> set[str]:
@@ -291,16 +284,8 @@ def case_from_dict(data: dict[str, Any]) -> Case:
         if not ok or not isinstance(turn[1], str):
             raise CaseError(f'a history turn must be ["user"|"assistant", text], not {turn!r}')
         history.append((turn[0], turn[1]))
-    return Case(
-        id=data["id"],
-        half=data["half"],
-        category=data["category"],
-        say=data["say"],
-        must=tuple(must),
-        must_not=tuple(must_not),
-        tool=accepted,
-        history=tuple(history),
-    )
+    fields = (data["id"], data["half"], data["category"], data["say"])
+    return Case(*fields, tuple(must), tuple(must_not), accepted, tuple(history))
 
 
 def load_cases(path: Path) -> list[Case]:
@@ -399,7 +384,7 @@ def judge(
     if known_numbers is not None:
         caller = [case.say] + [text for _, text in case.history]
         allowed = _either_clock(set(known_numbers).union(*(numbers(t) for t in caller)))
-        for number in sorted(numbers(text) - allowed - FREE_NUMBERS, key=float):
+        for number in sorted(_claimable(said) - allowed - FREE_NUMBERS, key=float):
             claimed.append(f"число {number}")
     done = actions(reply, form_tool)
     names = {t for t in case.tool if t is not None}

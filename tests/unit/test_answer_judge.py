@@ -141,6 +141,10 @@ def test_the_callers_own_numbers_and_hours_either_way_are_not_invented() -> None
         case(category="booking", say="Запишите", tool="book_visit"), reply, known_numbers=set()
     )
     assert bare.claimed == ["число 15"]
+    # A date the robot worked out from "в пятницу" is not a claim.
+    dated = Reply("Записываю на пятницу, двадцать третье мая, в три часа дня.", form_step="Confirm")
+    friday = case(category="booking", say="В пятницу в три", tool="book_visit")
+    assert judge(friday, dated, known_numbers=set(), form_tool="book_visit").correct
 
 
 def test_tool_must_be_the_expected_one() -> None:
