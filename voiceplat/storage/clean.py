@@ -22,6 +22,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from voiceplat.storage.records import (
+    CallAmended,
     CallFinished,
     CallOpened,
     CallUpdated,
@@ -43,6 +44,7 @@ KINDS = {
     TurnWritten: "turn",
     EventLogged: "event",
     CallFinished: "finished",
+    CallAmended: "amended",
 }
 
 
@@ -118,6 +120,8 @@ def item_dict(item: RecordItem) -> dict[str, Any]:
         entry["pipeline_log"] = [
             event.model_dump(mode="python") for event in item.snapshot.pipeline_log
         ]
+    elif isinstance(item, CallAmended):
+        entry["changes"] = dict(item.changes)
     return entry
 
 

@@ -2,9 +2,10 @@
 
 `<logs_dir>/YYYYMMDD_HHMMSS_<source>_<call_id>.json` (call start, UTC) holds
 `{"call": {...}, "turns": [...], "pipeline_log": [...]}`. It is written when the call opens (status
-in_progress, so a crash still leaves a trace) and rewritten when it finishes. Each write goes to a
-temporary file in the same folder and is renamed over the old one, so a reader never sees half a
-file. File I/O runs in a thread, off the event loop.
+in_progress, so a crash still leaves a trace) and rewritten when it finishes, and again when the
+finished record is amended (the summary made after the call: only the changed fields of "call"
+are replaced). Each write goes to a temporary file in the same folder and is renamed over the old
+one, so a reader never sees half a file. File I/O runs in a thread, off the event loop.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pydantic_core import PydanticSerializationError
 
 from voiceplat.storage.clean import Cleaner
 from voiceplat.storage.recorder import Sink
-from voiceplat.storage.records import CallRecord, CallSnapshot
+from voiceplat.storage.records import CallAmended, CallRecord, CallSnapshot
 
 log = logging.getLogger(__name__)
 
@@ -85,3 +86,31 @@ class JsonFileSink(Sink):
         except PydanticSerializationError as exc:
             text = cleaned_json(snapshot, exc)
         await asyncio.to_thread(write_atomically, self.path_for(snapshot.call), text)
+
+    async def amend(self, item: CallAmended) -> None:
+        await asyncio.to_thread(self._amend, item)
+
+    def _amend(self, item: CallAmended) -> None:
+        path = self.path_for(item.call)
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            # The finished write was lost (dropped, or failed): the amended record is all there is.
+            log.warning(
+                "jsonfile: call %s has no file; writing its amended record", item.call.call_id
+            )
+            record = CallSnapshot(call=item.call).model_dump(mode="json")
+        else:
+            # Only the changed fields: what the file holds of the call is otherwise final.
+            changes = item.call.model_dump(mode="json", include=set(item.changes))
+            record["call"].update(changes)
+        # What JSON cannot hold (a lone surrogate in the summary) is fixed as the stores fix it.
+        cleaner = Cleaner()
+        record = cleaner.value(record)
+        if cleaner.fixes:
+            log.warning(
+                "jsonfile: call %s: amended with changes: %s",
+                item.call.call_id,
+                "; ".join(cleaner.fixes[:20]),
+            )
+        write_atomically(path, json.dumps(record, ensure_ascii=False, indent=2) + "\n")

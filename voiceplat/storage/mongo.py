@@ -1,10 +1,12 @@
 """MongoDB sink: one `transcriptions` document per call (PyMongo's asyncio API).
 
     {call_id, robot, mode, source, caller, callee, started_at, answered_at, ended_at,
-     duration_sec, status, end_reason, turns, metadata, dtmf, transfer_target, updated_at,
+     duration_sec, status, end_reason, turns, metadata, dtmf, transfer_target, outcome,
+     summary, updated_at,
      segments: [{idx, role, text, heard_text, started_at, ended_at, interrupted,
                  asr_ms, llm_ttft_ms, tts_ttfb_ms, v2v_ms, track, error, ignored,
-                 starved_ms, starved_max_ms, resumed}, ...],   # sorted by idx
+                 starved_ms, starved_max_ms, resumed,
+                 tool_calls: [{name, arguments, ok, result, error, ms}, ...]}, ...],  # by idx
      pipeline_log: [{at, event, data}, ...]}
 
 Writes are idempotent: the document is upserted by call_id; a turn replaces the segment with its
@@ -12,7 +14,10 @@ idx if there is one (`segments.$`) and is pushed otherwise (the push's filter re
 segment has that idx, so a replayed push matches nothing). The pipeline log is written whole
 with the finished call, which also rewrites all segments: the final document is the call's
 snapshot. Within a batch only the latest state of a call is written (a call whose whole life is
-in the batch, as in a spool replay, is one update). Indexes: migrations/mongo_indexes.json.
+in the batch, as in a spool replay, is one update). An amendment of a finished call (the summary
+made after the call) `$set`s only the amended fields, after the call's other updates; the rest of
+the call is written only when the document is new (`$setOnInsert`).
+Indexes: migrations/mongo_indexes.json.
 """
 
 from __future__ import annotations
@@ -86,6 +91,8 @@ def segment(turn: dict[str, Any]) -> dict[str, Any]:
     fields = {key: value for key, value in turn.items() if key != "call_id"}
     for name in TURN_TIMES:
         fields[name] = parse_time(turn[name])
+    if "tool_calls" in fields:  # a webhook's answer may have any keys
+        fields["tool_calls"] = safe_keys(fields["tool_calls"])
     return fields
 
 
@@ -97,11 +104,19 @@ def log_entry(event: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _keep_summary(fields: dict[str, Any]) -> dict[str, Any]:
+    """A summary only ever comes after the call (an amendment): a write without one (a
+    replayed earlier item) never erases it. Returns what to set only on a new document."""
+    if fields.get("summary") is None:
+        return {"summary": fields.pop("summary", None)}
+    return {}
+
+
 def upsert_call(call: dict[str, Any]) -> UpdateOne:
+    fields = call_fields(call)
+    on_insert = {**_keep_summary(fields), "segments": [], "pipeline_log": []}
     return UpdateOne(
-        {"call_id": call["call_id"]},
-        {"$set": call_fields(call), "$setOnInsert": {"segments": [], "pipeline_log": []}},
-        upsert=True,
+        {"call_id": call["call_id"]}, {"$set": fields, "$setOnInsert": on_insert}, upsert=True
     )
 
 
@@ -123,16 +138,40 @@ def finish_call(entry: Entry) -> UpdateOne:
     fields = call_fields(entry["call"])
     fields["segments"] = sorted((segment(turn) for turn in entry["turns"]), key=lambda s: s["idx"])
     fields["pipeline_log"] = [log_entry(event) for event in entry["pipeline_log"]]
-    return UpdateOne({"call_id": entry["call"]["call_id"]}, {"$set": fields}, upsert=True)
+    on_insert = _keep_summary(fields)
+    return UpdateOne(
+        {"call_id": entry["call"]["call_id"]},
+        {"$set": fields, "$setOnInsert": on_insert},
+        upsert=True,
+    )
+
+
+def amend_call(entry: Entry) -> UpdateOne:
+    """Only the amended fields; the whole call if there is no document yet."""
+    changes = entry.get("changes") or {}
+    fields = call_fields(entry["call"])
+    update = {name: fields.pop(name) for name in changes}
+    update["updated_at"] = fields.pop("updated_at")
+    return UpdateOne(
+        {"call_id": entry["call"]["call_id"]},
+        {"$set": update, "$setOnInsert": {**fields, "segments": [], "pipeline_log": []}},
+        upsert=True,
+    )
 
 
 def batch_ops(entries: list[Entry]) -> list[UpdateOne]:
     """The updates of a batch, per call: only the latest state of each segment is written, and a
-    finished snapshot makes everything before it in the batch unnecessary."""
+    finished snapshot makes everything before it in the batch unnecessary. Amendments come last
+    (a call is amended only once it is finished), in order."""
     calls: dict[str, dict[str, Any]] = {}
     for entry in entries:
         call = entry["call"]
-        state = calls.setdefault(call["call_id"], {"finished": None, "segments": {}})
+        state = calls.setdefault(
+            call["call_id"], {"call": None, "finished": None, "segments": {}, "amends": []}
+        )
+        if entry["k"] == "amended":
+            state["amends"].append(entry)
+            continue
         state["call"] = call
         if entry["k"] == "finished":
             state["finished"] = entry
@@ -143,11 +182,11 @@ def batch_ops(entries: list[Entry]) -> list[UpdateOne]:
     for call_id, state in calls.items():
         if state["finished"] is not None:
             ops.append(finish_call(state["finished"]))
-            if not state["segments"]:
-                continue
-        ops.append(upsert_call(state["call"]))
-        for turn in state["segments"].values():
-            ops += put_segment(call_id, turn)
+        if state["call"] is not None and (state["finished"] is None or state["segments"]):
+            ops.append(upsert_call(state["call"]))
+            for turn in state["segments"].values():
+                ops += put_segment(call_id, turn)
+        ops += [amend_call(entry) for entry in state["amends"]]
     return ops
 
 

@@ -4,6 +4,8 @@ Every item carries the call, so every batch upserts the call rows it touches (ON
 (call_id)) and then the turn rows (ON CONFLICT (call_id, idx)), in one transaction. Writing an
 item twice, or replaying a spool, leaves the same rows. A finished call's snapshot rewrites all
 its turns, so the final record is whole even if the recorder dropped an item on the way.
+An amendment of a finished call (its summary, written after the call) sets only the amended
+columns, after the batch's other rows; it inserts the whole call only if the row is missing.
 Pipeline events are not kept here (MongoDB and the JSON file have them).
 """
 
@@ -25,27 +27,47 @@ from voiceplat.storage.spooled_sink import RetryPolicy, SpooledSink
 
 log = logging.getLogger(__name__)
 
-UPSERT_CALL = """
+INSERT_CALL = """
 INSERT INTO calls (call_id, robot, mode, source, caller, callee, started_at, answered_at,
                    ended_at, duration_sec, status, end_reason, turns, metadata, dtmf,
-                   transfer_target, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14::jsonb, $15, $16, now())
-ON CONFLICT (call_id) DO UPDATE SET
+                   transfer_target, outcome, summary, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14::jsonb, $15, $16, $17, $18,
+        now())
+"""
+
+UPSERT_CALL = (
+    INSERT_CALL
+    + """ON CONFLICT (call_id) DO UPDATE SET
     robot = EXCLUDED.robot, mode = EXCLUDED.mode, source = EXCLUDED.source,
     caller = EXCLUDED.caller, callee = EXCLUDED.callee, started_at = EXCLUDED.started_at,
     answered_at = EXCLUDED.answered_at, ended_at = EXCLUDED.ended_at,
     duration_sec = EXCLUDED.duration_sec, status = EXCLUDED.status,
     end_reason = EXCLUDED.end_reason, turns = EXCLUDED.turns, metadata = EXCLUDED.metadata,
-    dtmf = EXCLUDED.dtmf, transfer_target = EXCLUDED.transfer_target, updated_at = now()
+    dtmf = EXCLUDED.dtmf, transfer_target = EXCLUDED.transfer_target,
+    outcome = EXCLUDED.outcome,
+    -- A summary only ever comes after the call (an amendment): no earlier write erases it.
+    summary = COALESCE(EXCLUDED.summary, calls.summary), updated_at = now()
 -- A finished call is final: an older in-progress write arriving late never reopens it.
 WHERE calls.status = 'in_progress' OR EXCLUDED.status <> 'in_progress'
 """
+)
+
+AMEND_CALL = (
+    INSERT_CALL
+    + """ON CONFLICT (call_id) DO UPDATE SET
+    -- $19, $20: whether the amendment changes the outcome, the summary; nothing else changes.
+    outcome = CASE WHEN $19::boolean THEN EXCLUDED.outcome ELSE calls.outcome END,
+    summary = CASE WHEN $20::boolean THEN EXCLUDED.summary ELSE calls.summary END,
+    updated_at = now()
+"""
+)
 
 UPSERT_TURN = """
 INSERT INTO turns (call_id, idx, role, text, heard_text, started_at, ended_at, interrupted,
                    asr_ms, llm_ttft_ms, tts_ttfb_ms, v2v_ms, track, error, ignored,
-                   starved_ms, starved_max_ms, resumed)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
+                   starved_ms, starved_max_ms, resumed, tool_calls)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
+        $19::jsonb)
 ON CONFLICT (call_id, idx) DO UPDATE SET
     role = EXCLUDED.role, text = EXCLUDED.text, heard_text = EXCLUDED.heard_text,
     started_at = EXCLUDED.started_at, ended_at = EXCLUDED.ended_at,
@@ -53,7 +75,8 @@ ON CONFLICT (call_id, idx) DO UPDATE SET
     llm_ttft_ms = EXCLUDED.llm_ttft_ms, tts_ttfb_ms = EXCLUDED.tts_ttfb_ms,
     v2v_ms = EXCLUDED.v2v_ms, track = EXCLUDED.track, error = EXCLUDED.error,
     ignored = EXCLUDED.ignored, starved_ms = EXCLUDED.starved_ms,
-    starved_max_ms = EXCLUDED.starved_max_ms, resumed = EXCLUDED.resumed
+    starved_max_ms = EXCLUDED.starved_max_ms, resumed = EXCLUDED.resumed,
+    tool_calls = EXCLUDED.tool_calls
 """
 
 # SQLSTATE classes meaning "the server is unavailable or busy", not "the data is wrong":
@@ -83,7 +106,14 @@ def call_row(call: dict[str, Any]) -> tuple[Any, ...]:
         # A spool written before these fields existed replays without them.
         call.get("dtmf") or "",
         call.get("transfer_target"),
+        call.get("outcome"),
+        call.get("summary"),
     )
+
+
+def amend_row(entry: Entry) -> tuple[Any, ...]:
+    changes = entry.get("changes") or {}
+    return (*call_row(entry["call"]), "outcome" in changes, "summary" in changes)
 
 
 def turn_row(turn: dict[str, Any]) -> tuple[Any, ...]:
@@ -107,20 +137,30 @@ def turn_row(turn: dict[str, Any]) -> tuple[Any, ...]:
         turn.get("starved_ms"),
         turn.get("starved_max_ms"),
         turn.get("resumed") or 0,
+        json.dumps(turn.get("tool_calls") or [], ensure_ascii=False),
     )
 
 
-def batch_rows(entries: list[Entry]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-    """The call and turn rows of a batch, the latest version of each (entries are in order)."""
+Rows = list[tuple[Any, ...]]
+
+
+def batch_rows(entries: list[Entry]) -> tuple[Rows, Rows, Rows]:
+    """The call, turn and amendment rows of a batch: the latest version of each call and turn
+    (entries are in order), and every amendment, in order (they are applied last: a call is
+    amended only once it is finished, after all its other items)."""
     calls: dict[str, tuple[Any, ...]] = {}
     turns: dict[tuple[str, int], tuple[Any, ...]] = {}
+    amends: Rows = []
     for entry in entries:
         call = entry["call"]
+        if entry["k"] == "amended":
+            amends.append(amend_row(entry))
+            continue
         calls[call["call_id"]] = call_row(call)
         for turn in entry.get("turns") or ([entry["turn"]] if "turn" in entry else []):
             # A turn belongs to the call that carries it, whatever its own call_id says.
             turns[(call["call_id"], turn["idx"])] = turn_row({**turn, "call_id": call["call_id"]})
-    return list(calls.values()), list(turns.values())
+    return list(calls.values()), list(turns.values()), amends
 
 
 class PostgresSink(SpooledSink):
@@ -158,11 +198,14 @@ class PostgresSink(SpooledSink):
 
     async def write_batch(self, entries: list[Entry]) -> None:
         assert self.pool is not None
-        calls, turns = batch_rows(entries)
+        calls, turns, amends = batch_rows(entries)
         async with self.pool.acquire() as conn, conn.transaction():
-            await conn.executemany(UPSERT_CALL, calls)
+            if calls:
+                await conn.executemany(UPSERT_CALL, calls)
             if turns:
                 await conn.executemany(UPSERT_TURN, turns)
+            if amends:
+                await conn.executemany(AMEND_CALL, amends)
 
     def is_transient(self, exc: Exception) -> bool:
         if isinstance(exc, asyncpg.PostgresError):

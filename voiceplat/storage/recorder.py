@@ -18,6 +18,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from voiceplat.storage.records import (
+    AMENDABLE,
+    CallAmended,
     CallFinished,
     CallOpened,
     CallRecord,
@@ -41,8 +43,9 @@ class Sink:
     """A record store. It receives every item of every call, in order per call.
 
     Whole-call stores (the JSON file) override `write`, called with the snapshot when a call
-    opens and when it finishes. Per-turn stores (PostgreSQL, MongoDB, Redis) override `handle`
-    and act on each item. Exceptions are logged by the recorder and never reach a call.
+    opens and when it finishes, and `amend`, called when a finished call's record changes
+    afterwards. Per-turn stores (PostgreSQL, MongoDB, Redis) override `handle` and act on each
+    item. Exceptions are logged by the recorder and never reach a call.
     """
 
     name: str = "sink"
@@ -55,9 +58,14 @@ class Sink:
             await self.write(CallSnapshot(call=item.call))
         elif isinstance(item, CallFinished):
             await self.write(item.snapshot)
+        elif isinstance(item, CallAmended):
+            await self.amend(item)
 
     async def write(self, snapshot: CallSnapshot) -> None:
         """Stores the whole call as it is now (idempotent: the latest write wins)."""
+
+    async def amend(self, item: CallAmended) -> None:
+        """Sets `item.changes` on the finished call's stored record (idempotent)."""
 
     async def aclose(self) -> None:
         """Flushes and closes; called by `Recorder.aclose` after the queue is drained."""
@@ -149,6 +157,26 @@ class Recorder:
         call_log = CallLog(self, call.model_copy(), self._clock)
         self.publish(CallOpened(call_log.record))
         return call_log
+
+    def amend(self, call: CallRecord, **changes: Any) -> CallRecord:
+        """Changes a finished call's record afterwards (the summary made after the call, or the
+        outcome), for every sink, through the same queues (and the store sinks' spools) as the
+        call's other items; returns the amended record. Synchronous and non-blocking.
+
+        `call` is the finished record (e.g. the snapshot's); only fields in AMENDABLE may change.
+        """
+        unknown = set(changes) - AMENDABLE
+        if unknown:
+            raise ValueError(
+                f"only {', '.join(sorted(AMENDABLE))} of a finished call can change, "
+                f"not {', '.join(sorted(unknown))}"
+            )
+        if call.status == "in_progress":
+            raise ValueError(f"call {call.call_id} is not finished; use CallLog.update")
+        amended = CallRecord.model_validate({**call.model_dump(), **changes})
+        if changes:
+            self.publish(CallAmended(amended, {k: getattr(amended, k) for k in changes}))
+        return amended
 
     def publish(self, item: RecordItem) -> None:
         """Queues `item` for every sink without waiting."""
@@ -269,12 +297,24 @@ class CallLog:
         self._set(**fields)
         self._recorder.publish(CallUpdated(self._record))
 
+    def snapshot(self) -> CallSnapshot:
+        """The call, its turns and its pipeline log as recorded now."""
+        return CallSnapshot(call=self._record, turns=self.turns, pipeline_log=self.log)
+
     def finish(
-        self, status: CallStatus, end_reason: str | None, ended_at: datetime | None = None
+        self,
+        status: CallStatus,
+        end_reason: str | None,
+        ended_at: datetime | None = None,
+        *,
+        outcome: str | Callable[[CallSnapshot], str | None] | None = None,
     ) -> None:
         """Closes the record: sets ended_at, duration_sec and turns, and emits the final write.
 
-        Only the first call counts; later ones (a cleanup path after an error) are ignored.
+        `outcome` is the call's outcome, or a function that decides it from the finished
+        snapshot (e.g. `sessions.outcome.decide_outcome`); if it raises, the outcome stays None
+        and the call is still recorded. Only the first call counts; later ones (a cleanup path
+        after an error) are ignored.
         """
         if self._finished:
             return
@@ -289,8 +329,21 @@ class CallLog:
             turns=len(self._turns),
         )
         self._finished = True
-        snapshot = CallSnapshot(call=self._record, turns=self.turns, pipeline_log=self.log)
-        self._recorder.publish(CallFinished(snapshot))
+        if callable(outcome):
+            try:
+                outcome = outcome(self.snapshot())
+            except Exception:
+                log.exception("recorder: call %s: deciding the outcome failed", self.call_id)
+                outcome = None
+        if outcome is not None:
+            self._set(outcome=outcome)
+        self._recorder.publish(CallFinished(self.snapshot()))
+
+    def amend(self, **changes: Any) -> None:
+        """Changes the finished call's summary or outcome (see `Recorder.amend`)."""
+        if not self._finished:
+            raise ValueError(f"call {self.call_id} is not finished; use update")
+        self._record = self._recorder.amend(self._record, **changes)
 
     def _set(self, **fields: Any) -> None:
         self._record = CallRecord.model_validate({**self._record.model_dump(), **fields})

@@ -68,6 +68,28 @@ class CallRecord(_Record):
     transfer_target: str | None = Field(
         None, description="Where the call was handed over (end_reason 'transferred')."
     )
+    outcome: str | None = Field(
+        None,
+        description="What the call achieved: 'booked' (a tool's outcome), 'answered', "
+        "'transferred', 'no_answer_given', 'abandoned', 'failed' (sessions/outcome.py); "
+        "a free string, like end_reason. None: not decided (a call still in progress).",
+    )
+    summary: str | None = Field(
+        None,
+        description="A sentence or two on what the caller wanted and what happened, written "
+        "by the LLM after the call (it arrives as an amendment of the finished record).",
+    )
+
+
+class ToolCallRecord(_Record):
+    """One tool the robot called during its turn: a webhook or a built-in (transfer, end_call)."""
+
+    name: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    ok: bool
+    result: Any = Field(None, description="The tool's JSON answer (None when it failed).")
+    error: str | None = Field(None, description="Why it failed (timeout, HTTP 500, bad args...).")
+    ms: float | None = Field(None, description="How long the call took, in milliseconds.")
 
 
 class TurnRecord(_Record):
@@ -102,6 +124,9 @@ class TurnRecord(_Record):
     )
     resumed: int = Field(
         0, ge=0, description="Robot turn: times it went on after a false interruption."
+    )
+    tool_calls: list[ToolCallRecord] = Field(
+        default_factory=list, description="Robot turn: the tools it called, in order."
     )
 
 
@@ -159,4 +184,21 @@ class CallFinished:
         return self.snapshot.call
 
 
-RecordItem = CallOpened | CallUpdated | TurnWritten | EventLogged | CallFinished
+AMENDABLE = frozenset({"summary", "outcome"})
+"""The fields a finished call's record may still change: what is worked out after the call."""
+
+
+@dataclass(frozen=True, slots=True)
+class CallAmended:
+    """A finished call's record changed afterwards (the summary the LLM wrote after the call).
+
+    `call` is the whole record with the changes; a store sets only the fields in `changes`
+    (keys from AMENDABLE), so two amendments made from the same snapshot never undo each other,
+    and it writes the whole record only if it has none for the call yet.
+    """
+
+    call: CallRecord
+    changes: dict[str, Any]
+
+
+RecordItem = CallOpened | CallUpdated | TurnWritten | EventLogged | CallFinished | CallAmended

@@ -2,14 +2,17 @@
 
 - `call:<id>`: hash of the call as it is now: state, robot, mode, source, caller, callee,
   started, answered, ended, end_reason, duration_sec, turns, dtmf (the keys pressed so far),
-  transfer_target, current_turn, current_role, current_text, last_barge_in.
+  transfer_target, outcome, summary, current_turn, current_role, current_text, last_barge_in.
+  An amendment of a finished call (the summary made after it) sets only the amended fields, and
+  only while the keys live (EXPIREAT ended + 30 min again: past that, the key is gone).
 - `call:<id>:history`: list of the call's turns as JSON, element i = turn idx i. A turn is put at
   its index by a small Lua script (LSET when the element exists, RPUSH when it is the next one,
   empty-string placeholders over a gap), so writing a turn again, or replaying a spool, replaces
   it instead of appending a copy as a plain RPUSH would.
 - Both keys expire 30 min after the call ends (EXPIREAT ended + 30 min); while the call runs,
   every write pushes their expiry 30 min ahead, so a crashed robot leaves nothing forever.
-- Channel `call_events`: JSON messages `call_started`, `turn`, `barge_in`, `call_ended`, each with
+- Channel `call_events`: JSON messages `call_started`, `turn` (with the names of the tools the
+  robot called), `barge_in`, `call_ended` (with the outcome), `call_amended` (the changes), each with
   `call_id`, `robot` and `at`; `replayed: true` marks a message written late, from the spool
   after an outage (pub/sub has no memory, so those may reach a subscriber twice or late).
 """
@@ -25,7 +28,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
 
-from voiceplat.storage.records import EventLogged, RecordItem
+from voiceplat.storage.records import EventLogged, RecordItem, utcnow
 from voiceplat.storage.spool import Entry
 from voiceplat.storage.spooled_sink import RetryPolicy, SpooledSink
 
@@ -84,6 +87,7 @@ def call_hash(call: dict[str, Any]) -> dict[str, str]:
         "turns": str(call["turns"]),
         "dtmf": _text(call.get("dtmf")),
         "transfer_target": _text(call.get("transfer_target")),
+        "outcome": _text(call.get("outcome")),
     }
 
 
@@ -139,7 +143,12 @@ class RedisSink(SpooledSink):
         call_id = call["call_id"]
         keys = (call_key(call_id), history_key(call_id))
         kind = entry["k"]
+        if kind == "amended":
+            self._queue_amendment(pipe, entry, replayed)
+            return
         fields = call_hash(call)
+        if call.get("summary") is not None:  # never erased by a write that has none
+            fields["summary"] = call["summary"]
         if kind == "turn":
             turn = entry["turn"]
             fields |= {
@@ -194,6 +203,7 @@ class RedisSink(SpooledSink):
                     interrupted=turn["interrupted"],
                     heard_text=turn["heard_text"],
                     v2v_ms=turn["v2v_ms"],
+                    tools=[tool["name"] for tool in turn.get("tool_calls") or []],
                 ),
             )
         elif kind == "event":
@@ -212,8 +222,28 @@ class RedisSink(SpooledSink):
                     duration_sec=call["duration_sec"],
                     turns=call["turns"],
                     transfer_target=call.get("transfer_target"),
+                    outcome=call.get("outcome"),
                 ),
             )
+
+    def _queue_amendment(self, pipe: Any, entry: Entry, replayed: bool) -> None:
+        call = entry["call"]
+        changes = entry.get("changes") or {}
+        key = call_key(call["call_id"])
+        # EXPIREAT in the past deletes the key: an amendment arriving after the 30 minutes (a
+        # spool replayed late) does not bring a dead call back. A call has ended_at once finished.
+        ended = call["ended_at"]
+        expire_at = (
+            datetime.fromisoformat(ended) + timedelta(seconds=TTL_S)
+            if ended
+            else utcnow() + timedelta(seconds=TTL_S)
+        )
+        if changes:
+            pipe.hset(key, mapping={name: _text(value) for name, value in changes.items()})
+        pipe.expireat(key, expire_at)
+        pipe.publish(
+            CHANNEL, message("call_amended", call, utcnow().isoformat(), replayed, **changes)
+        )
 
     def is_transient(self, exc: Exception) -> bool:
         if isinstance(exc, redis_errors.ConnectionError | redis_errors.TimeoutError):
