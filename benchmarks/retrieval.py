@@ -7,6 +7,9 @@ Two indexes: the robot's own knowledge files, and the same files repeated under 
 their own ("Филиал 2", "Филиал 3"…) until there are about `--passages` passages, the size the
 goal is set for (< 5 ms a turn). The caller turns are the `say` of every case in
 benchmarks/data/answers/clinic.jsonl (the answers benchmark's), else a few built-in questions.
+"known: facts given" counts its `known` cases whose required facts (as lemmas) are all in what
+the LLM would be given (the direct answer, else the passages found): retrieval's share of the
+answers' correctness. "unknown: direct" counts unknown-answer cases answered directly (goal 0).
 
 A turn is what the robot does with a caller's words: `direct_answer` then `search` (the cached
 scores make the second cheap). "cold" is each turn's first time in the process: words the
@@ -31,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import markdown, pct
 from voiceplat.knowledge import KnowledgeBase, KnowledgeSettings
 from voiceplat.knowledge.index import knowledge_files
+from voiceplat.knowledge.lemmas import lemmas
 from voiceplat.knowledge.passages import Passage, parse_passages
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,13 +50,27 @@ BUILT_IN_TURNS = [
     "Здравствуйте, меня зовут Анна, я хотела узнать, можно ли прийти с ребёнком без записи",
 ]
 _HEADING = re.compile(r"^(#{1,5})(\s)", re.MULTILINE)
+_DIGIT_GROUPS = re.compile(r"(\d) (\d{3})\b")  # "1 500" is "1500"
 
 
-def caller_turns() -> list[str]:
+def cases() -> list[dict]:
     if not CASES.exists():
-        return BUILT_IN_TURNS
-    turns = [json.loads(line)["say"] for line in CASES.read_text("utf-8").splitlines() if line]
-    return turns or BUILT_IN_TURNS
+        return [{"say": t, "category": "known", "half": "tune", "must": []} for t in BUILT_IN_TURNS]
+    return [json.loads(line) for line in CASES.read_text("utf-8").splitlines() if line.strip()]
+
+
+def _lemma_set(text: str) -> set[str]:
+    return set(lemmas(_DIGIT_GROUPS.sub(r"\1\2", text)))
+
+
+def facts_found(kb: KnowledgeBase, case: dict) -> bool:
+    """Every required fact (one of its alternatives, as lemmas) is in what the LLM would get."""
+    direct = kb.direct_answer(case["say"])
+    given = [direct.passage] if direct else [hit.passage for hit in kb.search(case["say"])]
+    words = _lemma_set(" ".join(f"{p.title} {p.text}" for p in given))
+    return all(
+        any(_lemma_set(alternative) <= words for alternative in group) for group in case["must"]
+    )
 
 
 def robot_passages(robot: Path, settings: KnowledgeSettings) -> list[tuple[str, str]]:
@@ -100,7 +118,10 @@ def main() -> None:
     files = robot_passages(args.robot, settings)
     if not files:
         sys.exit(f"{args.robot}: no knowledge file matches {settings.files}")
-    turns = caller_turns()
+    all_cases = cases()
+    turns = [case["say"] for case in all_cases]
+    known = [case for case in all_cases if case["category"] == "known" and case["must"]]
+    unknown = [case for case in all_cases if case["category"] == "unknown"]
     own = [
         p for label, text in files for p in parse_passages(text, label, settings.max_passage_chars)
     ]
@@ -118,6 +139,12 @@ def main() -> None:
         cold, warm = measure(kb, turns, args.rounds)
         direct = sum(kb.direct_answer(text) is not None for text in turns)
         found = sum(bool(kb.search(text)) for text in turns)
+        facts = {
+            half: f"{sum(facts_found(kb, c) for c in known if c.get('half') == half)}"
+            f"/{sum(c.get('half') == half for c in known)}"
+            for half in ("tune", "heldout")
+        }
+        direct_unknown = sum(kb.direct_answer(case["say"]) is not None for case in unknown)
         cold_pct, warm_pct = pct(cold), pct(warm)
         rows.append(
             [
@@ -132,12 +159,18 @@ def main() -> None:
                 warm_pct["max"],
                 f"{100 * found / len(turns):.0f} %",
                 f"{100 * direct / len(turns):.0f} %",
+                facts["tune"],
+                facts["heldout"],
+                f"{direct_unknown}/{len(unknown)}",
             ]
         )
         if args.show and name == "robot's files":
-            for text in turns:
+            for case in all_cases:
+                text = case["say"]
                 hit = kb.direct_answer(text)
-                print(f"\n{text}\n  direct: {hit.passage.answer if hit else '-'}")
+                given = "facts given" if facts_found(kb, case) else "facts MISSING"
+                print(f"\n{case['category']}: {text} ({given})")
+                print(f"  direct: {hit.passage.answer if hit else '-'}")
                 for found_hit in kb.search(text):
                     print(
                         f"  {found_hit.score:.2f} {found_hit.passage.source} {found_hit.passage.title}"
@@ -157,6 +190,9 @@ def main() -> None:
                 "warm max ms",
                 "turns with passages",
                 "direct answers",
+                "known: facts given (tune)",
+                "(heldout)",
+                "unknown: direct",
             ],
             rows,
         )

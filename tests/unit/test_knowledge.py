@@ -134,6 +134,14 @@ def test_no_knowledge_file_is_no_knowledge_and_no_problem(tmp_path: Path) -> Non
     assert knowledge_problems(tmp_path, KnowledgeSettings()) == []
 
 
+def test_configured_patterns_that_match_nothing_are_a_problem(tmp_path: Path) -> None:
+    settings = KnowledgeSettings(files=["faq/*.md", "prices.txt"])
+    assert knowledge_problems(tmp_path, settings) == [
+        f"knowledge.files: faq/*.md, prices.txt match no file in {tmp_path}"
+    ]
+    assert load_knowledge(tmp_path, settings) is None
+
+
 def test_bad_files_are_named_in_the_problems(tmp_path: Path) -> None:
     robot = _robot(
         tmp_path,

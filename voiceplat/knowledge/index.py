@@ -210,7 +210,13 @@ def _read_all(robot_dir: Path, settings: KnowledgeSettings) -> tuple[list[Passag
 
 
 def knowledge_problems(robot_dir: Path, settings: KnowledgeSettings) -> list[str]:
-    """What `voiceplat check` reports about the knowledge files (none matching is no problem)."""
+    """What `voiceplat check` reports about the knowledge files.
+
+    No file matching the default patterns is no problem (a robot without knowledge); patterns
+    the robot's config names itself that match nothing are.
+    """
+    if "files" in settings.model_fields_set and not knowledge_files(robot_dir, settings):
+        return [f"knowledge.files: {', '.join(settings.files)} match no file in {robot_dir}"]
     return _read_all(robot_dir, settings)[1]
 
 
