@@ -218,3 +218,15 @@ def test_a_text_field_takes_the_answer_to_its_question_as_said() -> None:
     state = form(fields=fields, confirm_text="{name}, {date}?")
     assert state.start("Хочу записаться на завтра") == Ask("name", "Как вас зовут?")
     assert state.hear("Мария Петровна") == Confirm("Мария Петровна, четверг, третье декабря?")
+
+
+def test_a_booking_asked_as_a_question_starts_the_form() -> None:
+    state = form()
+    assert state.hear("Можно записаться к терапевту на завтра?") == Ask("time", "На какое время?")
+
+
+def test_a_caller_who_asks_to_wait_is_waited_for_without_a_failed_answer() -> None:
+    state = form(max_attempts=1)
+    state.start("Запишите к терапевту на завтра в три")
+    assert state.hear("Сейчас, минуту") == Ask("phone", "Хорошо, жду.")
+    assert state.hear("Записывайте: " + PHONE) == Confirm(CONFIRM)

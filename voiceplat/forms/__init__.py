@@ -4,6 +4,7 @@ settings.FormSettings is the robot's `form`; state.FormState runs one call's for
 the parsers (dates through dateparser, phones through phonenumbers, choices by lemma).
 """
 
+from voiceplat.forms.fields import warm
 from voiceplat.forms.settings import FormField, FormSettings
 from voiceplat.forms.state import Ask, Cancelled, Confirm, FormState, FormStep, NotForm, Submit
 
@@ -17,4 +18,5 @@ __all__ = [
     "FormStep",
     "NotForm",
     "Submit",
+    "warm",
 ]

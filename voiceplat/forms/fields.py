@@ -16,7 +16,7 @@ from typing import Any
 
 from voiceplat.forms.clock import ClockTime, find_time
 from voiceplat.forms.match import find_phrase
-from voiceplat.forms.numbers import Token, number_words, ordinal_neuter, plural
+from voiceplat.forms.numbers import Token, number_words, ordinal_neuter, plural, tokenize
 from voiceplat.forms.settings import FormField
 
 WEEKDAYS = ("понедельник", "вторник", "среда", "четверг", "пятница", "суббота", "воскресенье")
@@ -49,14 +49,49 @@ def _dateparser_settings(now: dt.datetime) -> dict[str, Any]:
 
 
 def warm() -> None:
-    """Load dateparser's Russian data (~150 ms on the first parse) before the first call."""
-    import dateparser
+    """Load dateparser's Russian data and pymorphy3's dictionaries (~150 ms and ~1 s on first
+    use) before the first call, off the call path."""
+    parse_date(tokenize("завтра в три"), dt.datetime.now())
 
-    dateparser.parse("завтра", languages=["ru"])
+
+_DATE_ORDINAL_ENDINGS = ("ого", "его", "ое", "ье")
+_MONTH_LEMMAS = frozenset(
+    "январь февраль март апрель май июнь июль август сентябрь октябрь ноябрь декабрь".split()
+)
 
 
-def _date_text(tokens: list[Token]) -> str:
-    return " ".join(t.digits if t.value is not None else t.text for t in tokens)
+def _is_date_ordinal(t: Token) -> bool:
+    """ "третьего", "на третье", "25-го": a day; not "второй день" or "первая половина"."""
+    return t.ordinal and (t.text[-1].isdigit() or t.text.endswith(_DATE_ORDINAL_ENDINGS))
+
+
+def _date_text(tokens: list[Token], now: dt.datetime) -> str:
+    """The words for dateparser; only numbers that can be part of a date are kept (a phone
+    number, "три года" or "сорок пять лет" must not become a year)."""
+    words = []
+    for i, t in enumerate(tokens):
+        if t.value is None:
+            words.append(t.text)
+            continue
+        before = tokens[i - 1] if i > 0 else None
+        after = tokens[i + 1] if i + 1 < len(tokens) else None
+        day = 1 <= t.value <= 31 and (
+            _is_date_ordinal(t) or (after is not None and after.has(*_MONTH_LEMMAS, "число"))
+        )
+        count = before is not None and before.has("через") and t.value <= 60
+        year = (
+            t.value in (now.year, now.year + 1)
+            and before is not None
+            and before.has(*_MONTH_LEMMAS)
+        )
+        if day or count or year:
+            words.append(t.digits)
+    return " ".join(words)
+
+
+def _is_clock_offset(matched: str) -> bool:
+    """ "через час", "через 20 минут": dateparser's today, but no day the caller chose."""
+    return any(w in matched for w in ("час", "минут", "секунд"))
 
 
 def _day_alone(tokens: list[Token]) -> int | None:
@@ -64,7 +99,7 @@ def _day_alone(tokens: list[Token]) -> int | None:
     for i, t in enumerate(tokens):
         nxt = tokens[i + 1] if i + 1 < len(tokens) else None
         by_word = nxt is not None and nxt.has("число")
-        if t.value is not None and 1 <= t.value <= 31 and (t.ordinal or by_word):
+        if t.value is not None and 1 <= t.value <= 31 and (_is_date_ordinal(t) or by_word):
             return t.value
     return None
 
@@ -95,7 +130,8 @@ def parse_date(tokens: list[Token], now: dt.datetime, *, pm_below: int = 8) -> V
         return None  # nothing a date is made of: dateparser is not asked about "к лору"
     now = now.replace(tzinfo=None, microsecond=0)
     settings = _dateparser_settings(now)
-    found = search_dates(_date_text(tokens), languages=["ru"], settings=settings) or []
+    found = search_dates(_date_text(tokens, now), languages=["ru"], settings=settings) or []
+    found = [(said, when) for said, when in found if not _is_clock_offset(said)]
     day: dt.date | None = found[-1][1].date() if found else None
     if day is None and (n := _day_alone(tokens)) is not None:
         day = _next_day_of_month(n, now.date())
@@ -109,7 +145,7 @@ def parse_date(tokens: list[Token], now: dt.datetime, *, pm_below: int = 8) -> V
         monday = now.date() + dt.timedelta(days=7 - now.weekday())
         while day < monday:
             day += dt.timedelta(days=7)
-    if day < now.date():
+    if day < now.date() or day.year > now.year + 1:
         return None
     return Value(day.isoformat(), spoken_date(day, now.date()))
 

@@ -113,6 +113,10 @@ class FormSettings(BaseModel):
     change_text: str = Field(
         "Что нужно исправить: {fields}?", description="after a no to the confirmation"
     )
+    wait_text: str = Field(
+        "Хорошо, жду.",
+        description='said to "сейчас, минуту" while a field is asked (no failed answer)',
+    )
     cancelled_text: str = Field(
         "Хорошо, не записываю.", description="said when the caller cancels the form"
     )

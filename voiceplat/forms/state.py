@@ -66,6 +66,7 @@ NO = (
     "нет", "неверно", "неправильно", "не так", "не то", "не верно", "не правильно", "не совсем",
     "не подходит", "не устраивает", "ошибка", "ошиблись", "исправить", "изменить", "поменять",
 )  # fmt: skip
+HOLD = ("сейчас", "минуту", "минутку", "секунду", "секундочку", "подождите", "момент", "щас")
 _QUESTION_WORDS = frozenset(
     "сколько где когда как какой почему зачем кто что можно ли чем куда откуда".split()
 )
@@ -148,6 +149,9 @@ class FormState:
             return self._next()
         if _is_question(text, tokens):
             return NotForm()
+        if says_any(tokens, HOLD) and len(tokens) <= 4:
+            # "Сейчас, минуту" (looking for the passport): no failed answer, the form waits.
+            return Ask(self.asking, self.settings.wait_text)
         ask = self._field(self.asking).ask if self.asking else ""
         return self._retry(Ask(self.asking, self.settings.retry_text.format(ask=ask)))
 
