@@ -29,8 +29,8 @@ log = logging.getLogger(__name__)
 
 INSERT_CALL = """
 INSERT INTO calls (call_id, robot, mode, source, caller, callee, started_at, answered_at,
-                   ended_at, duration_sec, status, end_reason, turns, metadata, dtmf,
-                   transfer_target, outcome, summary, updated_at)
+                   ended_at, duration_sec, status, end_reason, turns, metadata, outcome,
+                   summary, dtmf, transfer_target, updated_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14::jsonb, $15, $16, $17, $18,
         now())
 """
@@ -64,10 +64,10 @@ AMEND_CALL = (
 
 UPSERT_TURN = """
 INSERT INTO turns (call_id, idx, role, text, heard_text, started_at, ended_at, interrupted,
-                   asr_ms, llm_ttft_ms, tts_ttfb_ms, v2v_ms, track, error, ignored,
-                   starved_ms, starved_max_ms, resumed, tool_calls)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
-        $19::jsonb)
+                   asr_ms, llm_ttft_ms, tts_ttfb_ms, v2v_ms, track, error, tool_calls,
+                   ignored, starved_ms, starved_max_ms, resumed)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15::jsonb, $16, $17, $18,
+        $19)
 ON CONFLICT (call_id, idx) DO UPDATE SET
     role = EXCLUDED.role, text = EXCLUDED.text, heard_text = EXCLUDED.heard_text,
     started_at = EXCLUDED.started_at, ended_at = EXCLUDED.ended_at,
@@ -104,10 +104,10 @@ def call_row(call: dict[str, Any]) -> tuple[Any, ...]:
         call["turns"],
         json.dumps(call["metadata"], ensure_ascii=False),
         # A spool written before these fields existed replays without them.
-        call.get("dtmf") or "",
-        call.get("transfer_target"),
         call.get("outcome"),
         call.get("summary"),
+        call.get("dtmf") or "",
+        call.get("transfer_target"),
     )
 
 
@@ -132,12 +132,12 @@ def turn_row(turn: dict[str, Any]) -> tuple[Any, ...]:
         turn["v2v_ms"],
         turn["track"],
         turn["error"],
-        # A spool written before these fields existed (issue 11) replays without them.
+        # A spool written before these fields existed (issues 11, 12) replays without them.
+        json.dumps(turn.get("tool_calls") or [], ensure_ascii=False),
         turn.get("ignored"),
         turn.get("starved_ms"),
         turn.get("starved_max_ms"),
         turn.get("resumed") or 0,
-        json.dumps(turn.get("tool_calls") or [], ensure_ascii=False),
     )
 
 
