@@ -12,21 +12,29 @@ ProviderError. `delay_ms` and `fail` ('raise', 'hang'; 'mid' counts as 'raise') 
 
 `prefill` takes `prefill_ms` and records the prompt in `prefilled` (`stream` records `streamed`), so
 tests can check that a speculative prefill covered exactly what was asked next.
+
+`respond` (tools) is scripted: when the last message is a tool result, the reply is `tool_reply` with
+`{result}` replaced by that result; else when the last user message contains a `tool_calls` keyword
+(case-insensitive) whose tool is offered, it yields that ToolCall (id `fake_call_<n>`); else it
+answers as `stream` does. Every call is recorded in `responded` (messages and tool names); text
+answers are recorded in `streamed` too, as `stream` records them. `delay_ms` and `fail` apply.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Mapping
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from voiceplat.providers.base import (
     LLM,
     LLMSettings,
     Message,
     ProviderError,
+    ToolCall,
+    ToolSpec,
     match_option,
     register,
 )
@@ -34,6 +42,14 @@ from voiceplat.providers.base import (
 END_MARKER = "[END]"
 
 Failure = Literal["none", "raise", "mid", "hang"]
+
+
+class FakeToolCall(BaseModel):
+    """A tool call the fake LLM makes when its keyword is heard."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(description="The tool to call (only when it is offered).")
+    arguments: dict[str, Any] = Field(default_factory=dict, description="Its arguments.")
 
 
 class FakeLLMSettings(LLMSettings):
@@ -49,6 +65,15 @@ class FakeLLMSettings(LLMSettings):
     choices: dict[str, str] = Field(
         default_factory=dict,
         description="llm_script: keyword -> answer of `choose` when the keyword is in the user text.",
+    )
+    tool_calls: dict[str, FakeToolCall] = Field(
+        default_factory=dict,
+        description="respond: keyword -> the tool call made when the keyword is in the user text "
+        "and the tool is offered.",
+    )
+    tool_reply: str = Field(
+        "Готово: {result}.",
+        description="respond: the reply after a tool result; {result} is the tool message.",
     )
     delay_ms: float = Field(0.0, ge=0, description="Delay before the first token.")
     token_delay_ms: float = Field(0.0, ge=0, description="Delay between tokens.")
@@ -81,6 +106,7 @@ async def _sleep_ms(ms: float) -> None:
 class FakeLLM(LLM):
     Settings = FakeLLMSettings
     settings: FakeLLMSettings
+    supports_tools = True
 
     def compose(self, messages: list[Message]) -> str:
         """The full reply the stream will produce for `messages`."""
@@ -97,8 +123,15 @@ class FakeLLM(LLM):
         self.prefilled: list[list[Message]] = []
         """Prompts whose prefill ran to the end (tests compare them with `streamed`)."""
         self.streamed: list[list[Message]] = []
+        self.responded: list[tuple[list[Message], list[str]]] = []
+        """Every `respond` call: its messages and the names of the tools offered."""
+        self.warmed: list[tuple[list[Message], list[str]]] = []
+        self._calls_made = 0
 
-    async def prefill(self, messages: list[Message]) -> bool:
+    async def warm(self, prefix: list[Message], tools: list[ToolSpec] | None = None) -> None:
+        self.warmed.append((list(prefix), [tool.name for tool in tools or []]))
+
+    async def prefill(self, messages: list[Message], tools: list[ToolSpec] | None = None) -> bool:
         """Takes `prefill_ms`, then remembers the prompt; 'hang' never finishes."""
         await _sleep_ms(self.settings.prefill_ms)
         if self.settings.fail == "hang":
@@ -108,7 +141,44 @@ class FakeLLM(LLM):
 
     async def stream(self, messages: list[Message]) -> AsyncIterator[str]:
         self.streamed.append(list(messages))
-        chunks = tokens(self.compose(messages))
+        async for chunk in self._chunks(self.compose(messages)):
+            yield chunk
+
+    async def respond(
+        self, messages: list[Message], tools: list[ToolSpec] | None = None
+    ) -> AsyncIterator[str | ToolCall]:
+        offered = [tool.name for tool in tools or []]
+        self.responded.append((list(messages), offered))
+        if messages and messages[-1].role == "tool":
+            # str.replace, not str.format: braces in a JSON result must not break the template.
+            reply = self.settings.tool_reply.replace("{result}", messages[-1].content)
+            self.streamed.append(list(messages))
+            async for chunk in self._chunks(reply):
+                yield chunk
+            return
+        call = self.scripted_call(messages, offered)
+        if call is None:
+            async for chunk in self.stream(messages):
+                yield chunk
+            return
+        await _sleep_ms(self.settings.delay_ms)
+        if self.settings.fail == "hang":
+            await asyncio.get_running_loop().create_future()
+        if self.settings.fail in ("raise", "mid"):
+            raise ProviderError("fake LLM failed on purpose before the tool call")
+        yield call
+
+    def scripted_call(self, messages: list[Message], offered: list[str]) -> ToolCall | None:
+        """The ToolCall whose keyword is in the last user message, if its tool is offered."""
+        folded = last_user_text(messages).casefold()
+        for word, call in self.settings.tool_calls.items():
+            if word and word.casefold() in folded and call.name in offered:
+                self._calls_made += 1
+                return ToolCall(call.name, dict(call.arguments), id=f"fake_call_{self._calls_made}")
+        return None
+
+    async def _chunks(self, reply: str) -> AsyncIterator[str]:
+        chunks = tokens(reply)
         await _sleep_ms(self.settings.delay_ms)
         fail = self.settings.fail
         if fail == "hang":

@@ -17,6 +17,10 @@ evaluates only its last token.
 
 `choose()` (llm_script) runs through the same queue with a GBNF grammar (`root ::= "id1" | "id2"`),
 greedy (temperature 0) and a few tokens: the model can only write one of the ids, then stop.
+
+`respond(messages, tools)` renders the tools with the chat template (in the system part, so warm()
+and the snapshots keep them evaluated) and applies a grammar only once the model starts a call
+(`llama_tools.py`): the call's JSON is written greedily under it, on the same worker turn.
 """
 
 from __future__ import annotations
@@ -24,10 +28,9 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
@@ -36,21 +39,26 @@ from voiceplat.providers.base import (
     LLMSettings,
     Message,
     ProviderError,
+    ToolCall,
+    ToolSpec,
     match_option,
     register,
 )
 from voiceplat.providers.llm.llama_prompt import (
+    ChatRequest,
+    Renderer,
     chat_renderer,
-    compile_grammar,
     message_dicts,
     options_grammar,
+    template_takes_tools,
+    tool_dicts,
 )
 from voiceplat.providers.llm.llama_state_cache import StateCache, prefill
+from voiceplat.providers.llm.llama_tools import answer
 from voiceplat.providers.worker import SharedModels, SingleWorker
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
-    from llama_cpp.llama_types import CreateCompletionStreamResponse
 
 LLAMA_CPP_REQUIREMENT = "llama-cpp-python==0.3.36"
 MODEL_NAMES = {"qwen2.5-coder-1.5b", "qwen2.5-coder-0.5b"}
@@ -73,42 +81,40 @@ class LlamaCppSettings(LLMSettings):
         256, ge=0, description="Memory for per-conversation context snapshots (0 disables)."
     )
     max_queue: int = Field(16, ge=1, description="Requests waiting before new ones fail fast.")
-
-
-@dataclass(frozen=True, slots=True)
-class _Request:
-    messages: list[dict[str, str]]
-    max_tokens: int
-    temperature: float
-    top_p: float
-    stop: list[str]
-    grammar: str | None = None
-    """GBNF text constraining the output (llama.cpp grammar syntax)."""
+    tool_call_max_tokens: int = Field(
+        200, ge=16, description="Longest tool call (its JSON) the model may write."
+    )
 
 
 class _Engine(SingleWorker):
     """A loaded model, its chat template, its snapshots and the one thread that runs it."""
 
-    def __init__(
-        self,
-        llm: Llama,
-        render: Callable[[list[dict[str, str]], bool], str],
-        states: StateCache,
-    ) -> None:
+    def __init__(self, llm: Llama, render: Renderer, states: StateCache) -> None:
         super().__init__("llama", "the local LLM is overloaded: {pending} requests queued")
         self.llm = llm
         self.render = render
         self.states = states
+        self.takes_tools = template_takes_tools(render)
+        """The chat template writes `tools` into the prompt (templates without tools ignore them)."""
 
-    def tokens(self, messages: list[dict[str, str]], generation_prompt: bool = True) -> list[int]:
-        text = self.render(messages, generation_prompt)
+    def tokens(
+        self,
+        messages: list[dict[str, Any]],
+        generation_prompt: bool = True,
+        tools: list[dict[str, Any]] | None = None,
+    ) -> list[int]:
+        text = self.render(messages, generation_prompt, tools)
+        return self.text_tokens(text)
+
+    def text_tokens(self, text: str) -> list[int]:
         return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
 
-    def fit(self, request: _Request) -> list[int]:
+    def fit(self, request: ChatRequest) -> list[int]:
         """Prompt tokens, dropping the oldest turns (never the system prompt) to fit n_ctx."""
         messages = list(request.messages)
-        budget = self.llm.n_ctx() - request.max_tokens
-        tokens = self.tokens(messages)
+        budget = self.llm.n_ctx() - request.max_tokens - request.tool_max_tokens
+        tools = request.tool_dicts
+        tokens = self.tokens(messages, True, tools)
         while len(tokens) > budget:
             first = 1 if messages and messages[0]["role"] == "system" else 0
             if len(messages) - first <= 1:
@@ -118,16 +124,16 @@ class _Engine(SingleWorker):
                     "or raise n_ctx"
                 )
             del messages[first]
-            tokens = self.tokens(messages)
+            tokens = self.tokens(messages, True, tools)
         return tokens
 
-    def warm(self, prefix: list[dict[str, str]]) -> None:
+    def warm(self, prefix: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> None:
         """Runs on the worker: evaluates the dialog opening's tokens and snapshots them."""
-        tokens = self.tokens(prefix, False)
+        tokens = self.tokens(prefix, False, tools)
         prefill(self.llm, tokens, threading.Event(), leave_last=False)
         self.states.save(self.llm)
 
-    def prefill_prompt(self, request: _Request, stop: threading.Event) -> None:
+    def prefill_prompt(self, request: ChatRequest, stop: threading.Event) -> None:
         """Runs on the worker: evaluates what generate(request) would, up to its last token."""
         if stop.is_set():
             return
@@ -137,7 +143,7 @@ class _Engine(SingleWorker):
             self.states.save(self.llm)  # another call may take the context before ours asks
 
     def generate(
-        self, request: _Request, emit: Callable[[str, Any], None], stop: threading.Event
+        self, request: ChatRequest, emit: Callable[[str, Any], None], stop: threading.Event
     ) -> None:
         """Runs on the worker: streams text chunks through `emit` until done or `stop` is set."""
         try:
@@ -146,22 +152,7 @@ class _Engine(SingleWorker):
             tokens = self.fit(request)
             self.states.restore_best(self.llm, tokens)
             if prefill(self.llm, tokens, stop):
-                chunks = self.llm.create_completion(
-                    tokens,
-                    max_tokens=request.max_tokens,
-                    temperature=request.temperature,
-                    top_p=request.top_p,
-                    stop=request.stop,
-                    stream=True,
-                    grammar=compile_grammar(request.grammar),
-                )
-                # With stream=True it is an iterator of chunks (typed as a union with a response).
-                for chunk in cast("Iterator[CreateCompletionStreamResponse]", chunks):
-                    if stop.is_set():
-                        break
-                    text = chunk["choices"][0]["text"]
-                    if text:
-                        emit("text", text)
+                answer(self.llm, tokens, request, emit, stop)
             self.states.save(self.llm)
         except Exception as exc:  # reported to the consumer, which raises ProviderError
             emit("error", exc)
@@ -261,16 +252,19 @@ class LlamaCppLLM(LLM):
         if engine is not None:
             _release(engine)
 
-    async def warm(self, prefix: list[Message]) -> None:
+    async def warm(self, prefix: list[Message], tools: list[ToolSpec] | None = None) -> None:
+        """Evaluates the dialog opening; with the `tools` that `respond` will offer, since the
+        template writes them into the system part."""
         engine = self._require_engine()
         opening = message_dicts(prefix)
-        future = engine.submit(lambda: engine.warm(opening), self.settings.max_queue)
+        rendered = tool_dicts(tools) if tools and engine.takes_tools else None
+        future = engine.submit(lambda: engine.warm(opening, rendered), self.settings.max_queue)
         await asyncio.wrap_future(future)
 
-    async def prefill(self, messages: list[Message]) -> bool:
+    async def prefill(self, messages: list[Message], tools: list[ToolSpec] | None = None) -> bool:
         engine = self._require_engine()
         stop = threading.Event()
-        request = self._stream_request(messages)
+        request = self._stream_request(messages, tools)
         future = engine.submit(
             lambda: engine.prefill_prompt(request, stop), self.settings.max_queue
         )
@@ -282,20 +276,36 @@ class LlamaCppLLM(LLM):
         return True
 
     async def stream(self, messages: list[Message]) -> AsyncIterator[str]:
-        async for text in self._generate(self._stream_request(messages)):
-            yield text
+        async for piece in self._generate(self._stream_request(messages)):
+            if isinstance(piece, str):
+                yield piece
 
-    def _stream_request(self, messages: list[Message]) -> _Request:
-        return _Request(
+    async def respond(
+        self, messages: list[Message], tools: list[ToolSpec] | None = None
+    ) -> AsyncIterator[str | ToolCall]:
+        if tools and not self._require_engine().takes_tools:
+            raise ProviderError(
+                f"the chat template of {self.settings.model} ignores tools: use a model whose "
+                "template takes them (Qwen2.5)"
+            )
+        async for piece in self._generate(self._stream_request(messages, tools)):
+            yield piece
+
+    def _stream_request(
+        self, messages: list[Message], tools: list[ToolSpec] | None = None
+    ) -> ChatRequest:
+        return ChatRequest(
             messages=message_dicts(messages),
             max_tokens=self.settings.max_tokens,
             temperature=self.settings.temperature,
             top_p=self.settings.top_p,
             stop=list(self.settings.stop),
+            tools=list(tools or []),
+            tool_max_tokens=self.settings.tool_call_max_tokens if tools else 0,
         )
 
     async def choose(self, messages: list[Message], options: list[str]) -> str:
-        request = _Request(
+        request = ChatRequest(
             messages=message_dicts(messages),
             # Every token holds at least one character: the longest id always fits.
             max_tokens=max(len(option) for option in options) + 4,
@@ -304,10 +314,10 @@ class LlamaCppLLM(LLM):
             stop=[],
             grammar=options_grammar(options),
         )
-        answer = "".join([text async for text in self._generate(request)])
+        answer = "".join([text async for text in self._generate(request) if isinstance(text, str)])
         return match_option(answer, options)
 
-    async def _generate(self, request: _Request) -> AsyncIterator[str]:
+    async def _generate(self, request: ChatRequest) -> AsyncIterator[str | ToolCall]:
         engine = self._require_engine()
         loop = asyncio.get_running_loop()
         chunks: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
@@ -336,8 +346,10 @@ class LlamaCppLLM(LLM):
                     ) from None
                 if kind == "started":
                     started = True
-                elif kind == "text":
+                elif kind in ("text", "tool"):
                     yield value
+                elif kind == "alive":
+                    continue
                 elif kind == "error":
                     raise ProviderError(f"llama.cpp generation failed: {value}") from value
                 else:

@@ -21,6 +21,14 @@ name to api.openai.com and the old one everywhere else.
 property `id` whose `enum` is the options, temperature 0, so the model can only answer
 `{"id": "<one of them>"}`. A server that ignores `response_format` (some Ollama or llama.cpp server
 builds) answers in free text; the id is then looked for in that text (`match_option`).
+
+`respond(messages, tools)` uses function calling: `tools` are sent as
+`{"type": "function", "function": {name, description, parameters}}`; streamed
+`delta.tool_calls` fragments are joined by their `index` (the id and name come once, the
+arguments' JSON in pieces) and the first call is yielded when the stream ends, after any text.
+Arguments that are not a JSON object are a ProviderError. Past calls go back as the assistant's
+`tool_calls` (arguments as a JSON string, as the API takes them) and results as role `tool` with
+their `tool_call_id`. Until a call is yielded nothing was, so `timeout_s` bounds the whole call.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import json
+import secrets
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Mapping
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -41,6 +50,8 @@ from voiceplat.providers.base import (
     LLMSettings,
     Message,
     ProviderError,
+    ToolCall,
+    ToolSpec,
     match_option,
     register,
 )
@@ -110,7 +121,7 @@ def chat_body(
     """An OpenAI-style streaming chat-completions request body."""
     body: dict[str, Any] = {
         "model": model,
-        "messages": [{"role": m.role, "content": m.content} for m in messages],
+        "messages": api_messages(messages),
         "stream": True,
         "temperature": settings.temperature,
         limit_field: settings.max_tokens,
@@ -119,14 +130,95 @@ def chat_body(
     return body
 
 
+def api_messages(messages: list[Message]) -> list[dict[str, Any]]:
+    """Messages in the chat-completions shape, tool calls and tool results included."""
+    result: list[dict[str, Any]] = []
+    for m in messages:
+        item: dict[str, Any] = {"role": m.role, "content": m.content}
+        if m.tool_calls:
+            item["content"] = m.content or None  # the API's "no text, only calls"
+            item["tool_calls"] = [
+                {
+                    "id": call.id,
+                    "type": "function",
+                    "function": {
+                        "name": call.name,
+                        "arguments": json.dumps(call.arguments, ensure_ascii=False),
+                    },
+                }
+                for call in m.tool_calls
+            ]
+        if m.tool_call_id is not None:
+            item["tool_call_id"] = m.tool_call_id
+        result.append(item)
+    return result
+
+
+def api_tools(tools: list[ToolSpec]) -> list[dict[str, Any]]:
+    return [
+        {
+            "type": "function",
+            "function": {
+                "name": tool.name,
+                "description": tool.description,
+                "parameters": tool.parameters,
+            },
+        }
+        for tool in tools
+    ]
+
+
 async def chat_pieces(
     lines: AsyncIterable[str], fail: Callable[[str], ProviderError]
 ) -> AsyncIterator[str]:
     """Non-empty `choices[0].delta.content` texts of an OpenAI-style SSE stream, until [DONE]."""
+    async for piece in chat_stream(lines, fail):
+        if isinstance(piece, str):
+            yield piece
+
+
+class _CallParts:
+    """One tool call as its stream fragments arrive."""
+
+    def __init__(self) -> None:
+        self.id = ""
+        self.name = ""
+        self.arguments: list[str] = []
+
+    def add(self, fragment: dict[str, Any]) -> None:
+        self.id = self.id or str(fragment.get("id") or "")
+        function = fragment.get("function") or {}
+        self.name = self.name or str(function.get("name") or "")
+        arguments = function.get("arguments")
+        if isinstance(arguments, dict):  # some servers send the object itself
+            arguments = json.dumps(arguments, ensure_ascii=False)
+        if arguments:
+            self.arguments.append(str(arguments))
+
+    def call(self, fail: Callable[[str], ProviderError]) -> ToolCall:
+        text = "".join(self.arguments).strip()
+        if not self.name:
+            raise fail("a tool call came without a function name")
+        try:
+            arguments = json.loads(text) if text else {}
+        except ValueError:
+            raise fail(f"tool call {self.name!r}: arguments are not JSON: {text[:200]!r}") from None
+        if not isinstance(arguments, dict):
+            raise fail(f"tool call {self.name!r}: arguments are not an object: {text[:200]!r}")
+        return ToolCall(self.name, arguments, id=self.id or f"call_{secrets.token_hex(6)}")
+
+
+async def chat_stream(
+    lines: AsyncIterable[str], fail: Callable[[str], ProviderError]
+) -> AsyncIterator[str | ToolCall]:
+    """The text pieces of an OpenAI-style SSE stream, then the first tool call it made (its
+    `delta.tool_calls` fragments joined by index), until [DONE]."""
     finished = False
+    calls: dict[int, _CallParts] = {}
     async for event in iter_events(lines):
         if event.data.strip() == DONE:
-            return
+            finished = True
+            break
         try:
             chunk = json.loads(event.data)
         except ValueError as exc:
@@ -138,13 +230,18 @@ async def chat_pieces(
         if not choices:
             continue  # usage-only or keep-alive chunks
         choice = choices[0]
-        content = (choice.get("delta") or {}).get("content")
-        if content:
+        delta = choice.get("delta") or {}
+        if content := delta.get("content"):
             yield content
+        for fragment in delta.get("tool_calls") or []:
+            if isinstance(fragment, dict):
+                calls.setdefault(int(fragment.get("index") or 0), _CallParts()).add(fragment)
         if choice.get("finish_reason"):
             finished = True
     if not finished:
         raise fail("stream ended before the answer was complete (no [DONE])")
+    if calls:
+        yield calls[min(calls)].call(fail)  # one call a turn: the caller asks again after it
 
 
 def choice_format(options: list[str]) -> dict[str, Any]:
@@ -211,15 +308,27 @@ class OpenAILLM(HttpProvider, LLM):
             limit_field=token_limit_field(settings),
         )
 
+    supports_tools = True
+
     async def stream(self, messages: list[Message]) -> AsyncIterator[str]:
         async for piece in self._pieces(self._body(messages)):
+            if isinstance(piece, str):
+                yield piece
+
+    async def respond(
+        self, messages: list[Message], tools: list[ToolSpec] | None = None
+    ) -> AsyncIterator[str | ToolCall]:
+        body = self._body(messages)
+        if tools:
+            body["tools"] = api_tools(tools)
+        async for piece in self._pieces(body):
             yield piece
 
     async def choose(self, messages: list[Message], options: list[str]) -> str:
         body = self._body(messages)
         body.update(temperature=0, response_format=choice_format(options))
         body[token_limit_field(self.settings)] = max(len(option) for option in options) + 32
-        answer = "".join([piece async for piece in self._pieces(body)])
+        answer = "".join([piece async for piece in self._pieces(body) if isinstance(piece, str)])
         try:
             chosen = json.loads(answer)["id"]
         except (ValueError, TypeError, KeyError):
@@ -228,13 +337,13 @@ class OpenAILLM(HttpProvider, LLM):
             raise self._error(f"chose {format_id(chosen)}, not one of: {', '.join(options)}")
         return chosen
 
-    async def _pieces(self, body: dict[str, Any]) -> AsyncIterator[str]:
+    async def _pieces(self, body: dict[str, Any]) -> AsyncIterator[str | ToolCall]:
         pieces = self._retrying_stream(lambda: self._attempt(body))
         async with contextlib.aclosing(pieces):
             async for piece in pieces:
                 yield piece
 
-    async def _attempt(self, body: dict[str, Any]) -> AsyncGenerator[str, None]:
+    async def _attempt(self, body: dict[str, Any]) -> AsyncGenerator[str | ToolCall, None]:
         client = self._http.get()
         request = client.build_request("POST", self.url, json=body, headers=self._headers())
         try:
@@ -244,7 +353,7 @@ class OpenAILLM(HttpProvider, LLM):
                 failure.message += f" ({self.settings.api_key_env} is not set)"
             raise
         try:
-            async for piece in chat_pieces(response.aiter_lines(), self._error):
+            async for piece in chat_stream(response.aiter_lines(), self._error):
                 yield piece
         finally:
             await response.aclose()
