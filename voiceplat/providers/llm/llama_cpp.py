@@ -54,7 +54,7 @@ from voiceplat.providers.llm.llama_prompt import (
     tool_dicts,
 )
 from voiceplat.providers.llm.llama_state_cache import StateCache, prefill
-from voiceplat.providers.llm.llama_tools import answer
+from voiceplat.providers.llm.llama_tools import answer, tool_grammar
 from voiceplat.providers.worker import SharedModels, SingleWorker
 
 if TYPE_CHECKING:
@@ -301,6 +301,7 @@ class LlamaCppLLM(LLM):
             top_p=self.settings.top_p,
             stop=list(self.settings.stop),
             tools=list(tools or []),
+            tool_grammar=tool_grammar(tools) if tools else "",  # a bad schema fails here
             tool_max_tokens=self.settings.tool_call_max_tokens if tools else 0,
         )
 

@@ -38,6 +38,8 @@ class ChatRequest:
     """GBNF text constraining the output (llama.cpp grammar syntax)."""
     tools: list[ToolSpec] = field(default_factory=list)
     """Tools the model may call (rendered by the template; a call is written under a grammar)."""
+    tool_grammar: str = ""
+    """GBNF of a call to one of `tools` (`llama_tools.tool_grammar`)."""
     tool_max_tokens: int = 0
 
     @property

@@ -94,6 +94,7 @@ def _tag_prefix_length(text: str) -> int:
 def tool_grammar(tools: list[ToolSpec]) -> str:
     """GBNF whose sentences are `{"name": "<tool>", "arguments": {…}}` for each tool, the
     arguments accepted by that tool's parameters schema."""
+    # Not sort_keys: the grammar writes properties in the schemas' order.
     key = json.dumps([[tool.name, tool.parameters] for tool in tools], ensure_ascii=False)
     return _grammar(key)
 
@@ -199,6 +200,7 @@ def answer(
         llm,
         tokens + llm.tokenize(opening, add_bos=False, special=True),
         request.tools,
+        request.tool_grammar,
         stop,
         max_tokens=request.tool_max_tokens,
         top_p=request.top_p,
@@ -212,6 +214,7 @@ def write_call(
     llm: Llama,
     tokens: list[int],
     tools: list[ToolSpec],
+    grammar: str,
     stop: threading.Event,
     *,
     max_tokens: int,
@@ -231,7 +234,7 @@ def write_call(
         temperature=0.0,  # arguments are data: the likeliest ones
         top_p=top_p,
         stop_strings=[],  # the grammar ends the call
-        grammar=tool_grammar(tools),
+        grammar=grammar,
     )
     with contextlib.closing(texts):
         for text in texts:

@@ -1,0 +1,95 @@
+"""`llama_cpp` tool calling with Qwen2.5-Coder-1.5B-Instruct (Q4_K_M) from the model cache: the
+GGUF's chat template renders the tools and past calls; a booking request comes back as a ToolCall
+whose arguments the tool's schema accepts (written under the grammar built from it).
+
+Skipped when llama-cpp-python or the model packages are missing (scripts/setup.sh installs them).
+Run with -s to see the time to the call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+
+import jsonschema
+import pytest
+
+from voiceplat.providers.base import Message, ToolCall, ToolSpec
+from voiceplat.providers.llm.llama_cpp import LlamaCppLLM, LlamaCppSettings
+from voiceplat.providers.llm.llama_prompt import message_dicts, tool_dicts
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
+
+SYSTEM = (
+    "Ты — голосовой помощник медицинской клиники «Здоровье». Отвечай по-русски, коротко. "
+    "Чтобы записать пациента на приём, вызови инструмент book_visit."
+)
+BOOK_VISIT = ToolSpec(
+    "book_visit",
+    "Записать пациента на приём к врачу.",
+    {
+        "type": "object",
+        "properties": {
+            "doctor": {"type": "string", "description": "Специальность врача, например терапевт"},
+            "date": {"type": "string", "description": "Дата приёма, как её сказал пациент"},
+        },
+        "required": ["doctor", "date"],
+    },
+)
+HANG_S = 60.0
+
+
+@pytest.fixture(scope="module")
+def llm() -> Iterator[LlamaCppLLM]:
+    pytest.importorskip("llama_cpp")
+    provider = LlamaCppLLM(
+        LlamaCppSettings(provider="llama_cpp", temperature=0.0, max_tokens=60, timeout_s=HANG_S),
+        {},
+    )
+    if problems := provider.problems():
+        pytest.skip("; ".join(problems))
+    asyncio.run(provider.start())
+    yield provider
+    asyncio.run(provider.aclose())
+
+
+async def test_a_booking_request_becomes_a_schema_valid_tool_call(llm: LlamaCppLLM) -> None:
+    history = [Message("system", SYSTEM), Message("user", "Запишите меня к терапевту на завтра")]
+    started = time.perf_counter()
+
+    pieces = [piece async for piece in llm.respond(history, [BOOK_VISIT])]
+
+    print(f"\nbook_visit call after {time.perf_counter() - started:.1f} s: {pieces!r}")
+    *said, call = pieces
+    assert isinstance(call, ToolCall), pieces
+    assert call.name == "book_visit"
+    jsonschema.validate(call.arguments, BOOK_VISIT.parameters)
+    assert "терапевт" in call.arguments["doctor"].casefold()
+    assert all(isinstance(piece, str) for piece in said)  # text may come first, never JSON
+    assert "{" not in "".join(map(str, said))
+
+
+def test_the_gguf_template_renders_tools_calls_and_results(llm: LlamaCppLLM) -> None:
+    engine = llm._engine
+    assert engine is not None and engine.takes_tools
+    call = ToolCall("book_visit", {"doctor": "терапевт", "date": "завтра"}, id="call_1")
+    history = [
+        Message("system", SYSTEM),
+        Message("user", "Запишите меня к терапевту на завтра"),
+        Message("assistant", "", tool_calls=(call,)),
+        Message("tool", '{"time": "10:00"}', tool_call_id="call_1"),
+    ]
+
+    prompt = engine.render(message_dicts(history), True, tool_dicts([BOOK_VISIT]))
+
+    assert prompt.startswith("<|im_start|>system\n" + SYSTEM + "\n\n# Tools")
+    assert '"name": "book_visit", "description": "Записать пациента' in prompt  # not \\u escapes
+    assert (
+        '<|im_start|>assistant\n<tool_call>\n{"name": "book_visit", "arguments": '
+        '{"doctor": "терапевт", "date": "завтра"}}\n</tool_call><|im_end|>'
+    ) in prompt
+    assert prompt.endswith(
+        '<|im_start|>user\n<tool_response>\n{"time": "10:00"}\n</tool_response><|im_end|>\n'
+        "<|im_start|>assistant\n"
+    )
