@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import jsonschema
 import pytest
@@ -54,13 +54,33 @@ def llm() -> Iterator[LlamaCppLLM]:
     asyncio.run(provider.aclose())
 
 
-async def test_a_booking_request_becomes_a_schema_valid_tool_call(llm: LlamaCppLLM) -> None:
+async def test_a_booking_request_becomes_a_schema_valid_tool_call(
+    llm: LlamaCppLLM, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = llm._engine
+    assert engine is not None
+    await llm.warm([Message("system", SYSTEM)], tools=[BOOK_VISIT])
+    evaluated: list[int] = []
+    real_eval = engine.llm.eval
+
+    def counting_eval(tokens: Sequence[int]) -> None:
+        evaluated.append(len(tokens))
+        return real_eval(tokens)
+
+    monkeypatch.setattr(engine.llm, "eval", counting_eval)
     history = [Message("system", SYSTEM), Message("user", "Запишите меня к терапевту на завтра")]
     started = time.perf_counter()
 
     pieces = [piece async for piece in llm.respond(history, [BOOK_VISIT])]
 
-    print(f"\nbook_visit call after {time.perf_counter() - started:.1f} s: {pieces!r}")
+    prefix = engine.tokens(message_dicts(history[:1]), False, tool_dicts([BOOK_VISIT]))
+    print(
+        f"\nbook_visit call after {time.perf_counter() - started:.1f} s, {sum(evaluated)} tokens "
+        f"evaluated (the warmed prefix: {len(prefix)}): {pieces!r}"
+    )
+    # warm() evaluated the system prompt with its tool block: the answer, the call and the user
+    # turn together took fewer tokens than that prefix, so it was not evaluated again.
+    assert sum(evaluated) < len(prefix)
     *said, call = pieces
     assert isinstance(call, ToolCall), pieces
     assert call.name == "book_visit"
