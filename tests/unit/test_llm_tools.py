@@ -323,3 +323,9 @@ async def test_fake_tool_call_fails_on_purpose() -> None:
     llm = fake(tool_calls={"запиш": {"name": "book_visit"}}, fail="raise")
     with pytest.raises(ProviderError, match="before the tool call"):
         [piece async for piece in llm.respond(ASK, [BOOK])]
+
+
+def test_the_tool_capable_providers_say_so() -> None:
+    from voiceplat.providers.llm.openai import OpenAILLM
+
+    assert LlamaCppLLM.supports_tools and OpenAILLM.supports_tools and FakeLLM.supports_tools

@@ -193,6 +193,7 @@ class LlamaCppLLM(LLM):
     Settings = LlamaCppSettings
     settings: LlamaCppSettings
     bounds_own_time = True  # timeout_s from when the model starts the request
+    supports_tools = True  # with a chat template that takes tools (Qwen2.5's); respond() checks
 
     def __init__(self, settings: LlamaCppSettings, env: Mapping[str, str]) -> None:
         super().__init__(settings, env)
