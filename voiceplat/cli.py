@@ -16,8 +16,10 @@ from typing import TYPE_CHECKING
 from voiceplat.errors import RobotError
 
 if TYPE_CHECKING:
+    from voiceplat.reports.after_call import AfterCall
     from voiceplat.robot import Robot
     from voiceplat.storage.recorder import Recorder
+    from voiceplat.storage.records import CallRecord
     from voiceplat.telephony.ingress.sip.server import SipServer
 
 log = logging.getLogger("voiceplat")
@@ -71,6 +73,8 @@ async def _serve(robot_dir: str, host: str | None, port: int | None, grace_s: fl
     await recorder.start()
     log.info("robot %s: loading providers", robot.name)
     await robot.start()
+    robot.after_call = _after_call(robot, recorder)
+    await robot.after_call.start()
     # What startup made (modules, models) lives as long as the process: out of the garbage
     # collector's sight, a full collection scans only what calls make, a pause of ~1 ms rather
     # than ~30 ms in the middle of the calls' audio (it showed as jitter in benchmarks/storage.py).
@@ -98,9 +102,21 @@ async def _serve(robot_dir: str, host: str | None, port: int | None, grace_s: fl
         await server.shutdown(grace_s)
     else:
         await asyncio.gather(server.shutdown(grace_s), sip.shutdown(grace_s))
+    await robot.after_call.aclose()
     await recorder.aclose()
     await robot.aclose()
     return 0
+
+
+def _after_call(robot: Robot, recorder: Recorder) -> AfterCall:
+    """Each finished call's summary (by the robot's LLM, when it has one) and Telegram report."""
+    from voiceplat.reports.after_call import AfterCall
+
+    def amend(call: CallRecord, summary: str) -> None:
+        recorder.amend(call, summary=summary)
+
+    llm = robot.llm if "llm" in robot.providers else None
+    return AfterCall.from_env(robot.config.reports, robot.env, llm=llm, amend=amend)
 
 
 async def _start_sip(robot: Robot, recorder: Recorder) -> SipServer | None:

@@ -13,6 +13,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dotenv import dotenv_values
 from pydantic import (
@@ -30,8 +31,12 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from voiceplat.audio.pcm import FRAME_MS
 from voiceplat.config_errors import describe_errors, format_value
 from voiceplat.errors import RobotError
+from voiceplat.forms.settings import FormSettings
+from voiceplat.knowledge.settings import KnowledgeSettings
+from voiceplat.reports.settings import ReportsSettings
 from voiceplat.sessions.chunking import ChunkingSettings
 from voiceplat.telephony.ingress.sip.settings import SipSettings
+from voiceplat.tools.settings import BuiltinTool, ToolList
 from voiceplat.turns.barge_in import BargeInSettings
 from voiceplat.turns.echo import EchoSettings
 from voiceplat.turns.end_of_turn import EndOfTurnSettings
@@ -228,6 +233,40 @@ class RobotConfig(Strict):
     )
     transfer: TransferSettings = Field(default_factory=TransferSettings)
     sip: SipSettings | None = Field(None, description="the embedded SIP endpoint; absent = no SIP")
+    knowledge: KnowledgeSettings = Field(default_factory=KnowledgeSettings)
+    tools: ToolList = Field(
+        default_factory=list,
+        description="actions the LLM may take: HTTP webhooks and the builtins transfer, end_call",
+    )
+    form: FormSettings | None = Field(
+        None, description="fields to collect for a webhook tool (a booking), asked one by one"
+    )
+    tool_filler_text: str = Field(
+        "Минутку, проверяю…", description="said while a webhook runs (a tool may have its own)"
+    )
+    tool_failed_text: str = Field(
+        "Извините, сейчас не получается это сделать. Могу соединить вас с администратором.",
+        description="said when a tool fails or times out",
+    )
+    timezone: str | None = Field(
+        None, description="IANA zone the robot's dates are in (forms: 'завтра'); host's when unset"
+    )
+    reports: ReportsSettings = Field(default_factory=ReportsSettings)
+
+    def zone(self) -> ZoneInfo | None:
+        return ZoneInfo(self.timezone) if self.timezone else None
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(
+                    f"{value!r} is not a known time zone (an IANA name like 'Europe/Moscow')"
+                ) from None
+        return value
 
     def chunking_settings(self) -> ChunkingSettings:
         """`chunking`, with the older top-level `first_clause_min_chars` when a robot sets it."""
@@ -241,6 +280,38 @@ class RobotConfig(Strict):
     @classmethod
     def _parse_dtmf(cls, value: Any) -> Any:
         return parse_dtmf(value)
+
+    @model_validator(mode="after")
+    def _form_fills_a_webhook(self) -> RobotConfig:
+        form = self.form
+        if form is None:
+            return self
+        webhooks = [t.name for t in self.tools if not isinstance(t, BuiltinTool)]
+        if form.tool not in webhooks:
+            known = ", ".join(webhooks) or "none"
+            error = PydanticCustomError(
+                "form_tool",
+                "{tool!r} is not one of the webhook tools in `tools` (they are: {known})",
+                {"tool": form.tool, "known": known},
+            )
+            raise ValidationError.from_exception_data(
+                "form", [InitErrorDetails(type=error, loc=("form", "tool"), input=form.tool)]
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _transfer_tool_has_a_target(self) -> RobotConfig:
+        if self.transfer.target is None:
+            for i, tool in enumerate(self.tools):
+                if isinstance(tool, BuiltinTool) and tool.builtin == "transfer":
+                    error = PydanticCustomError(
+                        "transfer_target",
+                        "the transfer builtin hands calls to transfer.target: set it",
+                    )
+                    raise ValidationError.from_exception_data(
+                        "tools", [InitErrorDetails(type=error, loc=("tools", i), input="transfer")]
+                    )
+        return self
 
     @model_validator(mode="after")
     def _transfer_keys_have_a_target(self) -> RobotConfig:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -15,6 +16,8 @@ from voiceplat.audio.wav import WavError, read_wav
 from voiceplat.config import RobotConfig, load_config, read_env_files
 from voiceplat.config_errors import describe_errors, format_value, missing_provider, prefixed
 from voiceplat.errors import RobotError
+from voiceplat.knowledge.grounding import system_instruction
+from voiceplat.knowledge.index import KnowledgeBase, knowledge_problems, load_knowledge
 from voiceplat.providers import base as providers
 from voiceplat.providers.base import (
     ASR,
@@ -27,15 +30,19 @@ from voiceplat.providers.base import (
     ProviderSettings,
     Realtime,
 )
+from voiceplat.reports.settings import reports_problems
 from voiceplat.sessions.speech_rates import SpeechRates
 from voiceplat.sessions.turn_audio import render
 from voiceplat.turns.end_of_turn import EndOfTurnPolicy
 from voiceplat.turns.smart_turn import SmartTurn
 
 if TYPE_CHECKING:
+    from voiceplat.reports.after_call import AfterCall
+
     # Imported where tracks are loaded: the llm_script package imports its session, whose base
     # class imports this module.
     from voiceplat.sessions.llm_script.tracks import TrackSet
+    from voiceplat.tools.toolbox import ToolBox
 
 MODES_AVAILABLE = ("pipeline", "realtime", "llm_script")
 VAD_MODES = ("pipeline", "llm_script")
@@ -67,6 +74,17 @@ class Robot:
     """`filler_text` synthesised at start (8 kHz), ready to cover a gap inside an answer."""
     end_of_turn_model: SmartTurn | None = None
     """Smart Turn v3, loaded at start when `end_of_turn.model` asks for it."""
+    knowledge: KnowledgeBase | None = None
+    """The knowledge files' passages, indexed at start (None: the robot has none)."""
+    tools: ToolBox | None = None
+    """The actions its LLM may take (`tools` in config.json), made at load."""
+    after_call: AfterCall | None = None
+    """Summary and report of each finished call (set by `serve`)."""
+    own_prompt: str = ""
+    """prompt.txt as written (`prompt` adds the knowledge instruction once the index is up)."""
+
+    def __post_init__(self) -> None:
+        self.own_prompt = self.own_prompt or self.prompt
 
     @property
     def name(self) -> str:
@@ -97,23 +115,42 @@ class Robot:
             kind: providers.create(kind, settings, self.env)
             for kind, settings in self.settings.items()
         }
+        if self.config.tools and self.config.mode == "pipeline":
+            from voiceplat.tools.toolbox import ToolBox
+
+            self.tools = ToolBox(self.config.tools, self.env)
+
+    def now(self) -> datetime:
+        """The wall clock in the robot's time zone (`timezone`; the host's when unset)."""
+        return datetime.now(self.config.zone()).astimezone(self.config.zone())
 
     def problems(self) -> list[str]:
         """Things that stop the providers from running (missing keys, packages)."""
         # Providers do not know which robot they serve; their messages name its .env generically.
         env_file = str(self.directory / ".env")
-        return [
+        found = [
             f"{self.directory / 'config.json'}: {kind}: "
             + problem.replace(ROBOT_ENV_PLACEHOLDER, env_file)
             for kind, provider in self.providers.items()
             for problem in provider.problems()
         ]
+        config_file = self.directory / "config.json"
+        reports = reports_problems(self.config.reports, self.env)
+        found += [f"{config_file}: reports: {p}" for p in reports]
+        if self.tools is not None:
+            found += [f"{config_file}: {p}" for p in self.tools.problems()]
+            llm = self.providers.get("llm")
+            if isinstance(llm, LLM) and not llm.supports_tools:
+                found.append(
+                    f"{config_file}: tools: the {llm.name!r} LLM cannot call "
+                    "tools; use llama_cpp or openai, or remove `tools`"
+                )
+        return found
 
     async def start(self) -> None:
         for provider in self.providers.values():
             await provider.start()
-        if "llm" in self.providers:
-            await self.llm.warm(self.opening())
+        await self._start_dialog()
         if self.config.mode in VAD_MODES and self.config.end_of_turn.enabled:
             self.end_of_turn_model = await asyncio.to_thread(SmartTurn.load)
         if "tts" in self.providers and self.config.filler_text and self.config.mode == "pipeline":
@@ -121,6 +158,31 @@ class Robot:
                 self.config.filler_text,
                 Pcm(await render(self.tts, self.config.filler_text), CALL_RATE),
             )
+
+    async def start_text(self, *, dry_run_tools: bool = True) -> None:
+        """Starts only what a text dialog needs: the LLM, the knowledge, the tools (webhooks
+        answered by a stand-in with `dry_run_tools`)."""
+        await self.llm.start()
+        if dry_run_tools and self.tools is not None:
+            from voiceplat.dialog.text_dialog import DryRunTools
+
+            self.tools = DryRunTools(self.config.tools, self.env)
+        await self._start_dialog()
+
+    async def _start_dialog(self) -> None:
+        if self.config.mode == "pipeline":
+            self.knowledge = await asyncio.to_thread(
+                load_knowledge, self.directory, self.config.knowledge
+            )
+            if self.knowledge is not None:
+                self.prompt = system_instruction(self.own_prompt, self.config.knowledge)
+        if self.config.form is not None:
+            from voiceplat.forms.fields import warm
+
+            await asyncio.to_thread(warm)  # dateparser's and pymorphy3's data, off the calls
+        if "llm" in self.providers:
+            specs = self.tools.specs() if self.tools is not None else None
+            await self.llm.warm(self.opening(), specs)
 
     def end_of_turn_policy(self) -> EndOfTurnPolicy | None:
         """How a call's turn-taking ends turns beyond silence length: the model, the text cue
@@ -145,6 +207,8 @@ class Robot:
     async def aclose(self) -> None:
         for provider in self.providers.values():
             await provider.aclose()
+        if self.tools is not None:
+            await self.tools.aclose()
         if self.end_of_turn_model is not None:
             self.end_of_turn_model.close()
 
@@ -235,6 +299,8 @@ def load_robot(robot_dir: str | Path, *, root_dir: Path | None = None) -> Robot:
     settings, provider_problems = _provider_settings(directory / "config.json", config)
     problems += provider_problems
     prompt = _collecting(problems, _read_prompt, directory)
+    if config.mode == "pipeline":
+        problems += knowledge_problems(directory, config.knowledge)
     greeting = _collecting(problems, _read_greeting, directory, config)
     tracks = None
     if config.mode == "llm_script":

@@ -12,7 +12,7 @@ from voiceplat.knowledge import (
     grounded_message,
     load_knowledge,
 )
-from voiceplat.knowledge.grounding import NOTHING_FOUND
+from voiceplat.knowledge.grounding import NOTHING_FOUND, system_instruction
 from voiceplat.knowledge.passages import parse_passages
 
 CLINIC = """\
@@ -182,27 +182,37 @@ def test_robot_synonyms_add_to_the_defaults(clinic: KnowledgeBase) -> None:
     assert _titles(own, "Какая стоимость УЗИ?")[0] == "Клиника / Цены"
 
 
-def test_the_grounded_message_numbers_the_passages_after_the_instruction(
+def test_the_grounded_message_gives_the_passages_then_the_question(
     clinic: KnowledgeBase,
 ) -> None:
-    settings = KnowledgeSettings(instruction="Отвечай по справке.")
     hits = clinic.search("Сколько стоит приём терапевта?")
-    message = grounded_message(" Сколько стоит приём терапевта? ", hits, settings)
+    message = grounded_message(" Сколько стоит приём терапевта? ", hits, KnowledgeSettings())
     lines = message.splitlines()
-    assert lines[:3] == ["Отвечай по справке.", "", "Справка:"]
+    assert lines[0] == "Справка:"
     assert lines[-1] == "Вопрос: Сколько стоит приём терапевта?"
-    assert "[1] Частые вопросы: Сколько стоит приём терапевта? — 1500 рублей." in lines
-    assert any(
-        line.startswith("[2] Клиника / Цены: - Приём терапевта — 1500 рублей. - Приём кардиолога")
-        for line in lines
-    )
+    assert "Сколько стоит приём терапевта? — 1500 рублей." in lines
+    # Titled by its own heading: the document's title above it is not worth its tokens.
+    assert any(line.startswith("Цены: - Приём терапевта — 1500 рублей.") for line in lines)
+
+
+def test_the_grounded_message_keeps_to_its_character_budget(clinic: KnowledgeBase) -> None:
+    hits = clinic.search("Сколько стоит приём терапевта?")
+    settings = KnowledgeSettings(max_prompt_chars=100)
+    message = grounded_message("Сколько стоит приём терапевта?", hits, settings)
+    reference = message.split("\n\nВопрос:")[0].removeprefix("Справка:\n")
+    assert 0 < len(reference) <= 100
+    full = grounded_message("Сколько стоит приём терапевта?", hits, KnowledgeSettings())
+    assert len(full) > len(message)
 
 
 def test_the_grounded_message_says_when_the_reference_has_nothing() -> None:
     message = grounded_message("Вы делаете МРТ?", [], KnowledgeSettings())
     assert NOTHING_FOUND in message
-    assert "не знаешь" in message  # the default instruction: say you do not know
     assert message.endswith("Вопрос: Вы делаете МРТ?")
+    # The instruction is in the system prompt, evaluated once: say you do not know.
+    system = system_instruction("Ты администратор.", KnowledgeSettings())
+    assert system.startswith("Ты администратор.\n\n")
+    assert "не знаешь" in system
 
 
 def test_the_robot_folder_is_indexed_at_load(tmp_path: Path) -> None:

@@ -94,6 +94,11 @@ class FormSettings(BaseModel):
         description="read back before the tool is called; {field_name} placeholders get the "
         'values as words ("четверг, третье декабря", "пятнадцать часов")'
     )
+    done_text: str = Field(
+        "Готово, записала вас: {summary}. Ждём вас!",
+        description="said when the tool succeeded; {field_name} placeholders as in confirm_text, "
+        "{summary}: every value said, in field order",
+    )
     cancel_words: list[str] = Field(
         default_factory=lambda: ["отмена", "отменить", "передумать", "не надо", "не нужно"],
         description="words or phrases that cancel the form at any step, matched by lemma",
@@ -146,6 +151,7 @@ class FormSettings(BaseModel):
         names = {f.name for f in self.fields}
         checks = {
             "confirm_text": (self.confirm_text, names),
+            "done_text": (self.done_text, names | {"summary"}),
             "retry_text": (self.retry_text, {"ask"}),
             "confirm_retry_text": (self.confirm_retry_text, {"confirm"}),
             "change_text": (self.change_text, {"fields"}),

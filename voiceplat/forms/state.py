@@ -223,10 +223,18 @@ class FormState:
     def _field(self, name: str) -> FormField:
         return next(f for f in self.settings.fields if f.name == name)
 
+    def done_text(self) -> str:
+        """What the robot says once the form's tool succeeded."""
+        return self._with_values(self.settings.done_text)
+
     def _confirm_text(self) -> str:
+        return self._with_values(self.settings.confirm_text)
+
+    def _with_values(self, template: str) -> str:
         spoken = {f.name: "" for f in self.settings.fields}
         spoken.update({name: v.spoken for name, v in self.values.items()})
-        text = self.settings.confirm_text.format(**spoken)
+        said = [self.values[f.name].spoken for f in self.settings.fields if f.name in self.values]
+        text = template.format(**spoken, summary=", ".join(said))
         # An optional field left empty leaves "a, , b", ": , b" or "a, ." behind.
         text = re.sub(r"(,\s*)+(?=[.?!]|$)", "", text)
         text = re.sub(r"(,\s*){2,}", ", ", text)

@@ -49,6 +49,16 @@ class KnowledgeSettings(BaseModel):
         ),
     )
     top_k: int = Field(3, ge=1, le=10, description="Passages given to the LLM per turn, at most.")
+    max_prompt_chars: int = Field(
+        600,
+        ge=100,
+        le=20000,
+        description=(
+            "All passages of one turn together, at most (the best one is cut to fit): every "
+            "character is prompt the LLM evaluates before it answers (a local model on two "
+            "cores: ~2.5 characters a token, ~50 tokens a second)."
+        ),
+    )
     max_passage_chars: int = Field(
         700,
         ge=200,

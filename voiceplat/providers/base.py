@@ -37,9 +37,7 @@ class ToolSpec:
 
     name: str
     description: str
-    parameters: dict[str, Any] = field(
-        default_factory=lambda: {"type": "object", "properties": {}}
-    )
+    parameters: dict[str, Any] = field(default_factory=lambda: {"type": "object", "properties": {}})
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,13 +152,14 @@ class LLM(Provider):
         This default ignores `tools` (providers with `supports_tools` override it)."""
         return self.stream(messages)
 
-    async def warm(self, prefix: list[Message]) -> None:
-        """Precomputes what it can for the opening of every dialog (system prompt, greeting)."""
+    async def warm(self, prefix: list[Message], tools: list[ToolSpec] | None = None) -> None:
+        """Precomputes what it can for the opening of every dialog (system prompt, greeting,
+        and the block describing `tools` when the model's prompt holds one)."""
 
-    async def prefill(self, messages: list[Message]) -> bool:
-        """Precomputes what it can of `stream(messages)` before it is asked for (the caller may
-        still be talking); cancelling it stops the work. False: nothing to precompute (remote
-        providers)."""
+    async def prefill(self, messages: list[Message], tools: list[ToolSpec] | None = None) -> bool:
+        """Precomputes what it can of `respond(messages, tools)` before it is asked for (the
+        caller may still be talking); cancelling it stops the work. False: nothing to precompute
+        (remote providers)."""
         return False
 
     async def choose(self, messages: list[Message], options: list[str]) -> str:

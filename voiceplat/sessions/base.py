@@ -22,14 +22,15 @@ from typing import Any, ClassVar
 
 from voiceplat.audio.pcm import Pcm
 from voiceplat.robot import Robot
+from voiceplat.sessions.closing import close_record
 from voiceplat.sessions.dtmf import CallerKeys, KeyActions, SpeakerKeyActions
 from voiceplat.sessions.ending import CallEnded, first_error
 from voiceplat.sessions.fallback import fall_back
 from voiceplat.sessions.fillers import Fillers
 from voiceplat.sessions.max_duration import max_duration_goodbye
-from voiceplat.sessions.text import aiter_list, strip_marker
+from voiceplat.sessions.sentences import speak_sentences
 from voiceplat.sessions.transcript import CallTranscript
-from voiceplat.sessions.transfer import hand_over, take_marker
+from voiceplat.sessions.transfer import hand_over
 from voiceplat.sessions.turn import RobotTurn, utcnow
 from voiceplat.sessions.turn_audio import TurnAudio
 from voiceplat.storage.recorder import CallLog, Recorder
@@ -173,7 +174,15 @@ class Session:
         if detail:
             log.warning("call %s ended: %s: %s", self.call.record.call_id, reason, detail)
             self.call.event("error", reason=reason, detail=detail)
-        self.call.finish(status, reason, ended_at=self._ended_at or utcnow())
+        ended_at, outcome = self._ended_at or utcnow(), self.tool_outcome()
+        close_record(
+            self.call,
+            status,
+            reason,
+            ended_at,
+            tool_outcome=outcome,
+            after_call=self.robot.after_call,
+        )
         if reason in self.HANGUP_REASONS:
             await self.channel.disconnect()
         await self.channel.close()
@@ -181,6 +190,10 @@ class Session:
 
     async def main(self) -> None:
         raise NotImplementedError
+
+    def tool_outcome(self) -> str | None:
+        """The outcome the call's tools declared (a booking); modes with tools say it."""
+        return None
 
     def release(self) -> None:
         """Cancels work a mode keeps outside the call's TaskGroup."""
@@ -262,7 +275,7 @@ class Session:
                 if audio is not None:
                     self.audio.queue(turn, audio.data, " ".join(sentences) or None)  # type: ignore[arg-type]
                 else:
-                    await self._speak_sentences(turn, sentences)
+                    await speak_sentences(self, turn, sentences)
             except (asyncio.CancelledError, CallEnded):
                 raise
             except Exception as exc:
@@ -308,30 +321,6 @@ class Session:
                 self._final = None
 
         return unprotect
-
-    async def _speak_sentences(
-        self, turn: RobotTurn, sentences: AsyncIterator[str] | Iterable[str]
-    ) -> None:
-        if not isinstance(sentences, AsyncIterator):
-            sentences = aiter_list(list(sentences))
-        while True:
-            try:
-                raw = await self.fillers.next_sentence(turn, sentences)
-            except StopAsyncIteration:
-                break
-            text, marker = strip_marker(raw, self.config.end_call_marker)
-            if marker and not self.transcript.caller_said_goodbye():
-                # Small models write the marker where it does not belong; hanging up on a caller
-                # who did not say goodbye is worse than staying on the line.
-                self.call.event("end_marker_ignored", turn=turn.idx)
-                marker = False
-            turn.ends_call = turn.ends_call or marker
-            text, turn.transfer_to = take_marker(text, self.config.transfer, self.call, turn.idx)
-            if text:
-                self.fillers.before_synthesis(turn, text)
-                await self.audio.synthesize(turn, text)
-            if turn.transfer_to is not None:
-                break  # the caller is handed over after this sentence; the rest is not said
 
     async def barge_in(
         self,

@@ -1,4 +1,6 @@
-"""Pipeline mode: utterance → ASR → LLM (streamed) → sentences → TTS → play.
+"""Pipeline mode: utterance → ASR → answer (a form, an FAQ, the grounded LLM with tools) → TTS → play.
+
+The call's `Answerer` (voiceplat/dialog/answerer.py) decides what answers the caller's words.
 
 The LLM streams in its own task into a queue of chunks, so the first chunk is synthesised and
 playing while the model is still writing the rest. The `ChunkPlanner` sizes the chunks from the
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 
+from voiceplat.dialog.answerer import Answerer, AnswerNotes
 from voiceplat.providers.base import Message
 from voiceplat.sessions.chunking import ChunkPlanner
 from voiceplat.sessions.dtmf import KeyActions, SpeakerKeyActions
@@ -26,14 +29,43 @@ class PipelineSession(ListeningSession):
         super().__init__(*args, **kwargs)
         self._prepared: tuple[str, ReplyWriter] | None = None
         """A speculative answer to the caller's words so far (vad.speculative_answer)."""
+        self._answerer: Answerer | None = None
+
+    @property
+    def answerer(self) -> Answerer:
+        """The call's way to its answers (made once the call's record is open)."""
+        if self._answerer is None:
+            robot = self.robot
+            self._answerer = Answerer(
+                self.config,
+                robot.llm,
+                robot.knowledge,
+                robot.tools,
+                now=robot.now,
+                record=self.call.event,
+            )
+        return self._answerer
+
+    def tool_outcome(self) -> str | None:
+        return self._answerer.outcome if self._answerer is not None else None
 
     def key_actions(self) -> KeyActions:
         return PipelineKeyActions(self)
 
-    def _writer(self, messages: list[Message], turn_idx: int) -> ReplyWriter:
+    def _writer(
+        self, messages: list[Message], turn_idx: int, *, speculative: bool = False
+    ) -> ReplyWriter:
         planner = ChunkPlanner(self.robot.rates, self.clock, self.config.chunking_settings())
+        notes = AnswerNotes()
+        source = self.answerer.answer(messages, notes, speculative=speculative)
         return ReplyWriter(
-            self.robot.llm, messages, planner, clock=self.clock, call=self.call, turn_idx=turn_idx
+            self.robot.llm,
+            source,
+            planner,
+            clock=self.clock,
+            call=self.call,
+            turn_idx=turn_idx,
+            notes=notes,
         )
 
     async def prepare_reply(self, text: str) -> bool:
@@ -42,10 +74,11 @@ class PipelineSession(ListeningSession):
         caller who stays silent hears it as soon as their turn ends."""
         messages = self.transcript.dialog(then=Message("user", text))
         if not self.config.vad.speculative_answer:
-            return await self.robot.llm.prefill(messages)
+            answerer = self.answerer
+            return await self.robot.llm.prefill(answerer.prompt(messages), answerer.tool_specs())
         self._drop_prepared()
         # The caller's turn is recorded next, then the answer: its index is known now.
-        writer = self._writer(messages, self.transcript.peek_idx() + 1)
+        writer = self._writer(messages, self.transcript.peek_idx() + 1, speculative=True)
         self._prepared = (text, writer)
         try:
             first = await writer.first_chunk
@@ -71,7 +104,8 @@ class PipelineSession(ListeningSession):
             return None
         text, writer = prepared
         last = self.transcript.dialog()[-1]
-        if last.role != "user" or last.content != text or writer.task.cancelled():
+        stale = last.role != "user" or last.content != text
+        if stale or writer.task.cancelled() or writer.unspeculative:
             writer.cancel()
             return None
         self.call.event("speculative_answer", turn=writer.turn_idx)

@@ -5,34 +5,45 @@ first chunk is synthesised and playing while the model writes the rest. A writer
 before the caller's turn is over (a speculative answer, on the transcript of their pause): if they
 stay silent, the turn takes it with its first chunk already synthesised (`ready`); if they go on,
 it is cancelled, and the model stops at its next token.
+
+What it writes comes from the call's `Answerer` (voiceplat/dialog/answerer.py): the LLM's text,
+and `Hold` phrases (a tool is running) that go out at once as chunks of their own.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from typing import TypeVar
 
-from voiceplat.providers.base import LLM, Message
+from voiceplat.dialog.answerer import AnswerNotes, Hold, Unspeculative
+from voiceplat.providers.base import LLM
 from voiceplat.sessions.chunking import ChunkPlanner
 from voiceplat.sessions.timeouts import session_timeout, with_gap_timeout
 from voiceplat.sessions.turn import RobotTurn
 from voiceplat.storage.recorder import CallLog
 
 _DONE = object()
+T = TypeVar("T")
 
 
 class ReplyWriter:
     def __init__(
         self,
         llm: LLM,
-        messages: list[Message],
+        source: AsyncIterator[str | Hold],
         planner: ChunkPlanner,
         *,
         clock: Callable[[], float],
         call: CallLog,
         turn_idx: int,
+        notes: AnswerNotes | None = None,
     ) -> None:
         self.planner = planner
+        self.notes = notes or AnswerNotes()
+        """What the answer did (tools, an FAQ answer, a form step): the turn's record gets it."""
+        self.unspeculative = False
+        """A speculative answer stopped at a tool or a form: the real turn must answer anew."""
         self.turn_idx = turn_idx
         self.llm_ttft_ms: float | None = None
         self.first_chunk: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
@@ -40,7 +51,7 @@ class ReplyWriter:
         self.ready: dict[str, bytes] = {}
         """Chunks already synthesised (8 kHz PCM), by text: a speculative answer's first one."""
         self._llm = llm
-        self._messages = messages
+        self._source = source
         self._clock = clock
         self._call = call
         self._queue: asyncio.Queue[object] = asyncio.Queue()
@@ -51,6 +62,7 @@ class ReplyWriter:
         """`turn` says this answer: it gets the planner, the LLM's timing, the ready audio."""
         self._turn = turn
         turn.planner = self.planner
+        turn.notes = self.notes
         turn.ready_audio = self.ready
         if self.llm_ttft_ms is not None:
             turn.llm_ttft_ms = self.llm_ttft_ms
@@ -71,10 +83,13 @@ class ReplyWriter:
         llm, planner = self._llm, self.planner
         asked = self._clock()
         try:
-            stream = with_gap_timeout(llm.stream(self._messages), session_timeout(llm), "LLM")
+            stream = with_gap_timeout(self._source, session_timeout(llm), "LLM")
             async for chunk in _timed(stream, planner.next_due_s):
                 if chunk is None:  # time alone made a chunk ready (a budget, audio running out)
                     self._emit(planner.due(), asked)
+                    continue
+                if isinstance(chunk, Hold):  # said now, after what was written before it
+                    self._emit([*planner.flush(), chunk.text], asked)
                     continue
                 if self.llm_ttft_ms is None:
                     self.llm_ttft_ms = (self._clock() - asked) * 1000
@@ -86,6 +101,9 @@ class ReplyWriter:
             self._queue.put_nowait(_DONE)
         except asyncio.CancelledError:
             raise
+        except Unspeculative as exc:
+            self.unspeculative = True
+            self._queue.put_nowait(exc)
         except Exception as exc:
             self._queue.put_nowait(exc)
         finally:
@@ -103,11 +121,11 @@ class ReplyWriter:
 
 
 async def _timed(
-    stream: AsyncIterator[str], due_s: Callable[[], float | None]
-) -> AsyncIterator[str | None]:
+    stream: AsyncIterator[T], due_s: Callable[[], float | None]
+) -> AsyncIterator[T | None]:
     """The stream's items, and None whenever `due_s()` seconds pass without one (the LLM's next
     token is never cancelled: it is waited for again)."""
-    pending: asyncio.Future[str] | None = None
+    pending: asyncio.Future[T] | None = None
     try:
         while True:
             if pending is None:

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from voiceplat.providers.base import Message
 from voiceplat.sessions.turn import RobotTurn, utcnow
 from voiceplat.storage.recorder import CallLog
-from voiceplat.storage.records import TurnRecord
+from voiceplat.storage.records import ToolCallRecord, TurnRecord
 
 
 class CallTranscript:
@@ -106,6 +106,7 @@ class CallTranscript:
                 starved_ms=getattr(turn, "starved_ms", None),
                 starved_max_ms=getattr(turn, "starved_max_ms", None),
                 resumed=getattr(turn, "resumed", 0) or 0,
+                tool_calls=_tool_calls(turn),
             )
         )
         if heard:
@@ -132,3 +133,16 @@ class CallTranscript:
         said = next((m.content for m in reversed(self.history) if m.role == "user"), "")
         said = said.lower().replace("ё", "е")
         return any(word.lower().replace("ё", "е") in said for word in words)
+
+
+def _tool_calls(turn: RobotTurn) -> list[ToolCallRecord]:
+    """The tools the turn's answer called (webhooks and builtins), as recorded."""
+    notes = turn.notes
+    if notes is None:
+        return []
+    return [
+        ToolCallRecord(
+            name=r.name, arguments=r.arguments, ok=r.ok, result=r.result, error=r.error, ms=r.ms
+        )
+        for r in notes.tool_results
+    ]

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from voiceplat.sessions.chunking import ChunkPlanner
+
+if TYPE_CHECKING:
+    from voiceplat.dialog.answerer import AnswerNotes
 
 
 def utcnow() -> datetime:
@@ -49,6 +53,8 @@ class RobotTurn:
     """The filler said to cover a coming gap (at most one per turn)."""
     ready_audio: dict[str, bytes] = field(default_factory=dict, repr=False)
     """Chunks synthesised before the turn began (a speculative answer's first), 8 kHz PCM."""
+    notes: AnswerNotes | None = field(default=None, repr=False)
+    """What the answer did: tool calls, an FAQ answer said as written, a form step."""
     planner: ChunkPlanner | None = field(default=None, repr=False)
     """The pipeline's chunk planner for this answer: told when each chunk's audio is queued."""
 

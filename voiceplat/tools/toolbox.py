@@ -154,6 +154,16 @@ class ToolBox:
         """What the LLM is offered, in config order."""
         return [ToolSpec(t.name, t.description, t.parameters) for t in self.tools.values()]
 
+    def builtin(self, name: str) -> str | None:
+        """ "transfer" or "end_call" when `name` is a builtin: the session acts, no request."""
+        tool = self.tools.get(name)
+        return tool.builtin if isinstance(tool, BuiltinTool) else None
+
+    def filler_text(self, name: str) -> str | None:
+        """The webhook's own phrase for while it runs (None: the robot's `tool_filler_text`)."""
+        tool = self.tools.get(name)
+        return tool.filler_text if isinstance(tool, WebhookTool) else None
+
     def problems(self) -> list[str]:
         """What stops a tool from working as configured, for `voiceplat check`."""
         found = []

@@ -131,7 +131,7 @@ class _Engine(SingleWorker):
         """Runs on the worker: evaluates the dialog opening's tokens and snapshots them."""
         tokens = self.tokens(prefix, False, tools)
         prefill(self.llm, tokens, threading.Event(), leave_last=False)
-        self.states.save(self.llm)
+        self.states.save(self.llm, pin=True)  # every call starts from it
 
     def prefill_prompt(self, request: ChatRequest, stop: threading.Event) -> None:
         """Runs on the worker: evaluates what generate(request) would, up to its last token."""

@@ -72,6 +72,9 @@ class StateCache:
         self.capacity_bytes = capacity_bytes
         self._entries: OrderedDict[tuple[int, ...], bytes] = OrderedDict()
         self._bytes = 0
+        self._pinned: set[tuple[int, ...]] = set()
+        """Dialog openings (warm()): never evicted, so a busy robot never evaluates its system
+        prompt (and tool block) again, which takes seconds."""
         self.restores = 0
 
     def __len__(self) -> int:
@@ -81,8 +84,9 @@ class StateCache:
     def size_bytes(self) -> int:
         return self._bytes
 
-    def save(self, llm: Llama) -> None:
-        """Snapshots the live context (call after a generation, on the model's thread)."""
+    def save(self, llm: Llama, *, pin: bool = False) -> None:
+        """Snapshots the live context (call after a generation, on the model's thread); a
+        pinned snapshot (a dialog opening) stays whatever else is saved."""
         if self.capacity_bytes <= 0 or llm.n_tokens == 0:
             return
         import llama_cpp
@@ -96,11 +100,18 @@ class StateCache:
         self._drop(key)
         self._entries[key] = bytes(memoryview(buffer)[:written])
         self._bytes += written
-        # A snapshot whose tokens are a prefix of the new one is now redundant.
+        if pin:
+            self._pinned.add(key)
+        # A snapshot whose tokens are a prefix of the new one is now redundant (unless pinned:
+        # the call that extended it may be evicted, the opening must stay).
         for other in [k for k in self._entries if k != key and common_prefix(k, key) == len(k)]:
-            self._drop(other)
-        while self._bytes > self.capacity_bytes and len(self._entries) > 1:
-            self._drop(next(iter(self._entries)))
+            if other not in self._pinned:
+                self._drop(other)
+        while self._bytes > self.capacity_bytes:
+            oldest = next((k for k in self._entries if k not in self._pinned and k != key), None)
+            if oldest is None:
+                break
+            self._drop(oldest)
 
     def restore_best(self, llm: Llama, tokens: Sequence[int]) -> int:
         """Loads the snapshot sharing the longest prefix with `tokens` if it beats the live one.
@@ -117,8 +128,8 @@ class StateCache:
             return live
         import llama_cpp
 
-        data = self._entries.pop(best_key)
-        self._entries[best_key] = data  # most recently used
+        data = self._entries[best_key]
+        self._entries.move_to_end(best_key)  # most recently used
         buffer = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
         if llama_cpp.llama_state_set_data(llm.ctx, buffer, len(data)) != len(data):
             llm.n_tokens = 0  # a failed load leaves the context undefined: start over
