@@ -199,7 +199,7 @@ def _claimable(said: list[str]) -> set[str]:
     worked out from the caller's "в пятницу" is not one."""
     return {
         t
-        for t, after in zip(said, [*said[1:], ""], strict=True)
+        for t, after in zip(said, [*said[1:], ""][: len(said)], strict=True)
         if t[0].isdigit() and after not in _DATE_WORDS
     }
 

@@ -32,7 +32,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import markdown, pct
-from voiceplat.knowledge import KnowledgeBase, KnowledgeSettings
+from voiceplat.knowledge.index import KnowledgeBase
+from voiceplat.knowledge.settings import KnowledgeSettings
 from voiceplat.knowledge.index import knowledge_files
 from voiceplat.knowledge.lemmas import lemmas
 from voiceplat.knowledge.passages import Passage, parse_passages

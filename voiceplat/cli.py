@@ -116,7 +116,9 @@ def _after_call(robot: Robot, recorder: Recorder) -> AfterCall:
         recorder.amend(call, summary=summary)
 
     llm = robot.llm if "llm" in robot.providers else None
-    return AfterCall.from_env(robot.config.reports, robot.env, llm=llm, amend=amend)
+    # A local model serves the calls too: its summaries wait until no call is in progress.
+    idle = robot.idle if llm is not None and llm.bounds_own_time else None
+    return AfterCall.from_env(robot.config.reports, robot.env, llm=llm, amend=amend, idle=idle)
 
 
 async def _start_sip(robot: Robot, recorder: Recorder) -> SipServer | None:

@@ -133,6 +133,11 @@ class TransferSettings(Strict):
         None, min_length=1, description='where the LLM\'s marker and a bare "transfer" key go'
     )
     marker: str = Field("[TRANSFER]", min_length=1)
+    caller_phrases: list[str] = Field(
+        default_factory=list,
+        description="the caller asking for a person in these words (matched by lemma: "
+        '"соединить" matches "соедините") is handed over at once, without the LLM',
+    )
     text: str = "Соединяю с оператором."
     failed_text: str = "Не получилось соединить. Продолжим."
 
@@ -216,6 +221,11 @@ class RobotConfig(Strict):
             "see you",
         ],
         description="the marker ends the call only after the caller said one of these ([] = always)",
+    )
+    goodbye_text: str | None = Field(
+        None,
+        description="said, and the call ended, when the caller says one of goodbye_words and "
+        "asks nothing more (None: the LLM answers a goodbye)",
     )
     first_clause_min_chars: int = Field(
         8, ge=0, description="old name of chunking.first_clause_min_chars (used when set)"

@@ -82,9 +82,25 @@ class Robot:
     """Summary and report of each finished call (set by `serve`)."""
     own_prompt: str = ""
     """prompt.txt as written (`prompt` adds the knowledge instruction once the index is up)."""
+    calls_in_progress: int = 0
+    _no_calls: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
     def __post_init__(self) -> None:
         self.own_prompt = self.own_prompt or self.prompt
+        self._no_calls.set()
+
+    def call_started(self) -> None:
+        self.calls_in_progress += 1
+        self._no_calls.clear()
+
+    def call_ended(self) -> None:
+        self.calls_in_progress = max(0, self.calls_in_progress - 1)
+        if self.calls_in_progress == 0:
+            self._no_calls.set()
+
+    async def idle(self) -> None:
+        """Returns once no call is in progress (after-call work that would slow the calls)."""
+        await self._no_calls.wait()
 
     @property
     def name(self) -> str:
@@ -181,8 +197,9 @@ class Robot:
 
             await asyncio.to_thread(warm)  # dateparser's and pymorphy3's data, off the calls
         if "llm" in self.providers:
-            specs = self.tools.specs() if self.tools is not None else None
-            await self.llm.warm(self.opening(), specs)
+            from voiceplat.dialog.answerer import offered_tools
+
+            await self.llm.warm(self.opening(), offered_tools(self.tools, self.config))
 
     def end_of_turn_policy(self) -> EndOfTurnPolicy | None:
         """How a call's turn-taking ends turns beyond silence length: the model, the text cue

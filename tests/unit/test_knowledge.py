@@ -8,7 +8,8 @@ import pytest
 from pydantic import ValidationError
 
 from voiceplat.errors import RobotError
-from voiceplat.knowledge import KnowledgeSettings, knowledge_problems, load_knowledge
+from voiceplat.knowledge.index import knowledge_problems, load_knowledge
+from voiceplat.knowledge.settings import KnowledgeSettings
 from voiceplat.knowledge.passages import parse_passages, read_passages
 
 CLINIC = """\

@@ -6,13 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from voiceplat.knowledge import (
-    KnowledgeBase,
-    KnowledgeSettings,
-    grounded_message,
-    load_knowledge,
-)
-from voiceplat.knowledge.grounding import NOTHING_FOUND, system_instruction
+from voiceplat.knowledge.grounding import NOTHING_FOUND, grounded_message, system_instruction
+from voiceplat.knowledge.index import KnowledgeBase, load_knowledge
+from voiceplat.knowledge.settings import KnowledgeSettings
 from voiceplat.knowledge.passages import parse_passages
 
 CLINIC = """\
@@ -189,8 +185,8 @@ def test_the_grounded_message_gives_the_passages_then_the_question(
     message = grounded_message(" Сколько стоит приём терапевта? ", hits, KnowledgeSettings())
     lines = message.splitlines()
     assert lines[0] == "Справка:"
-    assert lines[-1] == "Вопрос: Сколько стоит приём терапевта?"
-    assert "Сколько стоит приём терапевта? — 1500 рублей." in lines
+    assert lines[-1] == KnowledgeSettings().question_prefix + "Сколько стоит приём терапевта?"
+    assert "Сколько стоит приём терапевта: 1500 рублей." in lines
     # Titled by its own heading: the document's title above it is not worth its tokens.
     assert any(line.startswith("Цены: - Приём терапевта — 1500 рублей.") for line in lines)
 
@@ -199,16 +195,21 @@ def test_the_grounded_message_keeps_to_its_character_budget(clinic: KnowledgeBas
     hits = clinic.search("Сколько стоит приём терапевта?")
     settings = KnowledgeSettings(max_prompt_chars=100)
     message = grounded_message("Сколько стоит приём терапевта?", hits, settings)
-    reference = message.split("\n\nВопрос:")[0].removeprefix("Справка:\n")
+    reference = message.split("\n\n")[0].removeprefix("Справка:\n")
     assert 0 < len(reference) <= 100
     full = grounded_message("Сколько стоит приём терапевта?", hits, KnowledgeSettings())
     assert len(full) > len(message)
 
 
+def test_words_that_ask_nothing_and_match_nothing_go_as_they_are() -> None:
+    # Told "the reference has nothing", a small model answers "Меня зовут Анна" with "не знаю".
+    assert grounded_message(" Меня зовут Анна. ", [], KnowledgeSettings()) == "Меня зовут Анна."
+
+
 def test_the_grounded_message_says_when_the_reference_has_nothing() -> None:
     message = grounded_message("Вы делаете МРТ?", [], KnowledgeSettings())
     assert NOTHING_FOUND in message
-    assert message.endswith("Вопрос: Вы делаете МРТ?")
+    assert message.endswith(KnowledgeSettings().question_prefix + "Вы делаете МРТ?")
     # The instruction is in the system prompt, evaluated once: say you do not know.
     system = system_instruction("Ты администратор.", KnowledgeSettings())
     assert system.startswith("Ты администратор.\n\n")
@@ -221,3 +222,19 @@ def test_the_robot_folder_is_indexed_at_load(tmp_path: Path) -> None:
     assert kb is not None and len(kb) == 10
     hit = kb.direct_answer("Есть ли у вас парковка?")
     assert hit is not None and hit.passage.source == "knowledge.md:32"
+
+
+def test_nouns_no_knowledge_file_has_are_named_in_the_grounded_message(
+    clinic: KnowledgeBase,
+) -> None:
+    question = "Сколько стоит анализ на витамин Д?"
+    assert clinic.unknown_nouns(question) == ["витамин"]
+    assert clinic.unknown_nouns("Сколько стоит приём терапевта?") == []
+    hits = clinic.search(question)
+    assert hits  # "стоить", "анализ": the price list matches the rest of the question
+    message = grounded_message(question, hits, KnowledgeSettings(), clinic.unknown_nouns(question))
+    assert "(В справке нет сведений про: витамин.)" in message.splitlines()
+    # A statement gets no such line: it asks for nothing the reference could lack.
+    statement = "Я сдавал анализ на витамин."
+    plain = grounded_message(statement, clinic.search(statement), KnowledgeSettings(), ["витамин"])
+    assert "нет сведений" not in plain

@@ -69,7 +69,16 @@ def test_a_tag_split_across_chunks_is_held_back_not_spoken() -> None:
 
 @pytest.mark.parametrize(
     "chunks",
-    [("{{",), ('{"', "name"), (" ", "\n", "{"), ("```", "json"), ("`", "``json"), ("<tool_call>",)],
+    [
+        ("{{",),
+        ('{"', "name"),
+        (" ", "\n", "{"),
+        ("```", "json"),
+        ("`", "``json"),
+        ("<tool_call>",),
+        ("<tools>", " {"),
+        ("<", "tools>"),
+    ],
 )
 def test_an_answer_starting_as_a_call_is_never_spoken(chunks: tuple[str, ...]) -> None:
     spoken, scanner = scan(*chunks, "ignored")

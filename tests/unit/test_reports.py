@@ -296,6 +296,31 @@ async def test_after_call_summarises_amends_and_reports_in_order() -> None:
     assert reports.closed
 
 
+async def test_summaries_wait_until_no_call_is_in_progress() -> None:
+    """A local LLM serves the calls too: a summary must not delay a caller's answer."""
+    robot_idle, at_gate, asked = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def idle() -> None:
+        at_gate.set()
+        await robot_idle.wait()
+
+    async def write(snap: CallSnapshot) -> str | None:
+        asked.set()
+        return "Кратко."
+
+    work = AfterCall(ReportsSettings(), summarize=write, reporter=Reports(), idle=idle)
+    await work.start()
+    work.submit(snapshot(*DIALOG))
+    async with asyncio.timeout(HANG_S):
+        await at_gate.wait()
+    assert not asked.is_set()
+    robot_idle.set()
+    async with asyncio.timeout(HANG_S):
+        await work.drained()
+    assert asked.is_set() and work.summarized == 1
+    await work.aclose()
+
+
 async def test_filtered_calls_get_a_summary_but_no_report() -> None:
     reports = Reports()
     amended: list[str] = []

@@ -25,12 +25,13 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from voiceplat.dialog.intents import caller_intent
 from voiceplat.forms import state as forms
 from voiceplat.knowledge.grounding import grounded_message
 from voiceplat.knowledge.index import KnowledgeBase
-from voiceplat.providers.base import LLM, Message, ToolCall
+from voiceplat.providers.base import LLM, Message, ToolCall, ToolSpec
 from voiceplat.tools.toolbox import ToolBox, ToolResult
 
 if TYPE_CHECKING:
@@ -56,6 +57,8 @@ class AnswerNotes:
     """What one answer did, for its turn's record and the call's outcome."""
 
     direct: bool = False
+    intent: str | None = None
+    """"transfer" or "goodbye": the caller's words asked for it (dialog/intents.py)."""
     form_step: str | None = None
     passages: list[str] = field(default_factory=list)
     tool_results: list[ToolResult] = field(default_factory=list)
@@ -91,12 +94,13 @@ class Answerer:
         if self.knowledge is None or not dialog or dialog[-1].role != "user":
             return dialog
         text = dialog[-1].content
-        hits = self.knowledge.search(text)
-        grounded = grounded_message(text, hits, self.knowledge.settings)
+        knowledge = self.knowledge
+        hits = knowledge.search(text)
+        grounded = grounded_message(text, hits, knowledge.settings, knowledge.unknown_nouns(text))
         return [*dialog[:-1], Message("user", grounded)]
 
-    def tool_specs(self) -> list[Any] | None:
-        return self.tools.specs() if self.tools is not None else None
+    def tool_specs(self) -> list[ToolSpec] | None:
+        return offered_tools(self.tools, self.config)
 
     # -- one answer ----------------------------------------------------------------------------
     async def answer(
@@ -105,6 +109,23 @@ class Answerer:
         """The answer to the dialog's last user message, as it is written."""
         self._caller_words = dialog[-1].content if dialog and dialog[-1].role == "user" else ""
         text = dialog[-1].content if dialog and dialog[-1].role == "user" else ""
+        config = self.config
+        intent = caller_intent(
+            text,
+            transfer_phrases=config.transfer.caller_phrases if config.transfer.target else [],
+            goodbye_words=config.goodbye_words,
+            goodbye=config.goodbye_text is not None,
+        )
+        if intent is not None:
+            if speculative:
+                raise Unspeculative(intent)
+            notes.intent = intent
+            self._record("caller_intent", intent=intent)
+            if intent == "transfer":  # the session says transfer.text, then hands over
+                yield config.transfer.marker
+            else:
+                yield f"{config.goodbye_text} {config.end_call_marker}"
+            return
         form = self.form
         if form is not None and text:
             if speculative and (form.active or form.triggered(text)):
@@ -189,6 +210,8 @@ class Answerer:
         form = self.form
         if form is not None and call.name == form.settings.tool and not form.active:
             step = form.start(self._caller_words)
+            notes.form_step = type(step).__name__
+            self._record("form_step", step=notes.form_step, started_by="llm")
             return ("" if not said else " ") + getattr(step, "text", "")
         return None
 
@@ -199,7 +222,7 @@ class Answerer:
         notes.tool_results.append(result)
         self._record(
             "tool_call",
-            name=call.name,
+            tool=call.name,
             arguments=call.arguments,
             ok=result.ok,
             error=result.error,
@@ -211,7 +234,7 @@ class Answerer:
 
     def _note_builtin(self, call: ToolCall, notes: AnswerNotes) -> None:
         assert self.tools is not None
-        self._record("tool_call", name=call.name, arguments=call.arguments, ok=True, ms=0)
+        self._record("tool_call", tool=call.name, arguments=call.arguments, ok=True, ms=0)
         notes.tool_results.append(
             ToolResult(
                 name=call.name,
@@ -244,3 +267,13 @@ class Answerer:
     def _filler(self, tool: str) -> str:
         own = self.tools.filler_text(tool) if self.tools is not None else None
         return own or self.config.tool_filler_text
+
+
+def offered_tools(tools: ToolBox | None, config: RobotConfig) -> list[ToolSpec] | None:
+    """The tools the LLM is offered (the robot warms its prompt with the same): all but the
+    form's own, which the form's triggers start (a small model calls it on "спасибо, вы мне
+    помогли")."""
+    if tools is None:
+        return None
+    own = config.form.tool if config.form is not None else None
+    return [spec for spec in tools.specs() if spec.name != own] or None

@@ -66,9 +66,13 @@ class TextDialog:
         return cls(robot, grounding=grounding)
 
     def seed(self, history: list[tuple[str, str]]) -> None:
-        """Earlier turns, as ("user" | "assistant", text) pairs."""
+        """Earlier turns, as ("user" | "assistant", text) pairs; a form hears the caller's, as it
+        would have in the call ("Мне нужно записаться" started it)."""
+        form = self.answerer.form
         for role, text in history:
             self.history.append(Message("user" if role == "user" else "assistant", text))
+            if role == "user" and form is not None:
+                form.hear(text)
 
     def dialog(self) -> list[Message]:
         turns = self.robot.config.history_turns
@@ -99,6 +103,8 @@ class TextDialog:
         raw = " ".join("".join(pieces).split())
         said, ends = strip_marker(raw, config.end_call_marker)
         said, transfer = strip_marker(said, config.transfer.marker)
+        if transfer and not said:  # the session announces a transfer its words did not
+            said = config.transfer.text
         if said:
             self.history.append(Message("assistant", said))
         return TextReply(

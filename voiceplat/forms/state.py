@@ -147,7 +147,7 @@ class FormState:
     def _hear_answer(self, text: str, tokens: list[Token]) -> FormStep:
         if self._fill(text, tokens):
             return self._next()
-        if _is_question(text, tokens):
+        if is_question(text, tokens):
             return NotForm()
         if says_any(tokens, HOLD) and len(tokens) <= 4:
             # "Сейчас, минуту" (looking for the passport): no failed answer, the form waits.
@@ -165,7 +165,7 @@ class FormState:
         if says_any(tokens, YES):
             self.phase = "done"
             return Submit(self.arguments())
-        if _is_question(text, tokens):
+        if is_question(text, tokens):
             return NotForm()
         confirm = self._confirm_text()
         return self._retry(Confirm(self.settings.confirm_retry_text.format(confirm=confirm)))
@@ -180,7 +180,7 @@ class FormState:
                 return Ask(f.name, f.ask)
         if says_any(tokens, YES) and not says_any(tokens, NO):
             return self._next()  # nothing to change after all: confirm again
-        if _is_question(text, tokens):
+        if is_question(text, tokens):
             return NotForm()
         return self._retry(Ask(None, self._change_text()))
 
@@ -246,7 +246,7 @@ class FormState:
         return self.settings.change_text.format(fields=said)
 
 
-def _is_question(text: str, tokens: list[Token]) -> bool:
+def is_question(text: str, tokens: list[Token]) -> bool:
     """The caller asks something of their own ("а сколько стоит приём?"): for the LLM.
 
     A question mark (ASR punctuates), or a question word first ("а"/"скажите" before it allowed),

@@ -5,18 +5,3 @@ may give an FAQ answer to speak as is, else `search` finds passages and `grounde
 (grounding.py) makes the user message the LLM answers. `knowledge_problems` is for
 `voiceplat check`.
 """
-
-from voiceplat.knowledge.grounding import grounded_message
-from voiceplat.knowledge.index import Hit, KnowledgeBase, knowledge_problems, load_knowledge
-from voiceplat.knowledge.passages import Passage
-from voiceplat.knowledge.settings import KnowledgeSettings
-
-__all__ = [
-    "Hit",
-    "KnowledgeBase",
-    "KnowledgeSettings",
-    "Passage",
-    "grounded_message",
-    "knowledge_problems",
-    "load_knowledge",
-]

@@ -10,10 +10,13 @@ reference has nothing on this" says it does not know instead of inventing an ans
 
 from __future__ import annotations
 
+from voiceplat.forms.numbers import tokenize
+from voiceplat.forms.state import is_question
 from voiceplat.knowledge.index import Hit
 from voiceplat.knowledge.settings import KnowledgeSettings
 
 NOTHING_FOUND = "В справке нет сведений об этом."
+NOTHING_ABOUT = "(В справке нет сведений про: "
 
 
 def system_instruction(prompt: str, settings: KnowledgeSettings) -> str:
@@ -21,8 +24,16 @@ def system_instruction(prompt: str, settings: KnowledgeSettings) -> str:
     return f"{prompt.rstrip()}\n\n{settings.instruction.strip()}"
 
 
-def grounded_message(text: str, hits: list[Hit], settings: KnowledgeSettings) -> str:
-    """The passages (or that there are none), then "Вопрос: <text>"."""
+def grounded_message(
+    text: str, hits: list[Hit], settings: KnowledgeSettings, unknown: list[str] | None = None
+) -> str:
+    """The passages (or that there are none), then the question prefix and the caller's words.
+    Words that are no question and match no passage ("Меня зовут Анна") go as they are: told
+    that the reference has nothing, a small model answers a greeting with "не знаю". `unknown`:
+    the question's words no knowledge file has (`KnowledgeBase.unknown_nouns`)."""
+    question = is_question(text, tokenize(text))
+    if not hits and not question:
+        return text.strip()
     budget = settings.max_prompt_chars
     parts: list[str] = []
     for hit in hits:
@@ -34,8 +45,15 @@ def grounded_message(text: str, hits: list[Hit], settings: KnowledgeSettings) ->
         budget -= len(passage) + 1
         if budget <= 0:
             break
-    reference = "\n".join(parts) if parts else NOTHING_FOUND
-    return f"Справка:\n{reference}\n\nВопрос: {text.strip()}"
+    # The best passage last, next to the question: a small model leans on what it read last.
+    reference = "\n".join(reversed(parts)) if parts else NOTHING_FOUND
+    if parts and question and unknown:
+        # Passages share the question's other words; a small model then answers from them
+        # ("анализ на витамин Д — 500 рублей"): say what the reference lacks.
+        reference += f"\n{NOTHING_ABOUT}{', '.join(unknown)}.)"
+    # "Say you do not know" is for questions: a statement ("Меня зовут Анна") gets no such hint.
+    prefix = settings.question_prefix if question else ""
+    return f"Справка:\n{reference}\n\n{prefix}{text.strip()}"
 
 
 def _cut(text: str, limit: int) -> str:
@@ -49,12 +67,10 @@ def _cut(text: str, limit: int) -> str:
 def _passage_text(hit: Hit) -> str:
     passage = hit.passage
     if passage.question and passage.answer:
-        body = f"{passage.question} — {passage.answer}"
-    else:
-        body = " ".join(line.strip() for line in passage.text.splitlines() if line.strip())
+        # As "question: answer", like a heading: "question? — answer" the model reads back.
+        return f"{passage.question.rstrip(' ?')}: {passage.answer}"
+    body = " ".join(line.strip() for line in passage.text.splitlines() if line.strip())
     # The heading carries what the text leaves implicit ("Анализы: кровь — 500 ₽"); the path
     # above it (the document's title) costs tokens and says nothing.
     title = passage.title.rsplit(" / ", 1)[-1]
-    if passage.question and passage.answer:
-        return body
     return f"{title}: {body}" if title else body

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from voiceplat.errors import RobotError
-from voiceplat.knowledge.lemmas import content_lemmas, lemma
+from voiceplat.knowledge.lemmas import STOP_LEMMAS, content_lemmas, is_noun, lemma, words
 from voiceplat.knowledge.passages import Passage, read_passages
 from voiceplat.knowledge.settings import KnowledgeSettings
 
@@ -63,7 +63,9 @@ class KnowledgeBase:
         self.passages = passages
         self.settings = settings
         self._synonyms = _synonym_map(settings.synonym_groups())
-        documents = [self._terms(f"{p.title}\n{p.text}") for p in passages]
+        # The heading twice: it names what the passage is about ("Часы работы"), where its
+        # text may use the caller's words for something else ("работаете по ОМС").
+        documents = [self._terms(f"{p.title}\n{_leaf(p.title)}\n{p.text}") for p in passages]
         self._vocabulary = {term for document in documents for term in document}
         self._bm25: bm25s.BM25 | None = None
         if self._vocabulary:
@@ -144,6 +146,17 @@ class KnowledgeBase:
         question = self._question_terms[passage]
         union = sum(self._idf.get(term, self._max_idf) for term in said | question)
         return sum(self._idf[term] for term in said & question) / union if union else 0.0
+
+    def unknown_nouns(self, text: str) -> list[str]:
+        """The caller's nouns that no knowledge file has (as said): "витамин" in "сколько стоит
+        анализ на витамин Д?" — the files say nothing of it, whatever passages share the rest."""
+        found = []
+        for word in words(text):
+            term = self._synonyms.get(lemma(word), lemma(word))
+            if len(word) > 3 and term not in self._vocabulary and term not in IGNORED_LEMMAS:
+                if term not in STOP_LEMMAS and is_noun(word):
+                    found.append(word)
+        return list(dict.fromkeys(found))
 
     def _terms(self, text: str) -> list[str]:
         terms = (self._synonyms.get(x, x) for x in content_lemmas(text))
@@ -228,3 +241,7 @@ def load_knowledge(robot_dir: Path, settings: KnowledgeSettings) -> KnowledgeBas
     if problems:
         raise RobotError(problems)
     return KnowledgeBase(passages, settings)
+
+
+def _leaf(title: str) -> str:
+    return title.rsplit(" / ", 1)[-1]

@@ -54,3 +54,11 @@ def lemmas(text: str) -> list[str]:
 def content_lemmas(text: str) -> list[str]:
     """The lemmas of `text` without stop words: what retrieval matches on."""
     return [x for x in lemmas(text) if x not in STOP_LEMMAS]
+
+
+@lru_cache(maxsize=65536)
+def is_noun(word: str) -> bool:
+    """Whether a lower-case Russian word is most likely a noun ("витамин", "прививки")."""
+    if not _CYRILLIC.search(word):
+        return False
+    return _analyzer().parse(word)[0].tag.POS == "NOUN"

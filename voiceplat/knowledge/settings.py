@@ -25,6 +25,7 @@ DEFAULT_SYNONYMS = [
     ["прием", "принимать"],
     ["работать", "работа", "открываться", "открыть", "закрываться", "открытый"],
     ["будни", "будний"],
+    ["страховка", "страхование", "страховой"],
 ]
 """Words a caller uses for what a knowledge file says otherwise: one term for retrieval."""
 
@@ -128,6 +129,12 @@ class KnowledgeSettings(BaseModel):
     default_synonyms: bool = Field(
         True,
         description="Use the built-in groups (цена/стоимость/стоить, адрес/находиться/добраться, ...).",
+    )
+    question_prefix: str = Field(
+        "Вопрос (ответь по справке; если ответа в ней нет, скажи «не знаю» и предложи "
+        "соединить с администратором): ",
+        description="put before the caller's words, after the passages: the instruction repeated "
+        "where a small model reads it last (each character costs prompt time on every turn)",
     )
     instruction: str = Field(
         DEFAULT_INSTRUCTION,

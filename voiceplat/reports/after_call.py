@@ -53,8 +53,12 @@ class AfterCall:
         summarize: Summarize | None = None,
         amend: Amend | None = None,
         reporter: Reporter | None = None,
+        idle: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
+        """`idle`: waited for before each summary (a local LLM's: no call is in progress, so a
+        summary never delays a caller's answer)."""
         self.settings = settings
+        self._idle = idle
         self._summarize = summarize if settings.summary.enabled else None
         self._amend = amend
         self._reporter = reporter if settings.telegram.enabled else None
@@ -74,6 +78,7 @@ class AfterCall:
         *,
         llm: LLM | None,
         amend: Amend | None = None,
+        idle: Callable[[], Awaitable[object]] | None = None,
     ) -> AfterCall:
         """Reports go to Telegram when TG_TOKEN and TG_CHAT_ID are set; summaries need an LLM."""
         reporter = None
@@ -90,7 +95,7 @@ class AfterCall:
                     llm, snapshot, summary.max_tokens, timeout_s=summary.timeout_s
                 )
 
-        return cls(settings, summarize=write, amend=amend, reporter=reporter)
+        return cls(settings, summarize=write, amend=amend, reporter=reporter, idle=idle)
 
     @property
     def active(self) -> bool:
@@ -137,6 +142,8 @@ class AfterCall:
         call = snapshot.call
         summary = None
         if self._summarize is not None:
+            if self._idle is not None:
+                await self._idle()
             summary = await self._summarize(snapshot)
             if summary:
                 self.summarized += 1

@@ -82,6 +82,13 @@ class Session:
     # -- lifecycle ---------------------------------------------------------------------------
     async def run(self) -> str:
         """Serves the call until it ends; returns the end reason. Never raises for one call's failure."""
+        self.robot.call_started()
+        try:
+            return await self._run()
+        finally:
+            self.robot.call_ended()
+
+    async def _run(self) -> str:
         try:
             async with asyncio.timeout(METADATA_TIMEOUT_S):
                 metadata = await self.channel.metadata()

@@ -35,8 +35,9 @@ if TYPE_CHECKING:
 TOOL_CALL_TAG = "<tool_call>"
 CALL_OPENING = TOOL_CALL_TAG + "\n"
 """What the engine writes before the call's JSON (the template's rendering of a past call)."""
-BARE_CALL_STARTS = ("{", "```")
-"""An answer that starts with one of these is a call without the tag."""
+BARE_CALL_STARTS = ("{", "```", "<tools>", "<function")
+"""An answer that starts with one of these is a call without the tag (the model also echoes the
+template's `<tools>` block, or writes a `<function…>` tag it saw in training)."""
 
 
 class ToolScanner:

@@ -1,0 +1,36 @@
+"""What the caller asks for that the robot does itself, whatever the LLM would write: to speak to
+a person (`transfer.caller_phrases`) or to end the call (`goodbye_words`, with `goodbye_text`).
+
+A small local model often answers "соедините с врачом" with "Конечно, можно." and a goodbye with
+another question; these two requests are frequent, easy to hear by lemma, and costly to miss. A
+goodbye counts only when the caller asks nothing more in the same breath ("до свидания, а во
+сколько вы открываетесь?" is a question for the LLM).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from voiceplat.forms.match import says_any
+from voiceplat.forms.numbers import tokenize
+from voiceplat.forms.state import is_question
+
+Intent = Literal["transfer", "goodbye"]
+GOODBYE_TAIL_WORDS = 4
+
+
+def caller_intent(
+    text: str, *, transfer_phrases: list[str], goodbye_words: list[str], goodbye: bool
+) -> Intent | None:
+    """ "transfer" or "goodbye" when the caller's words ask for it; None: an ordinary turn.
+    `goodbye`: whether the robot has a goodbye of its own to say (`goodbye_text`)."""
+    if not text.strip():
+        return None
+    tokens = tokenize(text)
+    if transfer_phrases and says_any(tokens, transfer_phrases):
+        return "transfer"
+    # At the end of what they said: "пока" in "пока не знаю" is no goodbye.
+    if goodbye and goodbye_words and says_any(tokens[-GOODBYE_TAIL_WORDS:], goodbye_words):
+        if not is_question(text, tokens):
+            return "goodbye"
+    return None
