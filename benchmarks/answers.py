@@ -2,7 +2,7 @@
 retrieval, tools and forms a call uses, judged by the facts each answer must and must not hold.
 
     .venv/bin/python benchmarks/answers.py [--robot robots/pipeline_russian]
-        [--data benchmarks/data/answers/clinic.jsonl] [--half tune|heldout] [--limit N]
+        [--data benchmarks/data/answers/clinic.jsonl] [--half tune|heldout|fresh] [--limit N]
         [--no-grounding | --compare] [--show] [--json out.json]
 
 Each case starts a fresh dialog (its `history`, if any, seeded first), says the caller's words
@@ -13,7 +13,8 @@ latency to the first clause (p50/p95 ms). `--no-grounding` runs without the know
 (the prompt alone), `--compare` runs both, so the gain is visible. `--show` prints each case the
 robot got wrong with its reply and why. Asserts nothing; tests/unit/test_answer_judge.py tests
 the judge. The set's `heldout` half was written without looking at any model's answers: do not
-tune prompts or knowledge on it.
+tune prompts or knowledge on it. `clinic_fresh.jsonl` (half `fresh`, balanced like the other two) is
+a second such set, written later and blind too: `--data benchmarks/data/answers/clinic_fresh.jsonl`.
 
 The text path is `voiceplat.dialog.text_dialog.TextDialog` (webhooks answered by its dry-run
 stand-in, so a case judges which tool the robot chose, not a CRM): the robot is loaded once and
