@@ -70,11 +70,6 @@ def test_what_is_no_goodbye(words: str) -> None:
     assert intent(words) is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: intents.py looks for goodbye_words in the last 4 tokens, which are all of a "
-    "short utterance, so 'пока' in 'Пока не знаю' is heard as a goodbye (see the report)",
-)
 def test_poka_ne_znayu_is_no_goodbye() -> None:
     assert intent("Пока не знаю") is None
 

@@ -8,7 +8,13 @@ from typing import Any
 import pytest
 
 from voiceplat.sessions.outcome import decide_outcome, is_question, says_dont_know
-from voiceplat.storage.records import CallRecord, CallSnapshot, CallStatus, TurnRecord
+from voiceplat.storage.records import (
+    CallRecord,
+    CallSnapshot,
+    CallStatus,
+    ToolCallRecord,
+    TurnRecord,
+)
 
 GREETING = ("robot", "Здравствуйте! Клиника «Здоровье», чем могу помочь?")
 
@@ -193,3 +199,19 @@ def test_answers_that_are_not_i_do_not_know(text: str) -> None:
 )
 def test_questions_with_or_without_a_question_mark(text: str, question: bool) -> None:
     assert is_question(text) is question
+
+
+def test_a_booking_that_did_not_go_through_is_no_answer() -> None:
+    failed = ToolCallRecord(name="book_visit", ok=False, error="HTTP 500")
+    turns = [
+        TurnRecord(call_id="c", idx=0, role="user", text="Хочу записаться к терапевту."),
+        TurnRecord(call_id="c", idx=1, role="robot", text="На какой день?"),
+        TurnRecord(call_id="c", idx=2, role="user", text="Да, всё верно."),
+        TurnRecord(call_id="c", idx=3, role="robot", text="Не получилось.", tool_calls=[failed]),
+    ]
+    snapshot = CallSnapshot(call=CallRecord(call_id="c", robot="r", mode="pipeline"), turns=turns)
+    assert decide_outcome(snapshot, tool_outcome=None) == "no_answer_given"
+    retried = ToolCallRecord(name="book_visit", ok=True)
+    turns.append(TurnRecord(call_id="c", idx=4, role="robot", text="Готово.", tool_calls=[retried]))
+    snapshot = CallSnapshot(call=snapshot.call, turns=turns)
+    assert decide_outcome(snapshot, tool_outcome=None) == "answered"

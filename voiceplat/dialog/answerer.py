@@ -165,9 +165,12 @@ class Answerer:
     ) -> AsyncIterator[str | Hold]:
         messages = self.prompt(dialog)
         specs = self.tool_specs()
+        said: list[str] = []
         for round_ in range(MAX_TOOL_ROUNDS + 1):
             offered = specs if round_ < MAX_TOOL_ROUNDS else None
-            said: list[str] = []
+            if said:  # the words before the tool call were said: the answer goes on after them
+                yield " "
+            said = []
             call: ToolCall | None = None
             async for piece in self.llm.respond(messages, offered):
                 if isinstance(piece, ToolCall):
@@ -188,7 +191,7 @@ class Answerer:
                 yield Hold(self._filler(call.name))
             result = await self._run_tool(call, notes)
             if not result.ok:
-                yield self.config.tool_failed_text
+                yield (" " if said else "") + self.config.tool_failed_text
                 return
             messages = [
                 *messages,

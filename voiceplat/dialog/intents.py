@@ -11,12 +11,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from voiceplat.forms.match import says_any
-from voiceplat.forms.numbers import tokenize
+from voiceplat.forms.match import find_phrase, phrase_tokens, says_any
+from voiceplat.forms.numbers import Token, tokenize
 from voiceplat.forms.state import is_question
 
 Intent = Literal["transfer", "goodbye"]
 GOODBYE_TAIL_WORDS = 4
+COURTESY_LEMMAS = frozenset("спасибо вам тебе большой всего доброго хороший ну всё".split())
+"""What may follow a goodbye in the same breath ("до свидания, спасибо вам большое")."""
 
 
 def caller_intent(
@@ -30,7 +32,20 @@ def caller_intent(
     if transfer_phrases and says_any(tokens, transfer_phrases):
         return "transfer"
     # At the end of what they said: "пока" in "пока не знаю" is no goodbye.
-    if goodbye and goodbye_words and says_any(tokens[-GOODBYE_TAIL_WORDS:], goodbye_words):
+    if goodbye and goodbye_words and _ends_with_goodbye(tokens, goodbye_words):
         if not is_question(text, tokens):
             return "goodbye"
     return None
+
+
+def _ends_with_goodbye(tokens: list[Token], goodbye_words: list[str]) -> bool:
+    """A goodbye phrase near the end with nothing but courtesy after it: "пока" in "пока не
+    знаю" is followed by words of another sentence."""
+    tail = tokens[-GOODBYE_TAIL_WORDS:]
+    for phrase in goodbye_words:
+        at = find_phrase(tail, phrase)
+        if at is not None:
+            rest = tail[at + len(phrase_tokens(phrase)) :]
+            if all(token.forms & COURTESY_LEMMAS for token in rest):
+                return True
+    return False

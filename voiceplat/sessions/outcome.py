@@ -15,7 +15,8 @@ Rules, first match wins:
    is no answer when it is a fallback (the turn has an error) or says that the robot does not
    know ("не знаю", "нет информации", "не могу подсказать", "затрудняюсь ответить", or one of
    the robot's own `dont_know` phrases). If the caller asked questions, it is every question's
-   answer that must be no answer; if they asked none, every answer;
+   answer that must be no answer; if they asked none, every answer. The call's last tool call
+   failing (a booking that did not go through, nothing succeeded after it) is no answer too;
 6. "answered": otherwise.
 
 Pure: no I/O, no clock. Lemmas and words come from voiceplat.knowledge.lemmas.
@@ -94,8 +95,14 @@ def _exchanges(turns: list[TurnRecord]) -> list[_Exchange]:
 
 
 def _no_answer(answers: list[TurnRecord], dont_know: Iterable[str]) -> bool:
-    """The robot's turns after a caller turn gave them nothing: each a fallback or a "don't know"."""
-    return all(turn.error is not None or says_dont_know(turn.text, dont_know) for turn in answers)
+    """The robot's turns after a caller turn gave them nothing: each a fallback, a "don't know",
+    or an answer whose tool failed (the booking did not go through)."""
+    return all(
+        turn.error is not None
+        or says_dont_know(turn.text, dont_know)
+        or any(not call.ok for call in turn.tool_calls)
+        for turn in answers
+    )
 
 
 def decide_outcome(
@@ -118,6 +125,9 @@ def decide_outcome(
     answered = [ex for ex in _exchanges(snapshot.turns) if ex.answers]
     if not answered:
         return "abandoned"
+    calls = [c for turn in snapshot.turns for c in turn.tool_calls]
+    if calls and not calls[-1].ok:
+        return "no_answer_given"
     questions = [ex for ex in answered if is_question(ex.caller.text)]
     if all(_no_answer(ex.answers, dont_know) for ex in questions or answered):
         return "no_answer_given"
