@@ -5,13 +5,11 @@ alternative phrases, and a reply is compared with them as lemmas with numbers no
 "полторы тысячи рублей", "1 500 руб." and "1500 рублей" are the same fact, and "приём"/"приёма"
 match (`voiceplat.knowledge.lemmas`).
 
-- `must`: every fact must be in the reply; a fact is there when all lemmas of one of its
-  alternatives are among the reply's lemmas (anywhere: Russian word order is free). The macros
-  `@dont_know` and `@goodbye` stand for the usual ways to say "I don't know / I'll connect you"
-  and "goodbye".
+- `must`: every fact must be in the reply: all lemmas of one of its alternatives, anywhere (word
+  order is free); `@dont_know` and `@goodbye` stand for the usual "I don't know" and "goodbye".
 - `must_not`: phrases the reply must not claim. A phrase is claimed when its lemmas occur close
-  together (within `len + WINDOW_SLACK` words) and not negated: "мы делаем прививки" claims
-  "делать прививка", "не знаю, делаем ли мы прививки" does not.
+  together (within `len + WINDOW_SLACK` words), not negated nor asked ("ли"): "мы делаем
+  прививки" claims "делать прививка", "не знаю, делаем ли мы прививки" does not.
 - invented numbers: a number in the reply that is in neither the knowledge, the prompt nor the
   caller's words (given as `known_numbers`) is a claim too ("приём стоит 1000 рублей" when the
   knowledge says 1500). 1 and 2 are left out: "один"/"пару" are words more than figures. An hour
@@ -358,7 +356,10 @@ def _claims(reply: list[str], phrase: list[str]) -> bool:
         if not wanted <= set(window):
             continue
         end = start + max(window.index(t) for t in wanted)
-        if negated_phrase or not NEGATORS & set(reply[max(0, start - 2) : end + 1]):
+        hedged = "ли" in reply[start : end + 2]  # "не знаю, есть ли массаж" asks, not claims
+        if not hedged and (
+            negated_phrase or not NEGATORS & set(reply[max(0, start - 2) : end + 1])
+        ):
             return True
     return False
 

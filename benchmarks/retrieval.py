@@ -32,11 +32,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import markdown, pct
-from voiceplat.knowledge.index import KnowledgeBase
-from voiceplat.knowledge.settings import KnowledgeSettings
-from voiceplat.knowledge.index import knowledge_files
+from voiceplat.knowledge.index import KnowledgeBase, knowledge_files
 from voiceplat.knowledge.lemmas import lemmas
 from voiceplat.knowledge.passages import Passage, parse_passages
+from voiceplat.knowledge.settings import KnowledgeSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = ROOT / "benchmarks" / "data" / "answers" / "clinic.jsonl"

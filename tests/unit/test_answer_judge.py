@@ -244,3 +244,11 @@ def test_the_clinic_set_facts_are_in_the_knowledge_file(data: Path) -> None:
             needed = set().union(*(numbers(alternative) for alternative in fact))
             if needed:
                 assert needed <= knowledge, (clinic_case.id, fact)
+
+
+def test_a_claim_asked_about_is_no_claim() -> None:
+    from benchmarks.answer_judge import _claims
+    from voiceplat.knowledge.lemmas import lemmas
+
+    assert not _claims(lemmas("Не знаю точно, есть ли у нас массаж."), lemmas("есть массаж"))
+    assert _claims(lemmas("Да, у нас есть массаж."), lemmas("есть массаж"))
