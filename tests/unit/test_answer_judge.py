@@ -25,6 +25,7 @@ from benchmarks.answer_judge import (
 ROOT = Path(__file__).resolve().parents[2]
 CLINIC_SET = ROOT / "benchmarks" / "data" / "answers" / "clinic.jsonl"
 FRESH_SET = ROOT / "benchmarks" / "data" / "answers" / "clinic_fresh.jsonl"
+FRESH2_SET = ROOT / "benchmarks" / "data" / "answers" / "clinic_fresh2.jsonl"
 CLINIC_KNOWLEDGE = ROOT / "robots" / "pipeline_russian" / "knowledge.md"
 
 
@@ -219,21 +220,31 @@ def test_the_clinic_set_has_two_balanced_halves_of_every_category() -> None:
     for category in CATEGORIES:
         per_half = [sum(c.category == category and c.half == h for c in cases) for h in HALVES]
         assert per_half[0] == per_half[1] > 0, category
-        assert per_half[2] == 0, category  # the fresh half lives in its own file
+        assert per_half[2:] == [0] * len(per_half[2:]), category  # fresh halves: own files
 
 
-def test_the_fresh_set_is_one_half_balanced_like_the_others() -> None:
+@pytest.mark.parametrize(
+    ("data", "half", "earlier"),
+    [(FRESH_SET, "fresh", [CLINIC_SET]), (FRESH2_SET, "fresh2", [CLINIC_SET, FRESH_SET])],
+    ids=["fresh", "fresh2"],
+)
+def test_a_fresh_set_is_one_half_balanced_like_the_others(
+    data: Path, half: str, earlier: list[Path]
+) -> None:
+    """A fresh set is one half, as many cases of each category as tune, and shares no id or
+    caller wording with the sets written before it."""
     tune = [c for c in load_cases(CLINIC_SET) if c.half == "tune"]
-    fresh = load_cases(FRESH_SET)
-    assert {c.half for c in fresh} == {"fresh"}
+    fresh = load_cases(data)
+    assert {c.half for c in fresh} == {half}
     for category in CATEGORIES:
         in_fresh = sum(c.category == category for c in fresh)
         assert in_fresh == sum(c.category == category for c in tune) > 0, category
-    assert not {c.id for c in fresh} & {c.id for c in load_cases(CLINIC_SET)}
-    assert not {c.say for c in fresh} & {c.say for c in load_cases(CLINIC_SET)}
+    before = [c for path in earlier for c in load_cases(path)]
+    assert not {c.id for c in fresh} & {c.id for c in before}
+    assert not {c.say for c in fresh} & {c.say for c in before}
 
 
-@pytest.mark.parametrize("data", [CLINIC_SET, FRESH_SET], ids=lambda p: p.name)
+@pytest.mark.parametrize("data", [CLINIC_SET, FRESH_SET, FRESH2_SET], ids=lambda p: p.name)
 def test_the_clinic_set_facts_are_in_the_knowledge_file(data: Path) -> None:
     """Every number a known case requires is one the knowledge says (or the caller did)."""
     knowledge = numbers(CLINIC_KNOWLEDGE.read_text(encoding="utf-8"))
