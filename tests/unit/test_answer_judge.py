@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CLINIC_SET = ROOT / "benchmarks" / "data" / "answers" / "clinic.jsonl"
 FRESH_SET = ROOT / "benchmarks" / "data" / "answers" / "clinic_fresh.jsonl"
 FRESH2_SET = ROOT / "benchmarks" / "data" / "answers" / "clinic_fresh2.jsonl"
+FRESH3_SET = ROOT / "benchmarks" / "data" / "answers" / "clinic_fresh3.jsonl"
 CLINIC_KNOWLEDGE = ROOT / "robots" / "pipeline_russian" / "knowledge.md"
 
 
@@ -225,8 +226,12 @@ def test_the_clinic_set_has_two_balanced_halves_of_every_category() -> None:
 
 @pytest.mark.parametrize(
     ("data", "half", "earlier"),
-    [(FRESH_SET, "fresh", [CLINIC_SET]), (FRESH2_SET, "fresh2", [CLINIC_SET, FRESH_SET])],
-    ids=["fresh", "fresh2"],
+    [
+        (FRESH_SET, "fresh", [CLINIC_SET]),
+        (FRESH2_SET, "fresh2", [CLINIC_SET, FRESH_SET]),
+        (FRESH3_SET, "fresh3", [CLINIC_SET, FRESH_SET, FRESH2_SET]),
+    ],
+    ids=["fresh", "fresh2", "fresh3"],
 )
 def test_a_fresh_set_is_one_half_balanced_like_the_others(
     data: Path, half: str, earlier: list[Path]
@@ -244,7 +249,9 @@ def test_a_fresh_set_is_one_half_balanced_like_the_others(
     assert not {c.say for c in fresh} & {c.say for c in before}
 
 
-@pytest.mark.parametrize("data", [CLINIC_SET, FRESH_SET, FRESH2_SET], ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "data", [CLINIC_SET, FRESH_SET, FRESH2_SET, FRESH3_SET], ids=lambda p: p.name
+)
 def test_the_clinic_set_facts_are_in_the_knowledge_file(data: Path) -> None:
     """Every number a known case requires is one the knowledge says (or the caller did)."""
     knowledge = numbers(CLINIC_KNOWLEDGE.read_text(encoding="utf-8"))
