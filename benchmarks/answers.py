@@ -60,6 +60,7 @@ class Outcome:
     actions: list[str]
     direct: bool
     first_clause_ms: float | None
+    answer_clause_ms: float | None
     wall_ms: float
     correct: bool
     invented: bool
@@ -122,6 +123,7 @@ def _on(grounding: bool) -> str:
 
 def _outcome(case: Case, grounding: bool, reply: Any, verdict: Verdict, wall_ms: float) -> Outcome:
     first = getattr(reply, "first_clause_ms", None)
+    own = getattr(reply, "answer_clause_ms", first)
     return Outcome(
         id=case.id,
         half=case.half,
@@ -132,6 +134,7 @@ def _outcome(case: Case, grounding: bool, reply: Any, verdict: Verdict, wall_ms:
         actions=verdict.actions,
         direct=bool(getattr(reply, "direct", False)),
         first_clause_ms=None if first is None else float(first),
+        answer_clause_ms=None if own is None else float(own),
         wall_ms=round(wall_ms, 1),
         correct=verdict.correct,
         invented=verdict.invented,
@@ -171,6 +174,7 @@ def summary_rows(outcomes: Sequence[Outcome]) -> list[list[Any]]:
     rows = []
     for half, category, group in groups:
         latency = pct([o.first_clause_ms for o in group if o.first_clause_ms is not None])
+        own = pct([o.answer_clause_ms for o in group if o.answer_clause_ms is not None])
         rows.append(
             [
                 half,
@@ -182,6 +186,8 @@ def summary_rows(outcomes: Sequence[Outcome]) -> list[list[Any]]:
                 sum(o.direct for o in group),
                 latency["p50"],
                 latency["p95"],
+                own["p50"],
+                own["p95"],
             ]
         )
     return rows
@@ -195,7 +201,9 @@ HEADER = [
     "invented %",
     "tool right %",
     "direct",
-    "first clause p50 ms",
+    "first words p50 ms",
+    "p95 ms",
+    "answer's first clause p50 ms",
     "p95 ms",
 ]
 

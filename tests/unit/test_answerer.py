@@ -78,6 +78,17 @@ async def test_only_the_last_user_message_is_grounded(call: Call) -> None:
     assert "улице Ленина" in text(pieces)
 
 
+async def test_a_long_lookup_is_announced_before_the_llm_is_asked(make: Calls) -> None:
+    lookup = {"lookup_text": "Сейчас посмотрю…", "lookup_min_chars": 10}
+    call = make(knowledge={"direct_answers": False, **lookup})
+    pieces, _ = await call.say("Где вы находитесь?")
+    assert pieces[0] == Hold("Сейчас посмотрю…")
+    assert "улице Ленина" in text(pieces[1:])
+    quick = make(knowledge={"lookup_text": "Сейчас посмотрю…", "lookup_min_chars": 10000})
+    pieces, _ = await quick.say("Где вы находитесь?")
+    assert Hold("Сейчас посмотрю…") not in pieces
+
+
 async def test_a_statement_that_matches_nothing_goes_as_it_is(call: Call) -> None:
     pieces, notes = await call.say("Меня зовут Анна")
     ((prompt, _),) = call.llm.responded
@@ -217,6 +228,14 @@ async def test_the_forms_tool_is_not_offered_to_the_llm(make: Calls) -> None:
     assert offered == ["find_slots", "transfer", "end_call"]
     assert [s.name for s in call.answerer.tool_specs() or []] == offered
     assert offered_tools(call.tools, call.config) == call.answerer.tool_specs()
+
+
+async def test_tools_kept_from_the_llm_are_not_offered(make: Calls) -> None:
+    hidden = [{"builtin": "transfer", "offer_to_llm": False}, {"builtin": "end_call"}]
+    call = make(tools=hidden)
+    await call.say("Меня зовут Анна")
+    ((_, offered),) = call.llm.responded
+    assert offered == ["end_call"]
 
 
 async def test_without_a_form_every_tool_is_offered(call: Call) -> None:

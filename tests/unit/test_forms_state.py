@@ -230,3 +230,13 @@ def test_a_caller_who_asks_to_wait_is_waited_for_without_a_failed_answer() -> No
     state.start("Запишите к терапевту на завтра в три")
     assert state.hear("Сейчас, минуту") == Ask("phone", "Хорошо, жду.")
     assert state.hear("Записывайте: " + PHONE) == Confirm(CONFIRM)
+
+
+def test_a_doctor_and_a_day_start_the_form_without_a_trigger_word() -> None:
+    state = form()
+    step = state.hear("Мне бы к терапевту на пятницу, с утра если можно.")
+    assert state.active and not isinstance(step, NotForm)
+    assert state.values["doctor"].value == "терапевт"
+    # A question about them is the LLM's; so is a doctor without a day.
+    assert isinstance(form().hear("Сколько стоит приём терапевта в пятницу?"), NotForm)
+    assert isinstance(form().hear("Терапевт у вас хороший?"), NotForm)

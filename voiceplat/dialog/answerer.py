@@ -102,6 +102,15 @@ class Answerer:
     def tool_specs(self) -> list[ToolSpec] | None:
         return offered_tools(self.tools, self.config)
 
+    def _lookup_text(self, dialog: list[Message], prompt: list[Message]) -> str | None:
+        """`knowledge.lookup_text` when the grounded message adds at least
+        `lookup_min_chars` to what the caller said (the local LLM evaluates every one)."""
+        if self.knowledge is None or not dialog:
+            return None
+        settings = self.knowledge.settings
+        added = len(prompt[-1].content) - len(dialog[-1].content)
+        return settings.lookup_text if added >= settings.lookup_min_chars else None
+
     # -- one answer ----------------------------------------------------------------------------
     async def answer(
         self, dialog: list[Message], notes: AnswerNotes, *, speculative: bool = False
@@ -164,6 +173,9 @@ class Answerer:
         self, dialog: list[Message], notes: AnswerNotes, *, speculative: bool
     ) -> AsyncIterator[str | Hold]:
         messages = self.prompt(dialog)
+        lookup = self._lookup_text(dialog, messages)
+        if lookup:  # the passages take the LLM seconds to read: the caller hears this first
+            yield Hold(lookup)
         specs = self.tool_specs()
         said: list[str] = []
         for round_ in range(MAX_TOOL_ROUNDS + 1):
@@ -279,4 +291,5 @@ def offered_tools(tools: ToolBox | None, config: RobotConfig) -> list[ToolSpec] 
     if tools is None:
         return None
     own = config.form.tool if config.form is not None else None
-    return [spec for spec in tools.specs() if spec.name != own] or None
+    kept = {name for name, tool in tools.tools.items() if tool.offer_to_llm and name != own}
+    return [spec for spec in tools.specs() if spec.name in kept] or None

@@ -28,7 +28,10 @@ class TextReply:
     """What the robot would say (markers removed; a Hold phrase included)."""
     tool_calls: list[ToolResult] = field(default_factory=list)
     first_clause_ms: float | None = None
-    """From the caller's words to the first clause a TTS could start on."""
+    """From the caller's words to the first clause a TTS could start on (a `Hold`, e.g. the
+    lookup phrase, included: what the caller hears first)."""
+    answer_clause_ms: float | None = None
+    """The same for the answer's own words (Hold phrases left out)."""
     total_ms: float = 0.0
     direct: bool = False
     """An FAQ answer said as written."""
@@ -88,18 +91,24 @@ class TextDialog:
         splitter = SentenceSplitter(config.chunking_settings().first_clause_min_chars)
         started = time.perf_counter()
         first: float | None = None
+        own: float | None = None
         pieces: list[str] = []
         async for piece in self.answerer.answer(self.dialog(), notes):
+            now_ms = (time.perf_counter() - started) * 1000
             if isinstance(piece, Hold):
                 pieces.append(" " + piece.text + " ")
                 segments = [*splitter.flush(), piece.text]
             else:
                 pieces.append(piece)
                 segments = splitter.push(piece)
+                if own is None and segments:
+                    own = now_ms
             if first is None and segments:
-                first = (time.perf_counter() - started) * 1000
-        if first is None and splitter.flush():
-            first = (time.perf_counter() - started) * 1000
+                first = now_ms
+        if splitter.flush():
+            end_ms = (time.perf_counter() - started) * 1000
+            first = end_ms if first is None else first
+            own = end_ms if own is None else own
         raw = " ".join("".join(pieces).split())
         said, ends = strip_marker(raw, config.end_call_marker)
         said, transfer = strip_marker(said, config.transfer.marker)
@@ -111,6 +120,7 @@ class TextDialog:
             text=said,
             tool_calls=list(notes.tool_results),
             first_clause_ms=first,
+            answer_clause_ms=own,
             total_ms=(time.perf_counter() - started) * 1000,
             direct=notes.direct,
             form_step=notes.form_step,

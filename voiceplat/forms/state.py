@@ -110,6 +110,26 @@ class FormState:
             tokens, self.settings.cancel_words
         )
 
+    def named(self, text: str) -> bool:
+        """The caller names what the form collects without a trigger word: a choice and a day
+        or a time ("к неврологу на понедельник", "педиатру послезавтра"), and asks about
+        nothing else ("сколько стоит кардиолог в среду?" is a question for the LLM)."""
+        tokens = tokenize(text)
+        words = [t for t in tokens if t.value is None and t.text not in _LEAD_INS]
+        if words and words[0].forms & _INFO_QUESTION_WORDS:
+            return False
+        if says_any(tokens, self.settings.cancel_words):
+            return False
+        kinds = set()
+        for f in self.settings.fields:
+            if f.type in ("choice", "date", "time"):
+                value = parse_field(
+                    f, text, tokens, self.now, asked=False, pm_below=self.settings.pm_below
+                )
+                if value is not None:
+                    kinds.add("choice" if f.type == "choice" else "when")
+        return kinds == {"choice", "when"}
+
     def start(self, text: str = "") -> FormStep:
         """Begin (again) with the trigger sentence's values: "запишите меня к лору на пятницу"."""
         self.values, self.phase, self.attempts = {}, "asking", 0
@@ -119,7 +139,7 @@ class FormState:
     def hear(self, text: str) -> FormStep:
         tokens = tokenize(text)
         if not self.active:
-            return self.start(text) if self.triggered(text) else NotForm()
+            return self.start(text) if self.triggered(text) or self.named(text) else NotForm()
         if says_any(tokens, self.settings.cancel_words):
             self.phase = "done"
             return Cancelled(self.settings.cancelled_text, "caller")

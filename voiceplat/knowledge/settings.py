@@ -130,9 +130,17 @@ class KnowledgeSettings(BaseModel):
         True,
         description="Use the built-in groups (цена/стоимость/стоить, адрес/находиться/добраться, ...).",
     )
+    lookup_text: str | None = Field(
+        None,
+        description="said at once before an answer the LLM writes from passages (e.g. "
+        "«Сейчас посмотрю…»): a local LLM on two cores reads 400 characters of them in seconds; "
+        "None: nothing is said",
+    )
+    lookup_min_chars: int = Field(
+        200, ge=0, description="passages shorter than this are read quickly: no lookup_text"
+    )
     question_prefix: str = Field(
-        "Вопрос (ответь по справке; если ответа в ней нет, скажи «не знаю» и предложи "
-        "соединить с администратором): ",
+        "Вопрос (если в справке нет ответа, так и скажи): ",
         description="put before the caller's words, after the passages: the instruction repeated "
         "where a small model reads it last (each character costs prompt time on every turn)",
     )

@@ -104,6 +104,12 @@ class ToolSettings(BaseModel):
         default_factory=lambda: dict(NO_ARGUMENTS),
         description="JSON schema of the arguments (an object); checked before every call.",
     )
+    offer_to_llm: bool = Field(
+        True,
+        description="offered to the LLM; false: only the robot uses it (a form's webhook, the "
+        "transfer of transfer.caller_phrases, the goodbye of goodbye_text) — a small model "
+        "offered tools may talk about them instead of answering",
+    )
 
     @field_validator("name")
     @classmethod
