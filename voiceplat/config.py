@@ -30,13 +30,14 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from voiceplat.audio.pcm import FRAME_MS
 from voiceplat.config_errors import describe_errors, format_value
+from voiceplat.config_refs import reference_problems
 from voiceplat.errors import RobotError
 from voiceplat.forms.settings import FormSettings
 from voiceplat.knowledge.settings import KnowledgeSettings
 from voiceplat.reports.settings import ReportsSettings
 from voiceplat.sessions.chunking import ChunkingSettings
 from voiceplat.telephony.ingress.sip.settings import SipSettings
-from voiceplat.tools.settings import BuiltinTool, ToolList
+from voiceplat.tools.settings import ToolList
 from voiceplat.turns.barge_in import BargeInSettings
 from voiceplat.turns.echo import EchoSettings
 from voiceplat.turns.end_of_turn import EndOfTurnSettings
@@ -292,35 +293,8 @@ class RobotConfig(Strict):
         return parse_dtmf(value)
 
     @model_validator(mode="after")
-    def _form_fills_a_webhook(self) -> RobotConfig:
-        form = self.form
-        if form is None:
-            return self
-        webhooks = [t.name for t in self.tools if not isinstance(t, BuiltinTool)]
-        if form.tool not in webhooks:
-            known = ", ".join(webhooks) or "none"
-            error = PydanticCustomError(
-                "form_tool",
-                "{tool!r} is not one of the webhook tools in `tools` (they are: {known})",
-                {"tool": form.tool, "known": known},
-            )
-            raise ValidationError.from_exception_data(
-                "form", [InitErrorDetails(type=error, loc=("form", "tool"), input=form.tool)]
-            )
-        return self
-
-    @model_validator(mode="after")
-    def _transfer_tool_has_a_target(self) -> RobotConfig:
-        if self.transfer.target is None:
-            for i, tool in enumerate(self.tools):
-                if isinstance(tool, BuiltinTool) and tool.builtin == "transfer":
-                    error = PydanticCustomError(
-                        "transfer_target",
-                        "the transfer builtin hands calls to transfer.target: set it",
-                    )
-                    raise ValidationError.from_exception_data(
-                        "tools", [InitErrorDetails(type=error, loc=("tools", i), input="transfer")]
-                    )
+    def _references_hold(self) -> RobotConfig:
+        reference_problems(self)  # raises ValidationError naming the section
         return self
 
     @model_validator(mode="after")

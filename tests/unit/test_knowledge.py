@@ -9,8 +9,8 @@ from pydantic import ValidationError
 
 from voiceplat.errors import RobotError
 from voiceplat.knowledge.index import knowledge_problems, load_knowledge
-from voiceplat.knowledge.settings import KnowledgeSettings
 from voiceplat.knowledge.passages import parse_passages, read_passages
+from voiceplat.knowledge.settings import KnowledgeSettings
 
 CLINIC = """\
 # Клиника

@@ -8,8 +8,8 @@ import pytest
 
 from voiceplat.knowledge.grounding import NOTHING_FOUND, grounded_message, system_instruction
 from voiceplat.knowledge.index import KnowledgeBase, load_knowledge
-from voiceplat.knowledge.settings import KnowledgeSettings
 from voiceplat.knowledge.passages import parse_passages
+from voiceplat.knowledge.settings import KnowledgeSettings
 
 CLINIC = """\
 # Клиника
