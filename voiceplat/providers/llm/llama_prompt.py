@@ -145,7 +145,8 @@ def message_dicts(messages: list[Message]) -> list[dict[str, Any]]:
 
 
 def tool_dicts(tools: list[ToolSpec]) -> list[dict[str, Any]]:
-    """Tools in the OpenAI function shape that chat templates render."""
+    """Tools in the OpenAI function shape: what chat templates render, and what OpenAI-compatible
+    APIs take (providers/llm/openai.py)."""
     return [
         {
             "type": "function",

@@ -57,6 +57,7 @@ from voiceplat.providers.base import (
 )
 from voiceplat.providers.cloud_http.provider import HttpProvider
 from voiceplat.providers.cloud_http.sse import iter_events
+from voiceplat.providers.llm.llama_prompt import tool_dicts
 
 DONE = "[DONE]"
 OPENAI_HOST = "api.openai.com"
@@ -152,20 +153,6 @@ def api_messages(messages: list[Message]) -> list[dict[str, Any]]:
             item["tool_call_id"] = m.tool_call_id
         result.append(item)
     return result
-
-
-def api_tools(tools: list[ToolSpec]) -> list[dict[str, Any]]:
-    return [
-        {
-            "type": "function",
-            "function": {
-                "name": tool.name,
-                "description": tool.description,
-                "parameters": tool.parameters,
-            },
-        }
-        for tool in tools
-    ]
 
 
 async def chat_pieces(
@@ -320,7 +307,7 @@ class OpenAILLM(HttpProvider, LLM):
     ) -> AsyncIterator[str | ToolCall]:
         body = self._body(messages)
         if tools:
-            body["tools"] = api_tools(tools)
+            body["tools"] = tool_dicts(tools)
         async for piece in self._pieces(body):
             yield piece
 
