@@ -240,3 +240,4 @@ def test_a_doctor_and_a_day_start_the_form_without_a_trigger_word() -> None:
     # A question about them is the LLM's; so is a doctor without a day.
     assert isinstance(form().hear("Сколько стоит приём терапевта в пятницу?"), NotForm)
     assert isinstance(form().hear("Терапевт у вас хороший?"), NotForm)
+    assert isinstance(form().hear("Я к терапевту минут на двадцать опаздываю."), NotForm)

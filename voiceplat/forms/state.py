@@ -112,7 +112,7 @@ class FormState:
 
     def named(self, text: str) -> bool:
         """The caller names what the form collects without a trigger word: a choice and a day
-        or a time ("к неврологу на понедельник", "педиатру послезавтра"), and asks about
+        ("к неврологу на понедельник", "педиатру послезавтра"), and asks about
         nothing else ("сколько стоит кардиолог в среду?" is a question for the LLM)."""
         tokens = tokenize(text)
         words = [t for t in tokens if t.value is None and t.text not in _LEAD_INS]
@@ -122,7 +122,8 @@ class FormState:
             return False
         kinds = set()
         for f in self.settings.fields:
-            if f.type in ("choice", "date", "time"):
+            # A day, not a time: "опаздываю минут на двадцать к терапевту" names a time.
+            if f.type in ("choice", "date"):
                 value = parse_field(
                     f, text, tokens, self.now, asked=False, pm_below=self.settings.pm_below
                 )
