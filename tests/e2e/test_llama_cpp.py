@@ -11,12 +11,12 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncGenerator, Iterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 
 import pytest
 
 from voiceplat.providers.base import Message
-from voiceplat.providers.llm.llama_cpp import LlamaCppLLM, LlamaCppSettings
+from voiceplat.providers.llm.llama_cpp import LlamaCppLLM
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -30,21 +30,6 @@ TEMPLATE = 12
 CYRILLIC = re.compile("[а-яё]", re.IGNORECASE)
 HANG_S = 60.0
 """The provider's timeout here (its own work; the queue is not counted): only a hang reaches it."""
-
-
-@pytest.fixture(scope="module")
-def llm() -> Iterator[LlamaCppLLM]:
-    pytest.importorskip("llama_cpp")
-    provider = LlamaCppLLM(
-        LlamaCppSettings(provider="llama_cpp", temperature=0.0, max_tokens=60, timeout_s=HANG_S),
-        {},
-    )
-    if problems := provider.problems():
-        pytest.skip("; ".join(problems))
-    asyncio.run(provider.start())
-    print(f"\nqwen2.5-coder-1.5b: model load {provider.load_s:.2f} s")
-    yield provider
-    asyncio.run(provider.aclose())
 
 
 @pytest.fixture

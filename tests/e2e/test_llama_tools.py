@@ -8,15 +8,14 @@ Run with -s to see the time to the call.
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import jsonschema
 import pytest
 
 from voiceplat.providers.base import Message, ToolCall, ToolSpec
-from voiceplat.providers.llm.llama_cpp import LlamaCppLLM, LlamaCppSettings
+from voiceplat.providers.llm.llama_cpp import LlamaCppLLM
 from voiceplat.providers.llm.llama_prompt import message_dicts, tool_dicts
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
@@ -38,20 +37,6 @@ BOOK_VISIT = ToolSpec(
     },
 )
 HANG_S = 60.0
-
-
-@pytest.fixture(scope="module")
-def llm() -> Iterator[LlamaCppLLM]:
-    pytest.importorskip("llama_cpp")
-    provider = LlamaCppLLM(
-        LlamaCppSettings(provider="llama_cpp", temperature=0.0, max_tokens=60, timeout_s=HANG_S),
-        {},
-    )
-    if problems := provider.problems():
-        pytest.skip("; ".join(problems))
-    asyncio.run(provider.start())
-    yield provider
-    asyncio.run(provider.aclose())
 
 
 async def test_a_booking_request_becomes_a_schema_valid_tool_call(
