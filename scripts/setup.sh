@@ -17,6 +17,8 @@ if [ "$purpose" = test ]; then
   # Real SIP peers for the SIP tests: SIPp scenarios, baresip as a caller (in a network namespace
   # made with unshare/ip), Kamailio as a registrar and proxy.
   apt_packages+=(sip-tester baresip-core kamailio iproute2 util-linux)
+  # The web pages' tests drive Debian's Chromium through Playwright (tests/web/).
+  apt_packages+=(chromium)
 fi
 if ! python3 -m venv --help >/dev/null 2>&1; then apt_packages+=(python3-venv); fi
 
