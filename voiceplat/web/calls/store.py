@@ -93,6 +93,10 @@ class RobotStats(BaseModel):
     """Over the last N calls."""
 
 
+class CallStoreError(RuntimeError):
+    """The store cannot answer now (PostgreSQL down): the pages say so with a 503."""
+
+
 class CallStore(Protocol):
     async def list_calls(self, query: CallQuery) -> CallPage: ...
 
@@ -106,10 +110,12 @@ class CallStore(Protocol):
 def call_store_for(env: Mapping[str, str], robots: Mapping[str, Robot]) -> CallStore:
     """PostgreSQL when POSTGRES_DSN is set (connected lazily, on the first query), else the JSON
     files of each robot's logs_dir."""
+    logs_dirs = {name: robot.logs_dir for name, robot in robots.items()}
     if dsn := env.get("POSTGRES_DSN"):
         from voiceplat.web.calls.postgres_store import PostgresCallStore
 
-        return PostgresCallStore(dsn, robots=list(robots))
+        # The JSON files still give each call's pipeline log (PostgreSQL keeps none).
+        return PostgresCallStore(dsn, logs_dirs)
     from voiceplat.web.calls.json_store import JsonCallStore
 
-    return JsonCallStore({name: robot.logs_dir for name, robot in robots.items()})
+    return JsonCallStore(logs_dirs)
