@@ -1,4 +1,4 @@
-"""voiceplat: serve | call | check | migrate | models."""
+"""voiceplat: serve | call | check | migrate | models | web."""
 
 from __future__ import annotations
 
@@ -247,6 +247,14 @@ def build_parser() -> argparse.ArgumentParser:
         "voiceplat.models.cli",
         "add_models_arguments",
         "run_models_command",
+    )
+    _add_module_command(
+        commands,
+        "web",
+        "the web service: talk to robots, calls, robots, live calls, seed APIs (127.0.0.1:8000)",
+        "voiceplat.web.cli",
+        "add_web_arguments",
+        "run_web_command",
     )
     return parser
 
