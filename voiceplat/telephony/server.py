@@ -14,11 +14,14 @@ from collections.abc import Callable
 from voiceplat.errors import RobotError
 from voiceplat.robot import Robot
 from voiceplat.sessions.base import Session
+from voiceplat.storage.live import LiveCalls
 from voiceplat.storage.recorder import Recorder
 from voiceplat.telephony.channel import CallChannel
 from voiceplat.telephony.connection import CallConnection, ConnectionSettings
 from voiceplat.telephony.ingress.audio_fork.channel import AudioForkChannel
 from voiceplat.telephony.ingress.audio_fork.codec import SUBPROTOCOL
+from voiceplat.telephony.ingress.web import PATH as WEB_PATH
+from voiceplat.telephony.ingress.web import WebChannel
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +50,11 @@ def session_class(mode: str) -> type[Session]:
 class RobotServer:
     """Listens for FreeSWITCH connections; each accepted WebSocket runs one call's session."""
 
-    def __init__(self, robot: Robot, recorder: Recorder) -> None:
+    def __init__(self, robot: Robot, recorder: Recorder, live: LiveCalls | None = None) -> None:
         self.robot = robot
         self.recorder = recorder
+        self.live = live
+        """The process's live calls (a sink of `recorder`): the talk page's transcript."""
         self.session_cls = session_class(robot.config.mode)
         self.calls: set[asyncio.Task[None]] = set()
         self.settings = ConnectionSettings(
@@ -96,9 +101,20 @@ class RobotServer:
         code = 1000
         try:
             playout = self.robot.config.playout
-            channel: CallChannel = AudioForkChannel(
-                connection, lead_ms=playout.lead_ms, chunk_ms=playout.chunk_ms
-            )
+            channel: CallChannel
+            path = connection.request.path.split("?")[0] if connection.request else "/"
+            if path == WEB_PATH:  # the talk page (voiceplat/web): a browser's call
+                channel = WebChannel(
+                    connection,
+                    robot=self.robot.name,
+                    live=self.live,
+                    lead_ms=playout.lead_ms,
+                    chunk_ms=playout.chunk_ms,
+                )
+            else:
+                channel = AudioForkChannel(
+                    connection, lead_ms=playout.lead_ms, chunk_ms=playout.chunk_ms
+                )
             await self.session_cls(self.robot, channel, self.recorder).run()
         except asyncio.CancelledError:
             code = 1001  # going away: the server is shutting down

@@ -1,0 +1,386 @@
+"""The browser ingress: the "Talk to a robot" page's WebSocket (path `/web` on the robot's port).
+
+Protocol (ours; the page is voiceplat/web/static/talk.js):
+
+- browser -> robot: the first TEXT message is JSON metadata `{"robot": name, "caller": optional}`;
+  the call id is made here (source "web"). Then BINARY PCM16 LE 8 kHz mono of any size (the page
+  resamples in an AudioWorklet; an odd trailing byte is carried into the next message). TEXT
+  `{"type": "hangup"}` ends the call; `{"type": "dtmf", "digit": "5"}` presses a key.
+- robot -> browser: BINARY PCM16 8 kHz mono, paced at real time with a small lead (as to
+  FreeSWITCH: the shared `Pacer`); TEXT `{"type": "call", "call_id"}` once, `{"type": "clear"}` on
+  barge-in (the page drops what it has queued), `{"type": "turn", ...TurnRecord}` whenever a turn is
+  written (from the robot process's `LiveCalls`), `{"type": "error", "message"}` on bad input, and
+  `{"type": "ended", "end_reason"}` last. Bad input ends the call as `protocol_error`, close code 1008.
+
+The browser answers no marks, so what the caller has heard is the playout clock alone
+(`PlayoutModel`): the page plays audio as it arrives, a few tens of ms of output latency later.
+Origin headers are accepted from anywhere; who may call is issue 15's (authentication).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from websockets.exceptions import ConnectionClosed
+
+from voiceplat.audio.pcm import duration_ms, frame_bytes
+from voiceplat.config import DTMF_KEYS
+from voiceplat.telephony.channel import CLOSE_REASON_WAIT_S, AudioHandler, DtmfHandler, Hangup
+from voiceplat.telephony.events import (
+    AudioIn,
+    CallMetadata,
+    CallProtocolError,
+    DtmfIn,
+    TransferResult,
+)
+from voiceplat.telephony.inbound import InboundAudio
+from voiceplat.telephony.ingress.audio_fork.channel import WRITE_BLOCKED_RETRY_S, Transport
+from voiceplat.telephony.pacer import Pacer, shared_pacer
+from voiceplat.telephony.playout_model import PlayoutModel
+
+if TYPE_CHECKING:
+    from voiceplat.storage.live import LiveCalls, LiveEvent, Subscription
+
+PATH = "/web"
+MAX_CALLER = 64
+ENDED_WAIT_S = 1.0
+"""How long closing waits for the finished record (through LiveCalls) to tell the page why."""
+POLICY_VIOLATION = 1008
+
+Event = CallMetadata | AudioIn | DtmfIn | Hangup
+
+
+class WebDecoder:
+    """Decodes what the page sends, in order. Raises CallProtocolError on a broken stream."""
+
+    def __init__(self, robot: str | None = None) -> None:
+        self.robot = robot
+        self.metadata: CallMetadata | None = None
+        self._carry = b""
+
+    def text(self, message: str) -> list[Event]:
+        data = _json_object(message, "metadata" if self.metadata is None else "TEXT message")
+        if self.metadata is None:
+            self.metadata = self._metadata(data)
+            return [self.metadata]
+        kind = data.get("type")
+        if kind == "hangup":
+            return [Hangup("caller_hangup")]
+        if kind == "dtmf":
+            digit = data.get("digit")
+            if not isinstance(digit, str) or len(digit) != 1 or digit not in DTMF_KEYS:
+                raise CallProtocolError(f"dtmf digit must be one of {DTMF_KEYS}, got {digit!r}")
+            return [DtmfIn(digit, "other")]
+        raise CallProtocolError(f"unknown message type {kind!r} (expected hangup or dtmf)")
+
+    def binary(self, message: bytes) -> list[Event]:
+        if self.metadata is None:
+            raise CallProtocolError("audio arrived before the metadata TEXT message")
+        data = self._carry + message
+        whole = len(data) - len(data) % 2
+        self._carry = data[whole:]
+        return [AudioIn(data[:whole])] if whole else []
+
+    def _metadata(self, data: dict[str, Any]) -> CallMetadata:
+        robot, caller = data.get("robot"), data.get("caller")
+        if not isinstance(robot, str) or not robot:
+            raise CallProtocolError('metadata needs "robot": the name of the robot to talk to')
+        if self.robot is not None and robot != self.robot:
+            raise CallProtocolError(f"this port serves robot {self.robot!r}, not {robot!r}")
+        if caller is not None and (not isinstance(caller, str) or len(caller) > MAX_CALLER):
+            raise CallProtocolError(f'"caller" must be a string of at most {MAX_CALLER} chars')
+        return CallMetadata(
+            call_id=str(uuid.uuid4()), caller=caller or None, callee=robot, source="web"
+        )
+
+
+def _json_object(message: str, what: str) -> dict[str, Any]:
+    try:
+        data = json.loads(message)
+    except ValueError:
+        raise CallProtocolError(f"{what} is not JSON: {message[:80]!r}") from None
+    if not isinstance(data, dict):
+        raise CallProtocolError(f"{what} must be a JSON object, got {type(data).__name__}")
+    return data
+
+
+def event_json(event: LiveEvent) -> dict[str, Any] | None:
+    """What the page is told of a live event of its call (None: nothing)."""
+    if event.type == "turn" and event.turn is not None:
+        return {"type": "turn", **event.turn.model_dump(mode="json")}
+    if event.type == "call_ended" and event.call is not None:
+        return {"type": "ended", "end_reason": event.call.end_reason}
+    return None
+
+
+class WebChannel:
+    """One browser call as a `CallChannel` (see the module docstring for the protocol)."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        robot: str | None = None,
+        live: LiveCalls | None = None,
+        lead_ms: int = 200,
+        chunk_ms: int = 60,
+        max_audio_ahead_s: float = 3.0,
+        pacer: Pacer | None = None,
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        self._transport = transport
+        self._decoder = WebDecoder(robot)
+        self._live = live
+        self._clock = loop.time  # the pacer's clock too
+        self._chunk_bytes = frame_bytes(chunk_ms)
+        # As AudioForkChannel: a first burst of whole chunks up to lead_ms, then one chunk each
+        # time one chunk of room has opened in the page's queue.
+        self._refill_s = (max(1, math.ceil(lead_ms / chunk_ms)) - 1) * chunk_ms / 1000.0
+        self._max_ahead_s = max_audio_ahead_s
+        self._pending = bytearray()
+        self._pacer = pacer or shared_pacer()
+        self._ended: asyncio.Future[None] = loop.create_future()
+        self._drained = asyncio.Event()
+        self.playout = PlayoutModel()
+        self._audio_in_ms = 0.0
+        self._audio_in_started: float | None = None
+        self.closed = False
+        self._inbound = InboundAudio()
+        self._metadata_ready = asyncio.Event()
+        self._failed = asyncio.Event()
+        self._dtmf_handler: DtmfHandler | None = None
+        self._dtmf_pending: list[DtmfIn] = []
+        self._forwarder: asyncio.Task[None] | None = None
+        self._ended_sent = False
+        transport.attach(self)
+
+    # -- inbound: called by the transport's reader -----------------------------------------
+    def on_message(self, message: str | bytes) -> None:
+        if self._inbound.failure is not None:
+            return  # the stream is already broken; the call is ending
+        try:
+            events = (
+                self._decoder.text(message)
+                if isinstance(message, str)
+                else self._decoder.binary(message)
+            )
+            for event in events:
+                if isinstance(event, AudioIn):
+                    self._check_rate(event)
+                    self._inbound.push(event)
+                elif isinstance(event, CallMetadata):
+                    self._started(event)
+                elif isinstance(event, DtmfIn):
+                    self._on_key(event)
+                else:
+                    self._fail(event)  # the page hung up
+        except CallProtocolError as exc:
+            self._fail(exc)
+
+    def on_closed(self, exc: ConnectionClosed) -> None:
+        self._set_closed()
+        codes = {frame.code for frame in (exc.rcvd, exc.sent) if frame is not None}
+        if 1009 in codes:  # we refused a message over the size limit
+            self._fail(CallProtocolError("a message larger than the frame limit arrived"))
+        elif exc.sent is not None and exc.sent.code in (1002, 1007) and not exc.rcvd_then_sent:
+            self._fail(
+                CallProtocolError(f"the page broke the WebSocket protocol: {exc.sent.reason}")
+            )
+        else:
+            self._fail(Hangup())
+
+    def _started(self, metadata: CallMetadata) -> None:
+        self._send(json.dumps({"type": "call", "call_id": metadata.call_id}))
+        if self._live is not None:
+            subscription = self._live.subscribe(metadata.call_id)
+            self._forwarder = asyncio.get_running_loop().create_task(self._forward(subscription))
+        self._metadata_ready.set()
+
+    async def _forward(self, subscription: Subscription) -> None:
+        """Tells the page each turn of its call as it is written, and why the call ended."""
+        try:
+            async for event in subscription:
+                message = event_json(event)
+                if message is not None:
+                    self._send(json.dumps(message, ensure_ascii=False))
+                if message is not None and message["type"] == "ended":
+                    self._ended_sent = True
+                    return
+        finally:
+            subscription.close()
+
+    def _on_key(self, key: DtmfIn) -> None:
+        if self._dtmf_handler is None:
+            self._dtmf_pending.append(key)
+        else:
+            self._dtmf_handler(key)
+
+    def _fail(self, exc: Exception) -> None:
+        self._inbound.fail(exc)
+        self._failed.set()
+        self._metadata_ready.set()
+
+    def _check_rate(self, audio: AudioIn) -> None:
+        """Audio far ahead of real time is a broken or hostile page; bound the work it causes."""
+        now = self._clock()
+        if self._audio_in_started is None:
+            self._audio_in_started = now
+        self._audio_in_ms += duration_ms(len(audio.data))
+        ahead = self._audio_in_ms / 1000.0 - (now - self._audio_in_started)
+        if ahead > self._max_ahead_s:
+            raise CallProtocolError(
+                f"caller audio arrives faster than real time ({ahead:.1f} s ahead)"
+            )
+
+    # -- inbound: what a session calls -----------------------------------------------------
+    async def metadata(self) -> CallMetadata:
+        await self._metadata_ready.wait()
+        if self._decoder.metadata is not None:
+            return self._decoder.metadata
+        assert self._inbound.failure is not None
+        raise self._inbound.failure
+
+    async def audio(self) -> AudioIn:
+        return await self._inbound.audio()
+
+    async def receive_audio(self, handler: AudioHandler) -> None:
+        await self._inbound.receive(handler)
+
+    def on_dtmf(self, handler: DtmfHandler) -> None:
+        self._dtmf_handler = handler
+        pending, self._dtmf_pending = self._dtmf_pending, []
+        for key in pending:
+            handler(key)
+
+    # -- outbound --------------------------------------------------------------------------
+    @property
+    def queued_ms(self) -> float:
+        return self.playout.sent_ms + duration_ms(len(self._pending))
+
+    def heard_ms(self) -> float:
+        return self.playout.heard_ms(self._clock())
+
+    def speaking(self) -> bool:
+        return bool(self._pending) or self.playout.playing(self._clock())
+
+    def play(self, data: bytes) -> tuple[float, float]:
+        start = self.queued_ms
+        if data and not self.closed:
+            self._pending += data[: len(data) - len(data) % 2]
+            self._drained.clear()
+            self._pacer.wake(self)
+        return start, self.queued_ms
+
+    def mark(self, name: str) -> asyncio.Future[str]:
+        """The page answers no marks: "unsent" (the playout clock says what was heard)."""
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        future.set_result("unsent")
+        return future
+
+    async def clear(self) -> float:
+        """Barge-in: drops what is queued here and tells the page to drop what it holds."""
+        self._pending.clear()
+        self._drained.set()
+        heard = self.playout.flush(self._clock())
+        self._send('{"type":"clear"}')
+        return heard
+
+    async def wait_heard(self, timeout_s: float) -> None:
+        """Waits until the playout clock says everything queued so far was played (at most
+        `timeout_s`); raises why the call ended if it ended before all of it was sent."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                while not self._ended.done():
+                    if self._pending:
+                        await self._until_ended(self._drained.wait())
+                        continue
+                    left = self.playout.playout_end - self._clock()
+                    if left <= 0:
+                        return
+                    await self._until_ended(asyncio.sleep(left))
+        if self._ended.done() and self._pending:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(CLOSE_REASON_WAIT_S):
+                    await self._failed.wait()
+            raise self._inbound.failure or Hangup()
+
+    async def _until_ended(self, work: Any) -> None:
+        task = asyncio.ensure_future(work)
+        try:
+            await asyncio.wait({task, self._ended}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            task.cancel()
+
+    async def transfer(self, target: str) -> TransferResult:
+        return TransferResult(
+            accepted=False, reason="a call from the browser cannot be transferred"
+        )
+
+    async def disconnect(self) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Tells the page why the call ended (an error first, if it sent bad input), then closes."""
+        failure = self._inbound.failure
+        if isinstance(failure, CallProtocolError):
+            self._send(json.dumps({"type": "error", "message": str(failure)}, ensure_ascii=False))
+        forwarder = self._forwarder
+        if forwarder is not None and not self.closed:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(ENDED_WAIT_S):
+                    await asyncio.shield(forwarder)
+        if not self._ended_sent:
+            reason = "protocol_error" if isinstance(failure, CallProtocolError) else None
+            if isinstance(failure, Hangup):
+                reason = failure.end_reason
+            self._send(json.dumps({"type": "ended", "end_reason": reason}))
+            self._ended_sent = True
+        self._set_closed()
+        code, why = 1000, ""
+        if isinstance(failure, CallProtocolError):
+            code, why = POLICY_VIOLATION, str(failure).encode()[:120].decode(errors="ignore")
+        with contextlib.suppress(Exception):
+            await self._transport.close(code, why)
+
+    def _set_closed(self) -> None:
+        self.closed = True
+        self._pacer.remove(self)
+        self._drained.set()
+        if self._forwarder is not None and not self._forwarder.done():
+            self._forwarder.cancel()
+        if not self._ended.done():
+            self._ended.set_result(None)
+
+    def _send(self, message: str | bytes) -> None:
+        if not self.closed and not self._transport.send_now(message):
+            self._set_closed()
+
+    async def run_pacer(self) -> None:
+        """Lives as long as the call's pacing (the shared pacer sends); raises if pacing failed."""
+        self._pacer.wake(self)
+        await asyncio.shield(self._ended)
+
+    def pacing_failed(self, exc: Exception) -> None:
+        if not self._ended.done():
+            self._ended.set_exception(exc)
+
+    def pace(self, now: float, horizon: float) -> float | None:
+        """Called by the pacer: sends the audio due by `horizon`; returns when the next chunk is
+        due, or None when nothing is queued."""
+        while self._pending and not self.closed:
+            due = self.playout.playout_end - self._refill_s
+            if due > horizon + 1e-6:  # (float sums of chunk lengths)
+                return due
+            if not self._transport.write_ready():
+                return now + WRITE_BLOCKED_RETRY_S  # the page does not read: wait, keep order
+            chunk = bytes(self._pending[: self._chunk_bytes])
+            del self._pending[: self._chunk_bytes]
+            self.playout.on_send(duration_ms(len(chunk)), now)
+            self._send(chunk)
+        self._drained.set()
+        return None
