@@ -250,6 +250,13 @@ async def test_text_too_long_or_blank(client: httpx.AsyncClient) -> None:
     blank = await client.post("/api/v1/tts", json={"text": "   "})
     assert blank.status_code == 422
     assert "blank" in blank.json()["detail"]
+    typo = await client.post("/api/v1/tts", json={"txt": "да"})
+    assert typo.status_code == 422
+    assert "text: Field required" in typo.json()["detail"]
+    not_json = await client.post("/api/v1/tts", content=b"{text")
+    assert not_json.status_code == 422
+    huge = await client.post("/api/v1/tts", content=b'{"text": "' + bytes(10**6) + b'"}')
+    assert huge.status_code == 413
 
 
 async def test_unknown_robot(client: httpx.AsyncClient) -> None:
@@ -299,3 +306,12 @@ async def test_a_provider_bug_is_a_502_not_a_traceback(
     response = await client.post("/api/v1/stt", **upload(wav_file(0.5)))
     assert response.status_code == 502
     assert response.json()["detail"] == "ASR (fake) failed: KeyError: 'model_path'"
+
+
+async def test_openapi_describes_the_bodies(client: httpx.AsyncClient) -> None:
+    paths = (await client.get("/openapi.json")).json()["paths"]
+    stt = paths["/api/v1/stt"]["post"]["requestBody"]["content"]["multipart/form-data"]
+    assert stt["schema"]["required"] == ["file"]
+    tts = paths["/api/v1/tts"]["post"]["requestBody"]["content"]["application/json"]
+    assert tts["schema"]["properties"]["text"]["maxLength"] == 1000
+    assert "multipart/form-data" in paths["/api/v1/voice/process"]["post"]["requestBody"]["content"]

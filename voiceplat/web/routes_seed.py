@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from voiceplat.audio.pcm import CALL_RATE, Pcm
 from voiceplat.providers.base import Kind, ProviderError
@@ -44,6 +45,8 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1", tags=["seed services"])
 
 STATE_KEY = "seed"
+MAX_TTS_BODY_BYTES = 16 * 1024
+"""A /tts body: 1000 characters of text, JSON-escaped, and the robot's name fit with room."""
 ANSWER_TIMEOUT_S = 120.0
 """Bound on one whole answer (tool calls included) when the LLM does not bound its own work."""
 UPLOAD_BODY: dict[str, Any] = {
@@ -249,13 +252,36 @@ class TtsRequest(BaseModel):
         return text.strip()
 
 
+async def tts_request(request: Request) -> TtsRequest:
+    """The JSON body, read with a limit (FastAPI's own body parameter would read any size)."""
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_TTS_BODY_BYTES:
+            raise HTTPException(413, f"the request body is over {MAX_TTS_BODY_BYTES} bytes")
+    try:
+        return TtsRequest.model_validate_json(bytes(raw))
+    except ValidationError as exc:
+        errors = [{**error, "loc": ("body", *error["loc"])} for error in exc.errors()]
+        raise RequestValidationError(errors) from None
+
+
+TTS_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": TtsRequest.model_json_schema()}},
+    }
+}
+
+
 @router.post(
     "/tts",
     dependencies=[Limited],
+    openapi_extra=TTS_BODY,
     response_class=Response,
     responses={200: {"content": {"audio/wav": {}}, "description": "8 kHz mono 16-bit WAV"}},
 )
-async def tts(body: TtsRequest, context: Context) -> Response:
+async def tts(body: Annotated[TtsRequest, Depends(tts_request)], context: Context) -> Response:
     """Text -> the robot's voice as a WAV (8 kHz mono, 16-bit: what a caller hears)."""
     bot = await started_robot(context, body.robot, "tts")
     started = time.perf_counter()
@@ -287,13 +313,14 @@ async def voice_process(
     started = time.perf_counter()
     pick_robot(context, robot)
     audio, fields = await _uploaded_audio(request, context)
-    bot = await started_robot(context, robot or fields.get("robot"), "asr", "llm", "tts")
-    if bot.config.mode != "pipeline":
+    chosen = pick_robot(context, robot or fields.get("robot"))
+    if chosen.config.mode != "pipeline":
         raise HTTPException(
             409,
-            f"robot {bot.name!r} is in {bot.config.mode} mode; "
+            f"robot {chosen.name!r} is in {chosen.config.mode} mode; "
             "/api/v1/voice/process answers for pipeline robots",
         )
+    bot = await started_robot(context, robot or fields.get("robot"), "asr", "llm", "tts")
     asked = time.perf_counter()
     text, _ = await _transcribe(bot, audio, fields.get("language"))
     asr_ms = _ms(asked)
