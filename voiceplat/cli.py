@@ -57,7 +57,9 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 async def _serve(robot_dir: str, host: str | None, port: int | None, grace_s: float) -> int:
+    from voiceplat.observability.metrics import MetricsSink
     from voiceplat.robot import load_robot
+    from voiceplat.storage.live import LiveCalls
     from voiceplat.storage.recorder import Recorder
     from voiceplat.storage.sinks import sinks_from_env
     from voiceplat.telephony.server import RobotServer
@@ -69,7 +71,11 @@ async def _serve(robot_dir: str, host: str | None, port: int | None, grace_s: fl
     config = robot.config
     # The JSON file, plus PostgreSQL / MongoDB / Redis when POSTGRES_DSN / MONGO_URI / REDIS_URL
     # are set; a store sink applies its migrations when it connects and spools while it is down.
-    recorder = Recorder(sinks_from_env(robot.env, robot.logs_dir, robot.directory / "spool"))
+    # In process too: the calls in progress (GET /live, the web pages) and the metrics (/metrics).
+    live, metrics = LiveCalls(), MetricsSink.for_robot(robot)
+    sinks = sinks_from_env(robot.env, robot.logs_dir, robot.directory / "spool")
+    recorder = Recorder([*sinks, live, metrics])
+    metrics.watch(recorder)
     await recorder.start()
     log.info("robot %s: loading providers", robot.name)
     await robot.start()
@@ -79,7 +85,7 @@ async def _serve(robot_dir: str, host: str | None, port: int | None, grace_s: fl
     # collector's sight, a full collection scans only what calls make, a pause of ~1 ms rather
     # than ~30 ms in the middle of the calls' audio (it showed as jitter in benchmarks/storage.py).
     gc.freeze()
-    server = RobotServer(robot, recorder)
+    server = RobotServer(robot, recorder, live)
     await server.start(host or config.ws_host, port if port is not None else config.ws_port)
     log.info("robot %s listening on ws://%s:%d/", robot.name, host or config.ws_host, server.port)
     stop = asyncio.Event()

@@ -14,6 +14,10 @@ one timer callback; `write_ready()` says whether the socket's write buffer is be
 mark. Pings are answered (the protocol queues the pong) but never sent (FreeSWITCH does not answer
 pings on every version); no compression (audio does not compress, and it would cost CPU per frame).
 
+A request without `Upgrade: websocket` (Prometheus scraping /metrics, a health check) goes to the
+optional `http_handler`, whose response is sent before the socket is closed: one request per
+connection (`Connection: close`), so the robot's one port serves both.
+
 Only websockets' documented sans-I/O API is used (`ServerProtocol`, `Request`, `Frame`, `close_exc`,
 unchanged since 13.0). The floor is 17.0: from it on the protocol answers a non-GET request (405), a
 wrong HTTP version (505) or oversized headers (414, 431) with an HTTP error instead of dropping the
@@ -32,12 +36,15 @@ from typing import Protocol, cast
 
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import BINARY, CONT, TEXT, CloseCode, Frame, Opcode
-from websockets.http11 import Request
+from websockets.http11 import Request, Response
 from websockets.protocol import CONNECTING, OPEN
 from websockets.server import ServerProtocol
 from websockets.typing import Subprotocol
 
 log = logging.getLogger(__name__)
+
+HttpHandler = Callable[[Request, str | None], Response]
+"""Answers a plain HTTP request (no WebSocket upgrade): the request and the peer's address."""
 
 
 class Receiver(Protocol):
@@ -75,6 +82,10 @@ def _select_subprotocol(
     return None
 
 
+def _wants_websocket(request: Request) -> bool:
+    return any("websocket" in value.lower() for value in request.headers.get_all("Upgrade"))
+
+
 class CallConnection(asyncio.Protocol):
     """A server-side WebSocket whose data messages go to an attached receiver.
 
@@ -87,10 +98,12 @@ class CallConnection(asyncio.Protocol):
         settings: ConnectionSettings,
         on_open: Callable[[CallConnection], None],
         accepting: Callable[[], bool] = lambda: True,
+        http_handler: HttpHandler | None = None,
     ) -> None:
         self._settings = settings
         self._on_open = on_open
         self._accepting = accepting
+        self._http_handler = http_handler
         self.protocol = ServerProtocol(
             subprotocols=[Subprotocol(settings.subprotocol)],
             select_subprotocol=_select_subprotocol,
@@ -222,6 +235,9 @@ class CallConnection(asyncio.Protocol):
     def _on_request(self, request: Request) -> None:
         protocol = self.protocol
         self.request = request
+        if self._http_handler is not None and not _wants_websocket(request):
+            self._answer_http(request, self._http_handler)
+            return
         if self._accepting():
             response = protocol.accept(request)  # or an HTTP error response for a bad request
         else:
@@ -236,6 +252,18 @@ class CallConnection(asyncio.Protocol):
             self._timer = None
         self.opened = True
         self._on_open(self)
+
+    def _answer_http(self, request: Request, handler: HttpHandler) -> None:
+        protocol = self.protocol
+        peer = self.transport.get_extra_info("peername") if self.transport else None
+        try:
+            response = handler(request, peer[0] if peer else None)
+        except Exception:  # a bug in a route: this request fails, the robot goes on
+            log.exception("HTTP %s failed", request.path)
+            response = protocol.reject(http.HTTPStatus.INTERNAL_SERVER_ERROR, "Internal error.\n")
+        protocol.send_response(response)  # then the end of our stream: one request per socket
+        self._write_pending()
+        self._expect_close()
 
     def _on_data_frame(self, frame: Frame) -> None:
         if self._failed or not self.opened:  # (frames pipelined behind a refused request)

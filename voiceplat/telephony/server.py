@@ -18,6 +18,7 @@ from voiceplat.storage.live import LiveCalls
 from voiceplat.storage.recorder import Recorder
 from voiceplat.telephony.channel import CallChannel
 from voiceplat.telephony.connection import CallConnection, ConnectionSettings
+from voiceplat.telephony.http_routes import RobotHttp
 from voiceplat.telephony.ingress.audio_fork.channel import AudioForkChannel
 from voiceplat.telephony.ingress.audio_fork.codec import SUBPROTOCOL
 from voiceplat.telephony.ingress.web import PATH as WEB_PATH
@@ -63,6 +64,8 @@ class RobotServer:
         self._server: asyncio.Server | None = None
         self._connections: set[CallConnection] = set()
         self._accepting = False
+        # Plain HTTP on the same port: /metrics, /health, /ready, /live (http_routes.py).
+        self.http = RobotHttp(robot, recorder, live, accepting=lambda: self._accepting)
 
     async def start(self, host: str, port: int) -> asyncio.Server:
         loop = asyncio.get_running_loop()
@@ -85,7 +88,10 @@ class RobotServer:
 
     def _new_connection(self) -> CallConnection:
         connection = CallConnection(
-            self.settings, on_open=self._start_call, accepting=lambda: self._accepting
+            self.settings,
+            on_open=self._start_call,
+            accepting=lambda: self._accepting,
+            http_handler=self.http,
         )
         self._connections.add(connection)
         connection.when_closed(lambda: self._connections.discard(connection))
