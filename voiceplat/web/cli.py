@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("voiceplat.web")
 
+GRACE_S = 5
+"""On stop, open connections (a live page's event stream never ends) get this long."""
+
 
 class EmbeddedServer(uvicorn.Server):
     """uvicorn without its own signal handlers: the process that runs it decides when it stops
@@ -118,6 +121,7 @@ async def start_web(
         log_level="warning",  # voiceplat's own lines say where it listens
         access_log=False,
         lifespan="on",
+        timeout_graceful_shutdown=GRACE_S,
     )
     server = EmbeddedServer(config)
     task = asyncio.create_task(server.serve(), name="voiceplat-web")

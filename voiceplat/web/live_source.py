@@ -23,7 +23,7 @@ from voiceplat.storage.redis import CHANNEL
 
 if TYPE_CHECKING:
     from voiceplat.robot import Robot
-    from voiceplat.storage.live import LiveCalls
+    from voiceplat.storage.live import LiveCalls, Subscription
 
 log = logging.getLogger("voiceplat.web")
 
@@ -52,8 +52,13 @@ class InProcessLive:
     async def calls(self) -> list[LiveDict]:
         return [call.model_dump(mode="json") for call in self.live.calls()]
 
-    async def events(self) -> AsyncIterator[LiveDict]:
-        with self.live.subscribe() as subscription:
+    def events(self) -> AsyncIterator[LiveDict]:
+        # Subscribed now, not at the first read: an event stream that says "connected" misses
+        # nothing that happens after.
+        return self._events(self.live.subscribe())
+
+    async def _events(self, subscription: Subscription) -> AsyncIterator[LiveDict]:
+        with subscription:
             async for event in subscription:
                 yield event.model_dump(mode="json", exclude_none=True)
 

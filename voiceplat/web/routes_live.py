@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -63,8 +64,10 @@ async def event_stream(context: WebContext, request: Request) -> AsyncIterator[b
                 return
             yield sse(event, "call")
     finally:
-        if pending is not None:
+        if pending is not None:  # let the generator stop waiting before it is closed
             pending.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                await pending
         closing = getattr(events, "aclose", None)
         if closing is not None:
             await closing()
