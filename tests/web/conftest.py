@@ -4,7 +4,8 @@ real on 127.0.0.1, screenshots.
 - `browser`: one headless Chromium per session (Playwright's sync API; no browser download:
   /usr/bin/chromium). `browser_with_mic(wav)`: a Chromium whose microphone is that WAV (16-bit,
   16-48 kHz; a missing or 24-bit file gives silence without an error, so a missing one fails here).
-- `new_page(browser=None, viewport=DESKTOP, http_credentials=None)`: a page in a fresh context; its
+- `new_page(browser=None, viewport=DESKTOP, http_credentials=None, extra_http_headers=None)`: a
+  page in a fresh context; its
   console errors and uncaught exceptions are collected: `new_page.errors(page)`.
 - `service_loop`: one asyncio loop in a thread for the session. The web service (uvicorn) runs on
   it; so may a robot (`service_loop.run(coro)`), and the LiveCalls the live page reads must be fed
@@ -131,9 +132,14 @@ class PageMaker:
         browser: Browser | None = None,
         viewport: dict[str, int] = DESKTOP,
         http_credentials: dict[str, str] | None = None,
+        extra_http_headers: dict[str, str] | None = None,
     ) -> Page:
         chromium: Browser = browser or self._request.getfixturevalue("browser")
-        context = chromium.new_context(viewport=viewport, http_credentials=http_credentials)  # type: ignore[arg-type]
+        context = chromium.new_context(
+            viewport=viewport,  # type: ignore[arg-type]
+            http_credentials=http_credentials,  # type: ignore[arg-type]
+            extra_http_headers=extra_http_headers,
+        )
         context.set_default_timeout(HANG_S * 1000)
         self._contexts.append(context)
         page = context.new_page()

@@ -86,7 +86,7 @@ def _reception(robot_dir: Path, started: datetime) -> tuple[CallSnapshot, Path]:
             call_id=RECEPTION, idx=idx, role=role, text=text, started_at=at(start), ended_at=at(end)
         )
         if role == "user":
-            turn.asr_ms = 180.0 + idx
+            turn.asr_ms = 180.0
         else:
             turn.llm_ttft_ms, turn.tts_ttfb_ms, turn.v2v_ms = 310.0, 140.0, 820.0 - 60 * idx
         turns.append(turn)
@@ -94,8 +94,9 @@ def _reception(robot_dir: Path, started: datetime) -> tuple[CallSnapshot, Path]:
     log = [
         LogEvent(at=at(0.3), event="speech_start"),
         LogEvent(at=at(2.0), event="speech_end"),
-        LogEvent(at=at(2.1), event="asr_done", data={"text": QUESTION}),
-        LogEvent(at=at(2.2), event="llm_first_token"),
+        LogEvent(at=at(2.25), event="asr_done", data={"text": QUESTION, "ms": 180.0}),
+        LogEvent(at=at(2.28), event="llm_first_token"),
+        LogEvent(at=at(2.3), event="first_sentence", data={"turn": 1, "ms": 420.0}),
         LogEvent(at=at(2.3), event="tts_first_audio"),
         LogEvent(at=at(3.1), event="barge_in", data={"heard_text": HEARD}),
         LogEvent(at=at(4.2), event="error", data={"provider": "tts", "message": TTS_ERROR}),
