@@ -1,0 +1,265 @@
+"""The "Talk to a robot" page in a real Chromium: the fake microphone (a WAV of Russian speech)
+calls a robot with fake providers through the robot's own port (/web); the page shows the caller's
+turn, plays the robot's answer, is interrupted by a barge-in, and the call is recorded (source web).
+
+The latency the browser path adds (worklet framing, the WebSocket both ways, the page's playout)
+is measured on the way and printed (pytest -s); it is asserted only against hangs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import statistics
+import time
+import wave
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import read_call_records
+from tests.web.conftest import FIXTURE_ROBOTS, HANG_S, PHONE, LoopThread, WebService, screenshot
+from voiceplat.audio.resample import resample
+from voiceplat.audio.wav import read_wav
+from voiceplat.config import deep_merge
+from voiceplat.telephony import server as server_module
+from voiceplat.telephony.ingress.web import WebChannel
+
+pytestmark = pytest.mark.timeout(180)
+
+SPEECH = Path("/usr/share/asterisk/sounds/ru/agent-pass.wav")
+"""A human voice (asterisk-core-sounds-ru-wav), about 2 s."""
+MIC_RATE = 16000
+QUESTION = "Здравствуйте, я хочу записаться к врачу."
+ROBOT = "talk_echo"
+WAIT_MS = HANG_S * 1000
+
+
+def write_mic_wav(path: Path) -> Path:
+    """0.5 s of silence, the recording, 3 s of silence: 16-bit mono 16 kHz (Chromium loops it, so
+    the caller speaks again while the robot answers: a barge-in)."""
+    if not SPEECH.is_file():
+        pytest.skip(f"no {SPEECH} (apt-get install asterisk-core-sounds-ru-wav)")
+    speech = resample(read_wav(SPEECH, rate=None), MIC_RATE)
+    silence = lambda s: bytes(int(MIC_RATE * s) * 2)  # noqa: E731
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(MIC_RATE)
+        wav.writeframes(silence(0.5) + speech.data + silence(3.0))
+    return path
+
+
+@dataclass
+class Timing:
+    """When the robot's side saw each audio message (time.time(): the page's Date.now() clock)."""
+
+    arrived: list[float] = field(default_factory=list)
+    sent: list[float] = field(default_factory=list)
+
+
+class TimedWebChannel(WebChannel):
+    timing = Timing()
+
+    def on_message(self, message: str | bytes) -> None:
+        if isinstance(message, bytes) and len(self.timing.arrived) < 500:
+            self.timing.arrived.append(time.time())
+        super().on_message(message)
+
+    def _send(self, message: str | bytes) -> None:
+        if isinstance(message, bytes) and len(self.timing.sent) < 500:
+            self.timing.sent.append(time.time())
+        super()._send(message)
+
+
+@dataclass
+class TalkRobot:
+    directory: Path
+    live: Any
+    """The robot process's LiveCalls (the web service shows it, as inside `serve`)."""
+    stop: Callable[[], None]
+
+
+@pytest.fixture
+def talk_robot(
+    tmp_path: Path, service_loop: LoopThread, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[TalkRobot]:
+    """The echo fixture robot (fake ASR/LLM/TTS) served by a real RobotServer on 127.0.0.1; its
+    config's ws_port is the port it got, so the web service's page points at it."""
+    from voiceplat.robot import load_robot
+    from voiceplat.storage.jsonfile import JsonFileSink
+    from voiceplat.storage.live import LiveCalls
+    from voiceplat.storage.recorder import Recorder
+
+    directory = tmp_path / ROBOT
+    shutil.copytree(FIXTURE_ROBOTS / "echo", directory, ignore=shutil.ignore_patterns("logs"))
+    overrides = {
+        "ws_host": "127.0.0.1",
+        "asr": {"texts": [QUESTION], "cycle": True},
+        # Long turns, so the looped question comes back while the robot still answers.
+        "tts": {"ms_per_char": 100, "sample_rate": 8000},
+        "llm": {"reply": "Вы сказали: {text}. Сейчас я всё подробно расскажу."},
+    }
+    config_path = directory / "config.json"
+    config = deep_merge(json.loads(config_path.read_text()), overrides)
+    config_path.write_text(json.dumps(config, ensure_ascii=False))
+    TimedWebChannel.timing = Timing()
+    monkeypatch.setattr(server_module, "WebChannel", TimedWebChannel)
+
+    async def start() -> tuple[Any, Any, LiveCalls]:
+        robot = load_robot(directory, root_dir=tmp_path)
+        live = LiveCalls()
+        recorder = Recorder([JsonFileSink(robot.logs_dir), live])
+        await recorder.start()
+        await robot.start()
+        server = server_module.RobotServer(robot, recorder, live=live)
+        await server.start("127.0.0.1", 0)
+        return server, recorder, live
+
+    server, recorder, live = service_loop.run(start())
+    config["ws_port"] = server.port
+    config_path.write_text(json.dumps(config, ensure_ascii=False))
+
+    stopped = False
+
+    def stop() -> None:
+        nonlocal stopped
+        if stopped:
+            return
+        stopped = True
+
+        async def shutdown() -> None:
+            await server.shutdown(grace_s=5)
+            await recorder.aclose()  # the JSON files are written once this returns
+            await server.robot.aclose()
+
+        service_loop.run(shutdown())
+
+    yield TalkRobot(directory, live, stop)
+    stop()
+
+
+async def test_bad_input_from_a_page_ends_the_call_as_protocol_error(
+    make_robot: Callable[..., Path], robot_server: Callable[..., Any]
+) -> None:
+    """No browser: what the page would be told of its own mistake, and the record it leaves."""
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed
+
+    directory = make_robot("page_robot")
+    url, _server, recorder = await robot_server(directory)
+    async with connect(url + "web", open_timeout=HANG_S) as ws:
+        await ws.send(json.dumps({"robot": "page_robot", "caller": "tester"}))
+        call = json.loads(await ws.recv())
+        assert call["type"] == "call"
+        await ws.send(b"\x00\x00" * 160)
+        await ws.send("not json")
+        messages = []
+        with pytest.raises(ConnectionClosed):
+            while True:
+                message = await asyncio.wait_for(ws.recv(), HANG_S)
+                if isinstance(message, str):
+                    messages.append(json.loads(message))
+    assert ws.close_code == 1008 and "not JSON" in (ws.close_reason or "")
+    assert messages[-2:] == [
+        {"type": "error", "message": "TEXT message is not JSON: 'not json'"},
+        {"type": "ended", "end_reason": "protocol_error"},
+    ]
+    await recorder.aclose()  # the JSON file is written once this returns
+    (record,) = read_call_records(directory)
+    assert record["call"]["call_id"] == call["call_id"]
+    assert (record["call"]["source"], record["call"]["caller"]) == ("web", "tester")
+    assert (record["call"]["status"], record["call"]["end_reason"]) == ("failed", "protocol_error")
+
+
+async def test_a_page_calling_the_wrong_robot_is_told_which_it_reached(
+    make_robot: Callable[..., Path], robot_server: Callable[..., Any]
+) -> None:
+    from websockets.asyncio.client import connect
+
+    url, _server, _recorder = await robot_server(make_robot("page_robot"))
+    async with connect(url + "web", open_timeout=HANG_S) as ws:
+        await ws.send(json.dumps({"robot": "clinic"}))
+        error = json.loads(await asyncio.wait_for(ws.recv(), HANG_S))
+        assert error == {
+            "type": "error",
+            "message": "this port serves robot 'page_robot', not 'clinic'",
+        }
+
+
+def ms(values: list[float]) -> str:
+    return f"{statistics.median(values):.1f}" if values else "n/a"
+
+
+def test_talk_to_a_robot_from_the_browser(
+    talk_robot: TalkRobot,
+    start_web: Callable[..., WebService],
+    browser_with_mic: Callable[[Path], Any],
+    new_page: Any,
+    tmp_path: Path,
+) -> None:
+    web = start_web([talk_robot.directory], live=talk_robot.live)
+    page = new_page(browser_with_mic(write_mic_wav(tmp_path / "mic.wav")))
+
+    page.goto(f"{web.url}/talk")
+    page.click(f"#talk-robots a[href='/talk/{ROBOT}']")
+    page.wait_for_selector("#start")
+    page.goto(page.url + "?aec=0")  # the fake microphone is not an echo; keep its audio as is
+    assert not page.is_checked("#aec")
+    page.click("#start")
+
+    # The question, as the (fake) ASR heard it, shows as the caller's turn.
+    caller_turn = page.locator("#transcript li.user").first
+    caller_turn.wait_for(timeout=WAIT_MS)
+    assert QUESTION in caller_turn.inner_text()
+    # The robot's answer plays: the page's output level rises (a 440 Hz tone at 0.3 of full scale).
+    page.evaluate("() => window.voiceplatTalk.resetPeak()")
+    page.wait_for_function("() => window.voiceplatTalk.outputPeak > 0.1", timeout=WAIT_MS)
+    # The looped question comes back over the answer: barge-in. The page dropped what it held
+    # (its second clear: the first question cut the greeting) and shows the answer as interrupted,
+    # with its v2v and what was heard of it.
+    answer = page.locator("#transcript li.robot[data-interrupted='true'][data-v2v]").first
+    answer.wait_for(timeout=WAIT_MS)
+    assert "heard:" in answer.inner_text() and "v2v" in answer.inner_text()
+    assert page.evaluate("() => window.voiceplatTalk.clears") >= 2
+    screenshot(page, "talk-desktop")
+
+    page.click("#hangup")
+    page.wait_for_function("() => window.voiceplatTalk.state === 'ended'", timeout=WAIT_MS)
+    talk = page.evaluate("() => window.voiceplatTalk")
+    assert talk["endReason"] == "caller_hangup" and talk["error"] is None
+    page.set_viewport_size(PHONE)
+    screenshot(page, "talk-phone")
+    # (favicon.ico: the service has none yet; not this page's error)
+    assert [e for e in new_page.errors(page) if "favicon.ico" not in e] == []
+
+    talk_robot.stop()
+    records = [json.loads(p.read_text()) for p in (talk_robot.directory / "logs").glob("*.json")]
+    (record,) = records
+    assert record["call"]["call_id"] == talk["callId"]
+    assert record["call"]["source"] == "web"
+    assert record["call"]["end_reason"] == "caller_hangup"
+    texts = [(t["role"], t["text"]) for t in record["turns"]]
+    assert ("user", QUESTION) in texts
+    assert any(t["role"] == "robot" and t["interrupted"] for t in record["turns"])
+
+    report_latency(talk["stats"], TimedWebChannel.timing)
+
+
+def report_latency(stats: dict[str, Any], timing: Timing) -> None:
+    """What the browser path adds to a phone call's latency, from this call (printed)."""
+    # The page's Date.now() (ms) and time.time() read the same system clock.
+    up = [a * 1000 - s for s, a in zip(stats["sendTimes"], timing.arrived, strict=False)]
+    down = [r - s * 1000 for s, r in zip(timing.sent, stats["recvTimes"], strict=False)]
+    assert up and down, "no audio went one way or the other"
+    framing = 20 / 2 + 128 / stats["sampleRate"] * 1000  # a sample waits half a frame + a quantum
+    print(
+        f"\nbrowser path ({stats['sampleRate']} Hz context): uplink WS {ms(up)} ms, "
+        f"worklet->send hop {ms(stats['hopMs'])} ms, framing ~{framing:.1f} ms; "
+        f"downlink WS {ms(down)} ms, page playout start {ms(stats['playLeadMs'])} ms "
+        f"(base {stats['baseLatencyMs']:.1f} ms, output {stats['outputLatencyMs'] or 0:.1f} ms)"
+    )
