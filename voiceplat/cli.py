@@ -56,7 +56,14 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _serve(robot_dir: str, host: str | None, port: int | None, grace_s: float) -> int:
+async def _serve(
+    robot_dir: str,
+    host: str | None,
+    port: int | None,
+    grace_s: float,
+    web_port: int | None = None,
+    web_host: str = "127.0.0.1",
+) -> int:
     from voiceplat.observability.metrics import MetricsSink
     from voiceplat.robot import load_robot
     from voiceplat.storage.live import LiveCalls
@@ -66,6 +73,10 @@ async def _serve(robot_dir: str, host: str | None, port: int | None, grace_s: fl
 
     robot = load_robot(robot_dir)
     problems = robot.problems()
+    if web_port is not None:  # before anything starts: a web service that may not listen there
+        from voiceplat.web.settings import WebSettings
+
+        problems += WebSettings.from_env(robot.env, web_host, web_port).problems()
     if problems:
         raise RobotError(problems)
     config = robot.config
@@ -88,6 +99,12 @@ async def _serve(robot_dir: str, host: str | None, port: int | None, grace_s: fl
     server = RobotServer(robot, recorder, live)
     await server.start(host or config.ws_host, port if port is not None else config.ws_port)
     log.info("robot %s listening on ws://%s:%d/", robot.name, host or config.ws_host, server.port)
+    web = None
+    if web_port is not None:  # the pages in this process: the live page reads its LiveCalls
+        from voiceplat.web.cli import start_web
+
+        robots = {robot.name: robot}
+        web = await start_web(robots, robot.env, web_host, web_port, in_process_live=live)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -104,6 +121,8 @@ async def _serve(robot_dir: str, host: str | None, port: int | None, grace_s: fl
     # After the handlers: a script that stops the robot as soon as SIP is up must not kill it.
     sip = await _start_sip(robot, recorder)
     await stop.wait()
+    if web is not None:
+        await web.stop()
     if sip is None:
         await server.shutdown(grace_s)
     else:
@@ -146,7 +165,9 @@ async def _start_sip(robot: Robot, recorder: Recorder) -> SipServer | None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     try:
-        return asyncio.run(_serve(args.robot, args.host, args.port, args.grace))
+        return asyncio.run(
+            _serve(args.robot, args.host, args.port, args.grace, args.web_port, args.web_host)
+        )
     except RobotError as exc:
         for line in exc.problems:
             print(line, file=sys.stderr)
@@ -224,6 +245,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="listen address (default: ws_host from config)")
     serve.add_argument("--port", type=int, help="listen port (default: ws_port from config)")
     serve.add_argument("--grace", type=float, default=30.0, help="seconds live calls get on stop")
+    serve.add_argument(
+        "--web-port", type=int, help="also run the web service (voiceplat web) on this port"
+    )
+    serve.add_argument(
+        "--web-host",
+        default="127.0.0.1",
+        help="the web service's address (default 127.0.0.1; any other needs VOICEPLAT_WEB_TOKEN)",
+    )
     serve.set_defaults(func=cmd_serve)
 
     check = commands.add_parser("check", help="validate a robot folder")

@@ -346,6 +346,34 @@ async def test_voiceplat_web_runs_and_answers_health(make_robot: Callable[..., P
             assert await process.wait() == 0  # SIGTERM: a clean stop
 
 
+async def test_serve_with_web_port_runs_the_pages_in_the_robots_process(
+    make_robot: Callable[..., Path],
+) -> None:
+    robot = make_robot("alpha")
+    port, web_port = free_port(), free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *("-m", "voiceplat", "serve", str(robot), "--host", "127.0.0.1", "--port", str(port)),
+        *("--web-port", str(web_port)),
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        line, _ = await wait_line(process, "web: listening on ")
+        assert line == f"web: listening on http://127.0.0.1:{web_port}/"
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{web_port}") as client:
+            live = (await client.get("/api/live")).json()
+            metrics = (await client.get("/metrics")).text
+        assert (live["source"], live["calls"]) == ("in-process", [])  # the robot's LiveCalls
+        names = {family.name for family in text_string_to_metric_families(metrics)}
+        assert {"voiceplat_v2v_seconds", "voiceplat_web_requests"} <= names  # one registry
+    finally:
+        process.terminate()
+        async with asyncio.timeout(HANG_S):
+            assert await process.wait() == 0
+
+
 async def test_voiceplat_web_refuses_another_host_without_a_token(
     make_robot: Callable[..., Path],
 ) -> None:
