@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.storage_servers import free_port
 from voiceplat.robot import Robot, load_robot
 from voiceplat.storage.jsonfile import JsonFileSink
 from voiceplat.storage.live import LiveCalls
@@ -250,6 +251,7 @@ FILTERS: list[tuple[dict[str, Any], list[str]]] = [
     ({"text": "%"}, ["c-gamma"]),  # a literal percent sign, not a wildcard
     ({"text": "врач", "robot": "clinic_fake"}, []),
     ({"robot": "", "text": "", "date_from": ""}, ["c-gamma", "c-beta", "c-alpha"]),  # a blank form
+    ({"text": "   "}, ["c-gamma", "c-beta", "c-alpha"]),
 ]
 
 
@@ -276,6 +278,7 @@ async def test_one_call(api: httpx.AsyncClient) -> None:
     body = response.json()
     assert body["call"]["caller"] == "+79990001111"
     assert body["call"]["duration_sec"] == 30.0
+    assert body["call"]["recording"].endswith("/echo/recordings/c-alpha.wav")
     assert [t["text"] for t in body["turns"]][1] == "Хочу записаться к врачу"
     assert body["turns"][2]["heard_text"] == "Конечно." and body["turns"][2]["interrupted"]
     # PostgreSQL keeps no pipeline log: it comes from the robot's JSON file.
@@ -348,6 +351,35 @@ async def test_unknown_and_malformed_call_ids(api: httpx.AsyncClient) -> None:
         assert (await api.get(path)).status_code in (404, 422), path
 
 
+async def test_recording_is_served_with_ranges(world: World, api: httpx.AsyncClient) -> None:
+    wav = write_wav(world.robot("echo").directory / "recordings" / "c-alpha.wav")
+    whole = await api.get("/api/calls/c-alpha/recording")
+    assert whole.status_code == 200
+    assert whole.headers["content-type"] == "audio/wav"
+    assert whole.headers["accept-ranges"] == "bytes"
+    assert whole.content == wav
+    part = await api.get("/api/calls/c-alpha/recording", headers={"Range": "bytes=100-199"})
+    assert part.status_code == 206
+    assert part.headers["content-range"] == f"bytes 100-199/{len(wav)}"
+    assert part.content == wav[100:200]
+    none = await api.get("/api/calls/c-gamma/recording")
+    assert none.status_code == 404 and none.json()["detail"] == "call 'c-gamma' has no recording"
+
+
+async def test_an_unreachable_database_is_a_503(world: World) -> None:
+    env = {"POSTGRES_DSN": f"postgresql://postgres@127.0.0.1:{free_port()}/voiceplat"}
+    client, context = client_for(world, env)
+    async with client:
+        api_answer = await client.get("/api/calls")
+        page = await client.get("/calls")
+        one = await client.get("/api/calls/c-alpha")
+    await context.calls.aclose()
+    assert api_answer.status_code == 503
+    assert "PostgreSQL is not reachable" in api_answer.json()["detail"]
+    assert page.status_code == 503 and "PostgreSQL is not reachable" in page.text
+    assert one.status_code == 503
+
+
 # --- the JSON store only: recordings, odd files, a cache that follows the folder ---------------
 
 
@@ -358,21 +390,6 @@ async def json_api(world: World) -> AsyncIterator[httpx.AsyncClient]:
     async with client:
         yield client
     await context.calls.aclose()
-
-
-async def test_recording_is_served_with_ranges(world: World, json_api: httpx.AsyncClient) -> None:
-    wav = write_wav(world.robot("echo").directory / "recordings" / "c-alpha.wav")
-    whole = await json_api.get("/api/calls/c-alpha/recording")
-    assert whole.status_code == 200
-    assert whole.headers["content-type"] == "audio/wav"
-    assert whole.headers["accept-ranges"] == "bytes"
-    assert whole.content == wav
-    part = await json_api.get("/api/calls/c-alpha/recording", headers={"Range": "bytes=100-199"})
-    assert part.status_code == 206
-    assert part.headers["content-range"] == f"bytes 100-199/{len(wav)}"
-    assert part.content == wav[100:200]
-    none = await json_api.get("/api/calls/c-gamma/recording")
-    assert none.status_code == 404 and none.json()["detail"] == "call 'c-gamma' has no recording"
 
 
 async def test_recording_paths_outside_the_folder_are_refused(

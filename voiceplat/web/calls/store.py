@@ -39,9 +39,14 @@ class CallQuery(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _blank_is_unset(cls, data: object) -> object:
-        # An HTML GET form sends every field, the empty ones as "": those are "no filter".
+        # An HTML GET form sends every field, the empty ones as "": those are "no filter"
+        # (blank text too: it would otherwise match every call with a turn).
         if isinstance(data, Mapping):
-            return {key: value for key, value in data.items() if value != ""}
+            return {
+                key: value
+                for key, value in data.items()
+                if not (isinstance(value, str) and not value.strip())
+            }
         return data
 
     @model_validator(mode="after")
