@@ -43,9 +43,12 @@ def wav_file(seconds: float, rate: int = 16000, channels: int = 1, width: int = 
     tone = 0.5 * np.sin(2 * np.pi * 440 * t)
     if width == 1:
         samples: np.ndarray = np.round(tone * 127 + 128).astype("u1")
+    elif width == 3:  # little-endian 24-bit: the low three bytes of each int32
+        wide = np.round(tone * 8388607).astype("<i4")
+        samples = wide.view("u1").reshape(-1, 4)[:, :3].reshape(-1, 3)
     else:
         samples = np.round(tone * 32767).astype("<i2")
-    frames = np.repeat(samples[:, None], channels, axis=1)
+    frames = np.repeat(samples.reshape(len(t), 1, 3 if width == 3 else 1), channels, axis=1)
     out = io.BytesIO()
     with wave.open(out, "wb") as wav:
         wav.setnchannels(channels)
@@ -124,6 +127,8 @@ async def test_stt_decodes_any_wav_to_8k_mono(client: httpx.AsyncClient) -> None
     assert body["ms"] >= 0
     eight_bit = await client.post("/api/v1/stt", **upload(wav_file(0.5, 11025, width=1)))
     assert eight_bit.json()["text"] == "<speech 0.50 s>"
+    deep = await client.post("/api/v1/stt", **upload(wav_file(0.4, 44100, channels=2, width=3)))
+    assert deep.json()["text"] == "<speech 0.40 s>"
     raw = await client.post(
         "/api/v1/stt?robot=echo",
         content=wav_file(0.25, 48000),
@@ -315,3 +320,13 @@ async def test_openapi_describes_the_bodies(client: httpx.AsyncClient) -> None:
     tts = paths["/api/v1/tts"]["post"]["requestBody"]["content"]["application/json"]
     assert tts["schema"]["properties"]["text"]["maxLength"] == 1000
     assert "multipart/form-data" in paths["/api/v1/voice/process"]["post"]["requestBody"]["content"]
+
+
+@pytest.mark.parametrize(("width", "channels"), [(1, 1), (2, 2), (3, 2)])
+def test_decoded_audio_keeps_its_level(width: int, channels: int) -> None:
+    from voiceplat.web.audio_upload import decode_audio
+
+    pcm = decode_audio(wav_file(0.5, 16000, channels, width), MAX_AUDIO_S)
+    assert (pcm.rate, pcm.samples) == (8000, 4000)
+    # A half-scale tone: RMS 0.5 / sqrt(2) of full scale, whatever the sample width.
+    assert abs(rms(pcm.to_numpy()) - 0.5 / 2**0.5 * 32767) < 150
