@@ -36,6 +36,10 @@
     list.replaceChildren();
     statusLine.className = "muted";
     const aec = aecBox.checked;
+    if (!window.isSecureContext || !navigator.mediaDevices) {
+      return fail("The browser gives the microphone only to https:// pages or http://localhost "
+        + "(open the service through 127.0.0.1, an SSH tunnel, or a TLS proxy).");
+    }
     try {
       stream = await navigator.mediaDevices.getUserMedia({ audio: {
         channelCount: 1, echoCancellation: aec, noiseSuppression: aec, autoGainControl: aec } });
@@ -58,7 +62,9 @@
     meterTimer = setInterval(measure, 50);
 
     const host = root.dataset.wsHost || location.hostname;
-    ws = new WebSocket(`ws://${host}:${root.dataset.wsPort}/web`);
+    // Behind a TLS proxy the page is https: its socket must be wss (the proxy's port, then).
+    const scheme = location.protocol === "https:" ? "wss" : "ws";
+    ws = new WebSocket(`${scheme}://${host}:${root.dataset.wsPort}/web`);
     ws.binaryType = "arraybuffer";
     ws.onopen = () => {
       const caller = $("caller").value.trim();
