@@ -143,6 +143,7 @@ async def test_gauges_read_model_queues_spools_and_recorder_losses(tmp_path: Pat
     assert _value("voiceplat_spool_items", robot=robot, sink="teststore") == 1
     assert _value("voiceplat_store_up", robot=robot, sink="teststore") == 0
     assert _value("voiceplat_recorder_dropped_total", robot=robot) == 2
+    model.pending = 0
     await recorder.aclose()
     model.executor.shutdown()
 

@@ -32,7 +32,7 @@ import logging
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import BINARY, CONT, TEXT, CloseCode, Frame, Opcode
@@ -42,6 +42,17 @@ from websockets.server import ServerProtocol
 from websockets.typing import Subprotocol
 
 log = logging.getLogger(__name__)
+
+
+class _InfoAsDebug(logging.LoggerAdapter):
+    """websockets logs each HTTP answer and its close at INFO: a line pair per Prometheus
+    scrape. Kept, at DEBUG, for plain HTTP requests only."""
+
+    def info(self, msg: object, *args: Any, **kwargs: Any) -> None:
+        self.log(logging.DEBUG, msg, *args, **kwargs)
+
+
+_HTTP_LOG = _InfoAsDebug(logging.getLogger("websockets.server"), {})
 
 HttpHandler = Callable[[Request, str | None], Response]
 """Answers a plain HTTP request (no WebSocket upgrade): the request and the peer's address."""
@@ -255,6 +266,7 @@ class CallConnection(asyncio.Protocol):
 
     def _answer_http(self, request: Request, handler: HttpHandler) -> None:
         protocol = self.protocol
+        protocol.logger = _HTTP_LOG  # (the protocol's documented `logger` attribute)
         peer = self.transport.get_extra_info("peername") if self.transport else None
         try:
             response = handler(request, peer[0] if peer else None)
