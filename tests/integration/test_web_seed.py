@@ -330,3 +330,31 @@ def test_decoded_audio_keeps_its_level(width: int, channels: int) -> None:
     assert (pcm.rate, pcm.samples) == (8000, 4000)
     # A half-scale tone: RMS 0.5 / sqrt(2) of full scale, whatever the sample width.
     assert abs(rms(pcm.to_numpy()) - 0.5 / 2**0.5 * 32767) < 150
+
+
+async def test_inside_serve_the_started_robot_is_used_as_is(
+    robots: dict[str, Robot], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from voiceplat.storage.live import LiveCalls
+
+    robot = robots["echo"]
+    await robot.start()  # what `voiceplat serve` did before it started the web service
+    starts: list[str] = []
+
+    async def counted() -> None:
+        starts.append(robot.name)
+
+    monkeypatch.setattr(robot, "start", counted)
+    context = WebContext(
+        settings=WebSettings(),
+        robots=robots,
+        calls=call_store_for({}, robots),
+        live=live_source_for({}, robots),
+        in_process_live=LiveCalls(),
+    )
+    transport = httpx.ASGITransport(app=create_app(context))
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+        response = await client.post("/api/v1/tts", json={"text": "да"})
+    assert response.status_code == 200, response.text
+    assert starts == []
+    await robot.aclose()  # serve's robot is serve's to close (close_started leaves it)

@@ -85,6 +85,10 @@ def seed_state(context: WebContext) -> SeedState:
     state = context.extra.get(STATE_KEY)
     if state is None:
         state = SeedState(RateLimiter(context.settings.rate_per_minute))
+        if context.in_process_live is not None:
+            # Inside `voiceplat serve` (its live calls are ours): serve has started its robot.
+            state.started = set(context.robots)
+            state.marked = set(context.robots)
         context.extra[STATE_KEY] = state
     assert isinstance(state, SeedState)
     return state
