@@ -276,7 +276,7 @@ async def test_robot_answers_plain_http_and_goes_on(make_robot, robot_server) ->
     robot = make_robot()
     url, server, _ = await robot_server(robot)
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-    writer.write(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    writer.write(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
     assert (await read_to_end(reader)).startswith(b"HTTP/1.1 426 ")
     writer.close()
     assert read_call_records(robot) == []  # no call was started
