@@ -34,6 +34,7 @@ from voiceplat.config_refs import reference_problems
 from voiceplat.errors import RobotError
 from voiceplat.forms.settings import FormSettings
 from voiceplat.knowledge.settings import KnowledgeSettings
+from voiceplat.recording.settings import RecordingSettings
 from voiceplat.reports.settings import ReportsSettings
 from voiceplat.sessions.chunking import ChunkingSettings
 from voiceplat.telephony.ingress.sip.settings import SipSettings
@@ -266,6 +267,10 @@ class RobotConfig(Strict):
         None, description="IANA zone the robot's dates are in (forms: 'завтра'); host's when unset"
     )
     reports: ReportsSettings = Field(default_factory=ReportsSettings)
+    recording: RecordingSettings = Field(
+        default_factory=RecordingSettings,
+        description="call recordings: {enabled, dir, retention_days, format: wav|flac}",
+    )
 
     def zone(self) -> ZoneInfo | None:
         return ZoneInfo(self.timezone) if self.timezone else None
@@ -325,11 +330,18 @@ def read_env_files(robot_dir: Path, root_dir: Path | None = None) -> dict[str, s
     return merged
 
 
+PROCESS_VARIABLES = frozenset(
+    {"VOICEPLAT_MODELS_DIR", "VOICEPLAT_WEB_TOKEN", "VOICEPLAT_SCREENSHOTS", "VOICEPLAT_CHROMIUM"}
+)
+"""VOICEPLAT_* variables that set up the process (models, the web service's token, the page
+tests), not a robot's config key."""
+
+
 def env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
     """`VOICEPLAT_A__B=v` → {"a": {"b": v}}; values that parse as JSON are taken as JSON."""
     tree: dict[str, Any] = {}
     for key, raw in env.items():
-        if not key.startswith(ENV_PREFIX) or key in {"VOICEPLAT_MODELS_DIR"}:
+        if not key.startswith(ENV_PREFIX) or key in PROCESS_VARIABLES:
             continue
         path = key[len(ENV_PREFIX) :].lower().split("__")
         try:

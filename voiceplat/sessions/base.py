@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from voiceplat.audio.pcm import Pcm
+from voiceplat.recording.call import recording_for
 from voiceplat.robot import Robot
 from voiceplat.sessions.closing import close_record
 from voiceplat.sessions.dtmf import CallerKeys, KeyActions, SpeakerKeyActions
@@ -53,7 +54,9 @@ class Session:
     def __init__(self, robot: Robot, channel: CallChannel, recorder: Recorder) -> None:
         self.robot = robot
         self.config = robot.config
-        self.channel = channel
+        # A recorded call's channel is wrapped: every mode's audio goes onto the call's tape.
+        self.recording = recording_for(robot, channel)
+        self.channel: CallChannel = channel if self.recording is None else self.recording.channel
         self.recorder = recorder
         self.clock = asyncio.get_running_loop().time
         # Made when the call's record opens (_open_record):
@@ -141,6 +144,9 @@ class Session:
                 answered_at=self._started_wall,
                 status="in_progress",
                 metadata=metadata.extra,
+                recording=None
+                if self.recording is None
+                else self.recording.open(metadata.call_id, self._started_wall),
             )
         )
         self.transcript = CallTranscript(
@@ -190,9 +196,13 @@ class Session:
             tool_outcome=outcome,
             after_call=self.robot.after_call,
         )
-        if reason in self.HANGUP_REASONS:
-            await self.channel.disconnect()
-        await self.channel.close()
+        try:
+            if reason in self.HANGUP_REASONS:
+                await self.channel.disconnect()
+            await self.channel.close()
+        finally:
+            if self.recording is not None:  # the call is over: written off its audio path
+                await self.recording.save(self.call)
         return reason
 
     async def main(self) -> None:

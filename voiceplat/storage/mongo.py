@@ -2,7 +2,7 @@
 
     {call_id, robot, mode, source, caller, callee, started_at, answered_at, ended_at,
      duration_sec, status, end_reason, turns, metadata, dtmf, transfer_target, outcome,
-     summary, updated_at,
+     summary, recording, recording_error, updated_at,
      segments: [{idx, role, text, heard_text, started_at, ended_at, interrupted,
                  asr_ms, llm_ttft_ms, tts_ttfb_ms, v2v_ms, track, error, ignored,
                  starved_ms, starved_max_ms, resumed,
@@ -104,12 +104,15 @@ def log_entry(event: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+AFTER_CALL = ("summary", "recording_error")
+"""Fields that only ever come after the call (amendments)."""
+
+
 def _keep_summary(fields: dict[str, Any]) -> dict[str, Any]:
-    """A summary only ever comes after the call (an amendment): a write without one (a
-    replayed earlier item) never erases it. Returns what to set only on a new document."""
-    if fields.get("summary") is None:
-        return {"summary": fields.pop("summary", None)}
-    return {}
+    """A summary (or a recording error) only ever comes after the call (an amendment): a write
+    without one (a replayed earlier item) never erases it. Returns what to set only on a new
+    document."""
+    return {name: fields.pop(name, None) for name in AFTER_CALL if fields.get(name) is None}
 
 
 def upsert_call(call: dict[str, Any]) -> UpdateOne:

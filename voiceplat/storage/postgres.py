@@ -4,8 +4,9 @@ Every item carries the call, so every batch upserts the call rows it touches (ON
 (call_id)) and then the turn rows (ON CONFLICT (call_id, idx)), in one transaction. Writing an
 item twice, or replaying a spool, leaves the same rows. A finished call's snapshot rewrites all
 its turns, so the final record is whole even if the recorder dropped an item on the way.
-An amendment of a finished call (its summary, written after the call) sets only the amended
-columns, after the batch's other rows; it inserts the whole call only if the row is missing.
+An amendment of a finished call (its summary, written after the call; a recording that could not
+be written) sets only the amended columns, after the batch's other rows; it inserts the whole
+call only if the row is missing.
 Pipeline events are not kept here (MongoDB and the JSON file have them).
 """
 
@@ -30,9 +31,9 @@ log = logging.getLogger(__name__)
 INSERT_CALL = """
 INSERT INTO calls (call_id, robot, mode, source, caller, callee, started_at, answered_at,
                    ended_at, duration_sec, status, end_reason, turns, metadata, outcome,
-                   summary, dtmf, transfer_target, updated_at)
+                   summary, recording, recording_error, dtmf, transfer_target, updated_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14::jsonb, $15, $16, $17, $18,
-        now())
+        $19, $20, now())
 """
 
 UPSERT_CALL = (
@@ -44,9 +45,11 @@ UPSERT_CALL = (
     duration_sec = EXCLUDED.duration_sec, status = EXCLUDED.status,
     end_reason = EXCLUDED.end_reason, turns = EXCLUDED.turns, metadata = EXCLUDED.metadata,
     dtmf = EXCLUDED.dtmf, transfer_target = EXCLUDED.transfer_target,
-    outcome = EXCLUDED.outcome,
-    -- A summary only ever comes after the call (an amendment): no earlier write erases it.
-    summary = COALESCE(EXCLUDED.summary, calls.summary), updated_at = now()
+    outcome = EXCLUDED.outcome, recording = EXCLUDED.recording,
+    -- A summary or a recording error only ever comes after the call (an amendment): no earlier
+    -- write erases it.
+    summary = COALESCE(EXCLUDED.summary, calls.summary),
+    recording_error = COALESCE(EXCLUDED.recording_error, calls.recording_error), updated_at = now()
 -- A finished call is final: an older in-progress write arriving late never reopens it.
 WHERE calls.status = 'in_progress' OR EXCLUDED.status <> 'in_progress'
 """
@@ -55,9 +58,13 @@ WHERE calls.status = 'in_progress' OR EXCLUDED.status <> 'in_progress'
 AMEND_CALL = (
     INSERT_CALL
     + """ON CONFLICT (call_id) DO UPDATE SET
-    -- $19, $20: whether the amendment changes the outcome, the summary; nothing else changes.
-    outcome = CASE WHEN $19::boolean THEN EXCLUDED.outcome ELSE calls.outcome END,
-    summary = CASE WHEN $20::boolean THEN EXCLUDED.summary ELSE calls.summary END,
+    -- $21-$24: whether the amendment changes the outcome, the summary, the recording, its
+    -- error; nothing else changes.
+    outcome = CASE WHEN $21::boolean THEN EXCLUDED.outcome ELSE calls.outcome END,
+    summary = CASE WHEN $22::boolean THEN EXCLUDED.summary ELSE calls.summary END,
+    recording = CASE WHEN $23::boolean THEN EXCLUDED.recording ELSE calls.recording END,
+    recording_error = CASE WHEN $24::boolean THEN EXCLUDED.recording_error
+                           ELSE calls.recording_error END,
     updated_at = now()
 """
 )
@@ -106,6 +113,8 @@ def call_row(call: dict[str, Any]) -> tuple[Any, ...]:
         # A spool written before these fields existed replays without them.
         call.get("outcome"),
         call.get("summary"),
+        call.get("recording"),
+        call.get("recording_error"),
         call.get("dtmf") or "",
         call.get("transfer_target"),
     )
@@ -113,7 +122,8 @@ def call_row(call: dict[str, Any]) -> tuple[Any, ...]:
 
 def amend_row(entry: Entry) -> tuple[Any, ...]:
     changes = entry.get("changes") or {}
-    return (*call_row(entry["call"]), "outcome" in changes, "summary" in changes)
+    amended = ("outcome", "summary", "recording", "recording_error")
+    return (*call_row(entry["call"]), *(name in changes for name in amended))
 
 
 def turn_row(turn: dict[str, Any]) -> tuple[Any, ...]:

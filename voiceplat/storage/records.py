@@ -79,6 +79,17 @@ class CallRecord(_Record):
         description="A sentence or two on what the caller wanted and what happened, written "
         "by the LLM after the call (it arrives as an amendment of the finished record).",
     )
+    recording: str | None = Field(
+        None,
+        description="The call's recording (a stereo WAV or FLAC, caller left, robot right), an "
+        "absolute path; set when the call opens, the file is written after it ends "
+        "(voiceplat/recording/). None: the robot does not record.",
+    )
+    recording_error: str | None = Field(
+        None,
+        description="Why the recording could not be written (a full disk...); it arrives as an "
+        "amendment of the finished record. The call itself is never affected.",
+    )
 
 
 class ToolCallRecord(_Record):
@@ -184,8 +195,9 @@ class CallFinished:
         return self.snapshot.call
 
 
-AMENDABLE = frozenset({"summary", "outcome"})
-"""The fields a finished call's record may still change: what is worked out after the call."""
+AMENDABLE = frozenset({"summary", "outcome", "recording", "recording_error"})
+"""The fields a finished call's record may still change: what is worked out after the call
+(the summary, the outcome, whether its recording could be written)."""
 
 
 @dataclass(frozen=True, slots=True)

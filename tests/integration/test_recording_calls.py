@@ -1,0 +1,168 @@
+"""Call recordings made by the robot (voiceplat/recording/) in whole calls over a real WebSocket:
+the robot with fake providers, the simulated caller. The recording's left channel must be what
+the caller sent and its right channel what the caller heard, on the same clock (found by
+cross-correlation against the simulator's own tracks), with a barge-in's cut in it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import wave
+from pathlib import Path
+
+import numpy as np
+
+from tests.conftest import FIXTURES, read_call_records
+from tests.integration.test_calls import final_records
+from voiceplat.simulator import BargeIn, Say, run_call
+
+YES = FIXTURES / "ru_da.wav"  # 0.7 s: what the caller says matters only to the VAD
+WAIT = FIXTURES / "ru_wait.wav"
+LONG_QUESTION = "Расскажите подробно о ценах, часах работы и адресе клиники"
+RATE = 8000
+MAX_LAG_S = 1.0
+
+
+def read_stereo(path: Path) -> np.ndarray:
+    with wave.open(str(path)) as wav:
+        assert (wav.getnchannels(), wav.getsampwidth(), wav.getframerate()) == (2, 2, RATE)
+        data = wav.readframes(wav.getnframes())
+    return np.frombuffer(data, dtype="<i2").reshape(-1, 2).astype(np.float64)
+
+
+def samples(audio: bytes) -> np.ndarray:
+    return np.frombuffer(audio, dtype="<i2").astype(np.float64)
+
+
+def best_lag(recorded: np.ndarray, reference: np.ndarray, max_lag_s: float) -> tuple[float, float]:
+    """(lag in ms, normalised correlation) of the cross-correlation peak within ±max_lag_s;
+    a positive lag: the reference is later than the recording."""
+    n = len(recorded) + len(reference)
+    spectrum = np.fft.rfft(reference, n) * np.conj(np.fft.rfft(recorded, n))
+    corr = np.fft.irfft(spectrum, n)
+    window = int(max_lag_s * RATE)
+    lags = np.concatenate((np.arange(0, window + 1), np.arange(-window, 0)))
+    values = np.concatenate((corr[: window + 1], corr[-window:]))
+    peak = int(np.argmax(values))
+    norm = np.linalg.norm(recorded) * np.linalg.norm(reference)
+    return lags[peak] * 1000 / RATE, float(values[peak] / norm)
+
+
+def stretches(track: np.ndarray) -> list[tuple[int, int]]:
+    """(start, end) sample of each stretch of sound (10 ms windows with RMS over 100)."""
+    window = RATE // 100
+    frames = track[: len(track) // window * window].reshape(-1, window)
+    loud = np.concatenate(([False], np.sqrt(np.mean(frames**2, axis=1)) > 100, [False]))
+    edges = np.flatnonzero(np.diff(loud.astype(int)))
+    return [
+        (int(a) * window, int(b) * window) for a, b in zip(edges[::2], edges[1::2], strict=True)
+    ]
+
+
+def loud_ms(track: np.ndarray, start_ms: float, end_ms: float) -> float:
+    """Milliseconds of 10 ms windows in [start, end) with sound (RMS over 100)."""
+    window = RATE // 100
+    part = track[int(start_ms * RATE / 1000) : int(end_ms * RATE / 1000)]
+    frames = part[: len(part) // window * window].reshape(-1, window)
+    return float(np.sum(np.sqrt(np.mean(frames**2, axis=1)) > 100) * 10)
+
+
+def has(record: dict, field: str) -> bool:
+    value = record["call"][field]
+    return bool(value) and (field != "recording" or Path(value).exists())
+
+
+async def recording_of(robot: Path, field: str = "recording") -> dict:
+    """The call's final record once it has `field` (and the file, for "recording"; a failed
+    write's amendment comes after the finished record), bounded at a limit only a hang reaches."""
+    async with asyncio.timeout(60):
+        while True:
+            (record,) = await final_records(robot)
+            if has(record, field):
+                return record
+            await asyncio.sleep(0.05)
+
+
+async def test_the_recording_is_what_the_caller_said_and_heard(make_robot, robot_server) -> None:
+    robot = make_robot(
+        # The LLM says back what it heard: a long answer to talk over, then a short one.
+        asr={"provider": "fake", "texts": [LONG_QUESTION, "Стоп."]},
+        llm={"provider": "fake", "reply": "{text}"},
+        tts={"provider": "fake", "ms_per_char": 80},
+        greeting_text="Алло.",
+        recording={"enabled": True},
+    )
+    url, _, _ = await robot_server(robot)
+    result = await run_call(
+        url, [Say(YES), BargeIn(WAIT)], barge_in_after_s=1.0, metadata={"callId": "rec-1"}
+    )
+    assert result.ok, result.errors
+
+    record = await recording_of(robot)
+    path = Path(record["call"]["recording"])
+    assert path.parent.parent == robot / "recordings" and path.name == "rec-1.wav"
+    assert path.parent.name == record["call"]["started_at"][:10]  # the call's UTC day
+    assert record["call"]["recording_error"] is None
+    stereo = read_stereo(path)
+    caller, robot_track = stereo[:, 0], stereo[:, 1]
+
+    sent = samples(result.caller_audio)
+    lag_ms, score = best_lag(caller, sent, MAX_LAG_S)
+    assert abs(lag_ms) <= 20 and score > 0.95, (lag_ms, score)
+    # The whole call is there: as long as what the caller sent, give or take the lead.
+    assert abs(len(caller) - len(sent)) / RATE < 1.0
+
+    # Each stretch of robot audio the caller heard is on the right channel, at the same time
+    # give or take what the network and the peer's buffer add (the caller hears it later).
+    heard = samples(result.robot_heard)
+    heard_parts, recorded_parts = stretches(heard), stretches(robot_track)
+    assert len(heard_parts) == len(recorded_parts) == 3  # greeting, cut answer, next answer
+    pad = int(0.3 * RATE)
+    lags = []
+    for start, end in heard_parts:
+        part = slice(max(0, start - pad), end + pad)
+        lag_ms, score = best_lag(robot_track[part], heard[part], 0.3)
+        assert -20 <= lag_ms <= 200 and score > 0.9, (start / RATE, lag_ms, score)
+        lags.append(lag_ms)
+    print(f"robot audio heard {', '.join(f'{lag:.0f}' for lag in lags)} ms after the recording")
+
+    barge = result.utterances[1]
+    assert barge.kind == "barge_in" and barge.kill_audio is True
+    assert barge.speech_start_ms is not None and barge.kill_audio_after_ms is not None
+    cut_ms = barge.speech_start_ms + barge.kill_audio_after_ms
+    # The robot talked up to the barge-in, then (its unheard audio flushed) fell silent.
+    assert loud_ms(robot_track, barge.speech_start_ms - 500, barge.speech_start_ms) >= 400
+    assert loud_ms(robot_track, cut_ms + 150, cut_ms + 1150) == 0
+    # The caller's talk-over is on the left, at the time the simulator sent it.
+    assert loud_ms(caller, barge.speech_start_ms, barge.speech_start_ms + 500) >= 300
+    cut = next(t for t in record["turns"] if t["role"] == "robot" and t["text"] == LONG_QUESTION)
+    assert cut["interrupted"] and cut["heard_text"]
+
+
+async def test_a_recording_that_cannot_be_written_leaves_the_call_alone(
+    make_robot, robot_server
+) -> None:
+    robot = make_robot(
+        asr={"provider": "fake", "texts": ["Хочу записаться"]},
+        llm={"provider": "fake", "reply": "Да."},
+        greeting_text="Алло.",
+        recording={"enabled": True, "dir": "blocked/recordings"},
+    )
+    (robot / "blocked").write_text("a file where the recordings folder should be")
+    url, _, _ = await robot_server(robot)
+    result = await run_call(url, [Say(YES)], metadata={"callId": "rec-2"})
+
+    assert result.ok, result.errors
+    assert len(result.answers) == 2  # greeting and answer: the call went on as usual
+    record = await recording_of(robot, "recording_error")
+    call = record["call"]
+    assert (call["status"], call["end_reason"]) == ("completed", "caller_hangup")
+    assert call["recording"].endswith(
+        "/blocked/recordings/" + call["started_at"][:10] + "/rec-2.wav"
+    )
+    assert (
+        call["recording_error"].startswith("cannot write ")
+        and "Not a directory" in call["recording_error"]
+    )
+    assert [r["call"]["call_id"] for r in read_call_records(robot)] == ["rec-2"]
+    assert json.dumps(record, ensure_ascii=False)  # the amended file is whole JSON
