@@ -37,7 +37,7 @@ from voiceplat.web.app import create_app
 from voiceplat.web.calls.store import call_store_for
 from voiceplat.web.cli import load_robots, start_web
 from voiceplat.web.context import WebContext
-from voiceplat.web.live_source import InProcessLive, PollingLive
+from voiceplat.web.live_source import InProcessLive
 from voiceplat.web.settings import WebSettings
 
 TOKEN = "test-token-0123456789abcdef"
@@ -274,32 +274,6 @@ async def test_live_events_stream_calls_from_the_in_process_live_calls(
     ]
     assert seen[1]["turn"]["text"] == "Алло"
     assert after["calls"] == []
-
-
-async def test_polling_live_reads_each_robots_port_and_reports_a_down_one(
-    robots: dict[str, Any],
-) -> None:
-    alpha_port = robots["alpha"].config.ws_port
-    call = CallRecord(call_id="p-1", robot="alpha", mode="pipeline").model_dump(mode="json")
-    asked: list[httpx.Request] = []
-
-    def answer(request: httpx.Request) -> httpx.Response:
-        asked.append(request)
-        if request.url.port == alpha_port:
-            return httpx.Response(200, json={"calls": [{"call": call, "turns": []}]})
-        raise httpx.ConnectError("connection refused")
-
-    source = PollingLive(robots, token=TOKEN, transport=httpx.MockTransport(answer))
-    try:
-        calls = await source.calls()
-    finally:
-        await source.aclose()
-    assert [c["call"]["call_id"] for c in calls] == ["p-1"]
-    assert {r.url.path for r in asked} == {"/live"}
-    assert {r.url.host for r in asked} == {"127.0.0.1"}  # ws_host 0.0.0.0: reached on loopback
-    assert all(r.headers["authorization"] == f"Bearer {TOKEN}" for r in asked)
-    assert list(source.errors) == ["beta"]
-    assert "connection refused" in source.errors["beta"]
 
 
 async def run_web(args: list[str], env: dict[str, str]) -> asyncio.subprocess.Process:

@@ -7,6 +7,8 @@
 `calls()` gives `[{"call": {...CallRecord fields...}, "turns": [{...TurnRecord fields...}]}]`, oldest
 first; `events()` yields `{"type", "call_id", "robot", "at", "call"?, "turn"?, "data"?}` with the
 types of `storage/live.py` (call_started, call_updated, turn, barge_in, call_ended).
+`await subscribe()` is `events()` subscribed before it returns: nothing after it is missed (the
+live page's stream says "connected" only then).
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ class LiveSource(Protocol):
 
     def events(self) -> AsyncIterator[LiveDict]: ...
 
+    async def subscribe(self) -> AsyncIterator[LiveDict]: ...
+
     async def aclose(self) -> None: ...
 
 
@@ -53,9 +57,10 @@ class InProcessLive:
         return [call.model_dump(mode="json") for call in self.live.calls()]
 
     def events(self) -> AsyncIterator[LiveDict]:
-        # Subscribed now, not at the first read: an event stream that says "connected" misses
-        # nothing that happens after.
-        return self._events(self.live.subscribe())
+        return self._events(self.live.subscribe())  # subscribed at once: no await needed
+
+    async def subscribe(self) -> AsyncIterator[LiveDict]:
+        return self.events()
 
     async def _events(self, subscription: Subscription) -> AsyncIterator[LiveDict]:
         with subscription:
@@ -152,8 +157,15 @@ class RedisLive:
         return found
 
     async def events(self) -> AsyncIterator[LiveDict]:
+        async for event in await self.subscribe():
+            yield event
+
+    async def subscribe(self) -> AsyncIterator[LiveDict]:
         pubsub = self.client.pubsub()
         await pubsub.subscribe(CHANNEL)
+        return self._listen(pubsub)
+
+    async def _listen(self, pubsub: Any) -> AsyncIterator[LiveDict]:
         try:
             async for message in pubsub.listen():
                 if message.get("type") != "message":
@@ -254,7 +266,14 @@ class PollingLive:
         return merged
 
     async def events(self) -> AsyncIterator[LiveDict]:
+        async for event in await self.subscribe():
+            yield event
+
+    async def subscribe(self) -> AsyncIterator[LiveDict]:
         before = {live["call"]["call_id"]: live for live in await self.calls()}
+        return self._poll(before)
+
+    async def _poll(self, before: dict[str, LiveDict]) -> AsyncIterator[LiveDict]:
         while True:
             await asyncio.sleep(self.interval_s)
             now = {live["call"]["call_id"]: live for live in await self.calls()}

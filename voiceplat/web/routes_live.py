@@ -44,9 +44,9 @@ def sse(data: dict[str, Any], event: str | None = None) -> bytes:
 
 
 async def event_stream(context: WebContext, request: Request) -> AsyncIterator[bytes]:
-    events = context.live.events().__aiter__()
-    # A first comment at once: the browser's EventSource reports "open" (and tests know the
-    # subscription is in place) before any call event exists.
+    events = await context.live.subscribe()
+    # A first comment once subscribed: the browser's EventSource reports "open" (and a test
+    # knows every later event will arrive) before any call event exists.
     yield b": connected\n\n"
     pending: asyncio.Task[Any] | None = None
     try:
