@@ -513,6 +513,8 @@ async def test_call_page_shows_transcript_player_and_waterfall(
     ]:
         assert f'<span class="fall-label">{label}</span>' in waterfall, label
         assert f"{label}: {ms} ms" in waterfall, label
+    log_table = html.split("Pipeline log")[1]
+    assert "{&#34;ms&#34;: 120, &#34;text&#34;: &#34;Хочу записаться к врачу&#34;}" in log_table
     assert "call.js" in html
     assert (await json_api.get("/static/call.js")).status_code == 200
 
@@ -524,3 +526,15 @@ async def test_call_page_highlights_errors(json_api: httpx.AsyncClient) -> None:
     log_table = html.split("Pipeline log")[1]
     assert '<tr class="error">' in log_table and "LLM timeout after 10 s" in log_table
     assert "No recording of this call" in html
+
+
+async def test_what_callers_said_is_shown_as_text_not_markup(
+    world: World, json_api: httpx.AsyncClient
+) -> None:
+    call = CallRecord(call_id="c-xss", robot="echo", mode="pipeline", caller="<b>+7</b>")
+    turn = TurnRecord(call_id="c-xss", idx=0, role="user", text="<script>alert(1)</script>")
+    await JsonFileSink(world.robot("echo").logs_dir).write(CallSnapshot(call=call, turns=[turn]))
+    for url in ("/calls/c-xss", "/calls?text=alert"):
+        html = (await json_api.get(url)).text
+        assert "<script>alert" not in html and "<b>+7</b>" not in html, url
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in (await json_api.get("/calls/c-xss")).text

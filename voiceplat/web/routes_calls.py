@@ -3,6 +3,7 @@ API behind them: /api/calls, /api/calls/{call_id}, /api/calls/{call_id}/recordin
 
 from __future__ import annotations
 
+import json
 from typing import Annotated
 from urllib.parse import quote, urlencode
 
@@ -149,6 +150,11 @@ def quote_id(call_id: str) -> str:
     return quote(call_id, safe="")
 
 
+def as_json(value: object) -> str:
+    """JSON as a person reads it: Cyrillic as letters, not \\u escapes (Jinja escapes the HTML)."""
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
 @router.get("/calls/{call_id}", response_class=HTMLResponse, include_in_schema=False)
 async def call_page(request: Request, context: Context, call_id: str) -> HTMLResponse:
     snapshot = await snapshot_or_404(context, call_id)
@@ -168,5 +174,6 @@ async def call_page(request: Request, context: Context, call_id: str) -> HTMLRes
         has_recording=has_recording,
         recording_url=f"/api/calls/{quote_id(call.call_id)}/recording",
         is_error_event=is_error_event,
+        as_json=as_json,
         duration_s=call.duration_sec,
     )
