@@ -8,7 +8,6 @@ is measured on the way and printed (pytest -s); it is asserted only against hang
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 import statistics
@@ -79,6 +78,7 @@ class TimedWebChannel(WebChannel):
 @dataclass
 class TalkRobot:
     directory: Path
+    port: int
     live: Any
     """The robot process's LiveCalls (the web service shows it, as inside `serve`)."""
     stop: Callable[[], None]
@@ -139,29 +139,29 @@ def talk_robot(
 
         service_loop.run(shutdown())
 
-    yield TalkRobot(directory, live, stop)
+    yield TalkRobot(directory, server.port, live, stop)
     stop()
 
 
-async def test_bad_input_from_a_page_ends_the_call_as_protocol_error(
-    make_robot: Callable[..., Path], robot_server: Callable[..., Any]
-) -> None:
-    """No browser: what the page would be told of its own mistake, and the record it leaves."""
-    from websockets.asyncio.client import connect
-    from websockets.exceptions import ConnectionClosed
+# Sync tests, as the browser's: Playwright's sync API keeps an event loop running in this thread,
+# so no pytest-asyncio test can run after it in the session; the robot runs on `service_loop`.
 
-    directory = make_robot("page_robot")
-    url, _server, recorder = await robot_server(directory)
-    async with connect(url + "web", open_timeout=HANG_S) as ws:
-        await ws.send(json.dumps({"robot": "page_robot", "caller": "tester"}))
-        call = json.loads(await ws.recv())
+
+def test_bad_input_from_a_page_ends_the_call_as_protocol_error(talk_robot: TalkRobot) -> None:
+    """No browser: what the page would be told of its own mistake, and the record it leaves."""
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    with connect(f"ws://127.0.0.1:{talk_robot.port}/web", open_timeout=HANG_S) as ws:
+        ws.send(json.dumps({"robot": ROBOT, "caller": "tester"}))
+        call = json.loads(ws.recv(HANG_S))
         assert call["type"] == "call"
-        await ws.send(b"\x00\x00" * 160)
-        await ws.send("not json")
+        ws.send(b"\x00\x00" * 160)
+        ws.send("not json")
         messages = []
         with pytest.raises(ConnectionClosed):
             while True:
-                message = await asyncio.wait_for(ws.recv(), HANG_S)
+                message = ws.recv(HANG_S)
                 if isinstance(message, str):
                     messages.append(json.loads(message))
     assert ws.close_code == 1008 and "not JSON" in (ws.close_reason or "")
@@ -169,25 +169,21 @@ async def test_bad_input_from_a_page_ends_the_call_as_protocol_error(
         {"type": "error", "message": "TEXT message is not JSON: 'not json'"},
         {"type": "ended", "end_reason": "protocol_error"},
     ]
-    await recorder.aclose()  # the JSON file is written once this returns
-    (record,) = read_call_records(directory)
+    talk_robot.stop()  # the JSON file is written once it returns
+    (record,) = read_call_records(talk_robot.directory)
     assert record["call"]["call_id"] == call["call_id"]
     assert (record["call"]["source"], record["call"]["caller"]) == ("web", "tester")
     assert (record["call"]["status"], record["call"]["end_reason"]) == ("failed", "protocol_error")
 
 
-async def test_a_page_calling_the_wrong_robot_is_told_which_it_reached(
-    make_robot: Callable[..., Path], robot_server: Callable[..., Any]
-) -> None:
-    from websockets.asyncio.client import connect
+def test_a_page_calling_the_wrong_robot_is_told_which_it_reached(talk_robot: TalkRobot) -> None:
+    from websockets.sync.client import connect
 
-    url, _server, _recorder = await robot_server(make_robot("page_robot"))
-    async with connect(url + "web", open_timeout=HANG_S) as ws:
-        await ws.send(json.dumps({"robot": "clinic"}))
-        error = json.loads(await asyncio.wait_for(ws.recv(), HANG_S))
-        assert error == {
+    with connect(f"ws://127.0.0.1:{talk_robot.port}/web", open_timeout=HANG_S) as ws:
+        ws.send(json.dumps({"robot": "clinic"}))
+        assert json.loads(ws.recv(HANG_S)) == {
             "type": "error",
-            "message": "this port serves robot 'page_robot', not 'clinic'",
+            "message": f"this port serves robot {ROBOT!r}, not 'clinic'",
         }
 
 
