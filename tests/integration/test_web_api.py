@@ -363,11 +363,6 @@ async def test_voiceplat_web_refuses_another_host_without_a_token(
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: config.env_overrides reads VOICEPLAT_WEB_TOKEN as a robot config key "
-    "('web_token: unknown key'); config.py must skip it like VOICEPLAT_MODELS_DIR",
-)
 async def test_voiceplat_web_with_a_token_asks_for_it(make_robot: Callable[..., Path]) -> None:
     robot = make_robot("alpha")
     port = free_port()
