@@ -49,6 +49,9 @@ RECEPTION_TURNS = [
     ("robot", SECOND_ANSWER, 4.5, 5.8),
 ]
 
+RECEPTION_V2V = {1: 820.0, 3: 700.0}
+"""v2v of the reception call's answers (by turn idx)."""
+
 
 @dataclass
 class Seeded:
@@ -88,7 +91,7 @@ def _reception(robot_dir: Path, started: datetime) -> tuple[CallSnapshot, Path]:
         if role == "user":
             turn.asr_ms = 180.0
         else:
-            turn.llm_ttft_ms, turn.tts_ttfb_ms, turn.v2v_ms = 310.0, 140.0, 820.0 - 60 * idx
+            turn.llm_ttft_ms, turn.tts_ttfb_ms, turn.v2v_ms = 310.0, 140.0, RECEPTION_V2V[idx]
         turns.append(turn)
     turns[1].interrupted, turns[1].heard_text = True, HEARD
     log = [
