@@ -10,11 +10,16 @@ import json
 import wave
 from pathlib import Path
 
+import asyncpg
 import numpy as np
 
 from tests.conftest import FIXTURES, read_call_records
+from tests.integration.stored import mongo_documents
 from tests.integration.test_calls import final_records
+from tests.integration.test_storage import open_recorder
+from tests.storage_servers import StoreEnv
 from voiceplat.simulator import BargeIn, Say, run_call
+from voiceplat.storage.records import CallRecord, CallUpdated
 
 YES = FIXTURES / "ru_da.wav"  # 0.7 s: what the caller says matters only to the VAD
 WAIT = FIXTURES / "ru_wait.wav"
@@ -166,3 +171,43 @@ async def test_a_recording_that_cannot_be_written_leaves_the_call_alone(
     )
     assert [r["call"]["call_id"] for r in read_call_records(robot)] == ["rec-2"]
     assert json.dumps(record, ensure_ascii=False)  # the amended file is whole JSON
+
+
+async def test_the_recording_fields_reach_the_stores(stores: StoreEnv, tmp_path: Path) -> None:
+    """The path written when the call opens, the error amended after it (and a summary amended
+    later leaves it be), in the JSON file, PostgreSQL (migration 005) and MongoDB; a late replay
+    of an older write does not erase the error."""
+    recorder, sinks = open_recorder(stores.env, tmp_path)
+    await recorder.start()
+    path = "/srv/recordings/2026-12-02/r-0.wav"
+    log = recorder.open_call(
+        CallRecord(call_id="r-0", robot="clinic", mode="pipeline", recording=path)
+    )
+    log.finish("completed", "caller_hangup")
+    finished = log.record
+    for sink in sinks:
+        await asyncio.wait_for(sink.drained(), 60)
+    log.amend(recording_error=f"cannot write {path}: No space left on device")
+    log.amend(summary="Итог.")
+    for sink in sinks:
+        await asyncio.wait_for(sink.drained(), 60)
+    for sink in sinks:
+        if sink.name in ("postgres", "mongo"):
+            await sink.handle(CallUpdated(finished))  # an older write replayed late
+            await asyncio.wait_for(sink.drained(), 60)
+    await recorder.aclose()
+
+    error = f"cannot write {path}: No space left on device"
+    (record,) = [json.loads(p.read_text()) for p in (tmp_path / "logs").glob("*.json")]
+    assert (record["call"]["recording"], record["call"]["recording_error"]) == (path, error)
+    conn = await asyncpg.connect(stores.env["POSTGRES_DSN"])
+    try:
+        row = await conn.fetchrow(
+            "SELECT recording, recording_error, summary FROM calls WHERE call_id = 'r-0'"
+        )
+    finally:
+        await conn.close()
+    assert tuple(row) == (path, error, "Итог.")
+    documents = [d for d in await mongo_documents(stores.env["MONGO_URI"]) if d["call_id"] == "r-0"]
+    (document,) = documents
+    assert (document["recording"], document["recording_error"]) == (path, error)
