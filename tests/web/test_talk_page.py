@@ -187,6 +187,37 @@ def test_a_page_calling_the_wrong_robot_is_told_which_it_reached(talk_robot: Tal
         }
 
 
+def get(url: str) -> tuple[int, str]:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=HANG_S) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def test_talk_pages_point_at_where_each_robot_listens(web: WebService) -> None:
+    from voiceplat.web.routes_talk import ROBOT_ADDRESSES
+
+    status, html = get(f"{web.url}/talk")
+    assert status == 200
+    assert 'href="/talk/echo"' in html and 'href="/talk/clinic_fake"' in html
+    status, html = get(f"{web.url}/talk/clinic_fake")
+    assert status == 200 and 'data-ws-port="5298"' in html  # its config's ws_port
+    assert 'data-ws-host=""' in html  # ws_host 0.0.0.0: the page's own host
+    # `serve --host/--port` put it elsewhere: the service is told, the page follows.
+    web.context.extra[ROBOT_ADDRESSES] = {"clinic_fake": ("127.0.0.1", 6001)}
+    try:
+        _, html = get(f"{web.url}/talk/clinic_fake")
+    finally:
+        del web.context.extra[ROBOT_ADDRESSES]
+    assert 'data-ws-host="127.0.0.1" data-ws-port="6001"' in html
+    status, body = get(f"{web.url}/talk/nope")
+    assert status == 404 and "no robot named 'nope'" in body and "clinic_fake" in body
+
+
 def ms(values: list[float]) -> str:
     return f"{statistics.median(values):.1f}" if values else "n/a"
 
