@@ -10,6 +10,7 @@ import asyncio
 import base64
 import json
 import os
+import socket
 import sys
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
@@ -365,4 +366,18 @@ def test_voiceplat_web_refuses_another_host_without_a_token(
         "refusing to listen on 0.0.0.0: the pages show call recordings and transcripts "
         "(personal data); set VOICEPLAT_WEB_TOKEN to a secret of at least 16 characters "
         "(e.g. `openssl rand -hex 24`), or listen on 127.0.0.1 (the default)"
+    )
+
+
+def test_voiceplat_web_on_a_taken_port_says_so(
+    make_robot: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    robot = make_robot("alpha")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["web", str(robot), "--port", str(port)]) == 1
+    assert capsys.readouterr().err.strip() == (
+        f"web service: cannot listen on 127.0.0.1:{port}: Address already in use"
     )

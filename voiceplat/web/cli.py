@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import logging
 import signal
+import socket
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -90,6 +91,21 @@ def web_env(robots: Mapping[str, Robot]) -> dict[str, str]:
     return dict(first.env) if first is not None else read_env_files(Path.cwd())
 
 
+def bound_socket(host: str, port: int) -> socket.socket:
+    """The listening socket, bound here: a taken port is a one-line error, not uvicorn's exit."""
+    address = host.strip("[]")
+    sock = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((address, port))
+    except OSError as exc:
+        sock.close()
+        raise RobotError(
+            f"web service: cannot listen on {host}:{port}: {exc.strerror or exc}"
+        ) from None
+    return sock
+
+
 async def start_web(
     robots: Mapping[str, Robot],
     env: Mapping[str, str],
@@ -123,14 +139,15 @@ async def start_web(
         lifespan="on",
         timeout_graceful_shutdown=GRACE_S,
     )
+    listener = bound_socket(host, port)
     server = EmbeddedServer(config)
-    task = asyncio.create_task(server.serve(), name="voiceplat-web")
+    task = asyncio.create_task(server.serve(sockets=[listener]), name="voiceplat-web")
     while not server.started:  # uvicorn offers no event; a startup error ends the task instead
         if task.done():
-            task.result()  # raises what stopped it (e.g. the port is taken)
-            raise RobotError(f"web service: could not listen on {host}:{port}")
+            task.result()  # raises what stopped it
+            raise RobotError(f"web service: could not start on {host}:{port}")
         await asyncio.wait([task], timeout=0.02)
-    bound = server.servers[0].sockets[0].getsockname()[1] if server.servers else port
+    bound = listener.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
     service = WebService(server, task, f"http://{shown}:{bound}/")
     # A line of its own on stdout: scripts and tests wait for it to know the pages are up.
@@ -170,7 +187,4 @@ def run_web_command(args: argparse.Namespace) -> int:
     except RobotError as exc:
         for line in exc.problems:
             print(line, file=sys.stderr)
-        return 1
-    except OSError as exc:  # the port is taken, the address is not this machine's
-        print(f"web service: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1
