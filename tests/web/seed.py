@@ -174,10 +174,29 @@ def _failed(robot: str, started: datetime) -> CallSnapshot:
         outcome="failed",
     )
     turns = [
-        TurnRecord(call_id=FAILED, idx=0, role="user", text="Алло, вы меня слышите?"),
-        TurnRecord(call_id=FAILED, idx=1, role="robot", text="", error=LLM_ERROR),
+        TurnRecord(
+            call_id=FAILED,
+            idx=0,
+            role="user",
+            text="Алло, вы меня слышите?",
+            started_at=started + timedelta(seconds=1),
+        ),
+        TurnRecord(
+            call_id=FAILED,
+            idx=1,
+            role="robot",
+            text="",
+            error=LLM_ERROR,
+            started_at=started + timedelta(seconds=3),
+        ),
     ]
-    log = [LogEvent(at=started, event="error", data={"provider": "llm", "message": LLM_ERROR})]
+    log = [
+        LogEvent(
+            at=started + timedelta(seconds=12),
+            event="error",
+            data={"provider": "llm", "message": LLM_ERROR},
+        )
+    ]
     return CallSnapshot(call=call, turns=turns, pipeline_log=log)
 
 
@@ -196,7 +215,13 @@ def _filler(robot: str, call_id: str, n: int) -> CallSnapshot:
         end_reason="no_input",
         turns=1,
     )
-    turn = TurnRecord(call_id=call_id, idx=0, role="robot", text="Вас не слышно, до свидания.")
+    turn = TurnRecord(
+        call_id=call_id,
+        idx=0,
+        role="robot",
+        text="Вас не слышно, до свидания.",
+        started_at=started + timedelta(seconds=19),
+    )
     return CallSnapshot(call=call, turns=[turn])
 
 
