@@ -99,7 +99,7 @@ def make_app(
 @pytest.fixture
 async def client(robots: dict[str, Any]) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(make_app(robots))
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
         yield client
 
 
@@ -141,7 +141,7 @@ async def test_a_robot_whose_check_fails_shows_the_problem(
     robot = make_robot("keyless", llm={"provider": "openai", "model": "gpt-4o-mini"})
     robots = load_robots([robot])
     transport = httpx.ASGITransport(make_app(robots))
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
         body = (await client.get("/api/robots/keyless")).json()
         page = await client.get("/robots")
     assert body["check_ok"] is False
@@ -170,7 +170,7 @@ async def test_robots_page_draws_the_histogram_with_the_vendored_chart_js(
     assert page.status_code == 200
     assert 'data-robot="alpha"' in page.text and "check OK" in page.text
     assert "caller_hangup" in page.text and "800 ms / " in page.text
-    assert 'src="http://testserver/static/vendor/chart.umd.min.js"' in page.text
+    assert 'src="http://127.0.0.1/static/vendor/chart.umd.min.js"' in page.text
     script = await client.get("/static/vendor/chart.umd.min.js")
     assert script.status_code == 200 and "window.Chart" in script.text
 
@@ -209,7 +209,7 @@ async def test_metrics_parse_and_count_requests(client: httpx.AsyncClient) -> No
 
 async def test_token_is_asked_for_everywhere_but_health(robots: dict[str, Any]) -> None:
     transport = httpx.ASGITransport(make_app(robots, token=TOKEN))
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
         for path in ("/api/robots", "/robots", "/metrics", "/docs", "/api/calls/x/recording"):
             refused = await client.get(path)
             assert refused.status_code == 401, path
@@ -231,8 +231,23 @@ async def test_cross_origin_post_is_refused(client: httpx.AsyncClient) -> None:
     assert evil.status_code == 403
     assert evil.json()["detail"].startswith("cross-site request refused: Origin http://evil")
     # The same origin reaches the app (which has no POST there).
-    same = await client.post("/api/robots", headers={"Origin": "http://testserver"})
+    same = await client.post("/api/robots", headers={"Origin": "http://127.0.0.1"})
     assert same.status_code == 405
+
+
+async def test_without_a_token_only_loopback_host_names_are_answered(
+    client: httpx.AsyncClient,
+) -> None:
+    # DNS rebinding: the attacker's name points at 127.0.0.1, the browser sends it as Host.
+    rebound = await client.get("/api/calls", headers={"Host": "evil.example:8000"})
+    assert rebound.status_code == 403
+    assert rebound.json()["detail"] == (
+        "Host 'evil.example' refused: without VOICEPLAT_WEB_TOKEN this service answers only "
+        "as 127.0.0.1 or localhost"
+    )
+    for host in ("localhost:8000", "127.0.0.1:8000", "[::1]:8000"):
+        assert (await client.get("/api/robots", headers={"Host": host})).status_code == 200
+    assert (await client.get("/health", headers={"Host": "evil.example"})).status_code == 200
 
 
 async def test_live_events_stream_calls_from_the_in_process_live_calls(

@@ -101,3 +101,12 @@ def test_v2v_histogram_bins() -> None:
     assert len(tail) == 16
     assert (tail[-1].from_ms, tail[-1].to_ms, tail[-1].count) == (30_000, None, 1)
     assert sum(b.count for b in tail) == 2
+
+
+def test_host_names_without_their_port() -> None:
+    from voiceplat.web.auth import host_name
+
+    assert host_name("127.0.0.1:8000") == "127.0.0.1"
+    assert host_name("localhost") == "localhost"
+    assert host_name("[::1]:8000") == "::1"
+    assert host_name("evil.example:80") == "evil.example"

@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from voiceplat.web.settings import is_loopback
+
 OPEN_PATHS = frozenset({"/health"})
 """Liveness probes carry no credentials and learn nothing from the answer."""
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -60,12 +62,20 @@ def cross_origin(headers: dict[str, str]) -> str | None:
     return None
 
 
+def host_name(host_header: str) -> str:
+    """The name in a Host header, without its port ("[::1]:8000" -> "::1")."""
+    if host_header.startswith("["):
+        return host_header[1:].partition("]")[0]
+    return host_header.rpartition(":")[0] if host_header.count(":") == 1 else host_header
+
+
 def _headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
     return {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in raw}
 
 
 class AuthMiddleware:
-    """401 without the token (when one is set), 403 for a cross-origin unsafe request."""
+    """401 without the token (when one is set); without one, 403 for a Host that is not this
+    machine's; 403 for a cross-origin unsafe request."""
 
     def __init__(self, app: ASGIApp, token: str | None) -> None:
         self.app = app
@@ -77,6 +87,19 @@ class AuthMiddleware:
             return
         headers = _headers(scope.get("headers", []))
         path = scope.get("path", "")
+        if self.token is None and path not in OPEN_PATHS:
+            # Without a token only this machine's names: a page whose domain an attacker
+            # re-points at 127.0.0.1 (DNS rebinding) is same-origin to the browser, not to us.
+            name = host_name(headers.get("host", "127.0.0.1"))
+            if not is_loopback(name):
+                await self._deny(
+                    scope,
+                    send,
+                    403,
+                    f"Host {name!r} refused: without VOICEPLAT_WEB_TOKEN this service answers "
+                    "only as 127.0.0.1 or localhost",
+                )
+                return
         if self.token is not None and path not in OPEN_PATHS:
             if not token_matches(headers.get("authorization"), self.token):
                 await self._deny(
