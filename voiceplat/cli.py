@@ -104,7 +104,8 @@ async def _serve(
         from voiceplat.web.cli import start_web
 
         robots = {robot.name: robot}
-        web = await start_web(robots, robot.env, web_host, web_port, in_process_live=live)
+        listening = {robot.name: (host or config.ws_host, server.port)}
+        web = await start_web(robots, robot.env, web_host, web_port, live, listening)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 

@@ -360,7 +360,10 @@ async def test_serve_with_web_port_runs_the_pages_in_the_robots_process(
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{web_port}") as client:
             live = (await client.get("/api/live")).json()
             metrics = (await client.get("/metrics")).text
+            listed = (await client.get("/api/robots")).json()["robots"]
         assert (live["source"], live["calls"]) == ("in-process", [])  # the robot's LiveCalls
+        # Where the robot really listens (--host/--port), not its config's 0.0.0.0:5299.
+        assert [(r["ws_host"], r["ws_port"]) for r in listed] == [("127.0.0.1", port)]
         names = {family.name for family in text_string_to_metric_families(metrics)}
         assert {"voiceplat_v2v_seconds", "voiceplat_web_requests"} <= names  # one registry
     finally:

@@ -112,12 +112,17 @@ async def start_web(
     host: str,
     port: int,
     in_process_live: LiveCalls | None = None,
+    robot_addresses: Mapping[str, tuple[str, int]] | None = None,
 ) -> WebService:
-    """Starts the service in this event loop; RobotError when it must not listen there."""
+    """Starts the service in this event loop; RobotError when it must not listen there.
+
+    `robot_addresses`: {robot name: (ws_host, ws_port)} where a robot listens other than its
+    config says (`serve --host/--port`): the pages connect there."""
     from voiceplat.web.app import create_app
     from voiceplat.web.calls.store import call_store_for
     from voiceplat.web.context import WebContext
     from voiceplat.web.live_source import live_source_for
+    from voiceplat.web.routes_talk import ROBOT_ADDRESSES
 
     settings = WebSettings.from_env(env, host=host, port=port)
     problems = settings.problems()
@@ -130,6 +135,8 @@ async def start_web(
         live=live_source_for(env, robots, in_process_live, settings.token_value()),
         in_process_live=in_process_live,
     )
+    if robot_addresses:
+        context.extra[ROBOT_ADDRESSES] = dict(robot_addresses)
     config = uvicorn.Config(
         create_app(context),
         host=host,

@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from voiceplat.errors import RobotError
 from voiceplat.web.calls.store import RobotStats
 from voiceplat.web.context import WebContext, get_context
+from voiceplat.web.routes_talk import ROBOT_ADDRESSES
 from voiceplat.web.templating import render
 
 if TYPE_CHECKING:
@@ -94,6 +95,10 @@ async def robot_view(context: WebContext, name: str, robot: Robot, last_calls: i
     except Exception as exc:  # a store that is down: the page still shows the robot
         stats_error = f"{type(exc).__name__}: {exc}"
     config = robot.config
+    # Where it really listens (`serve --host/--port`), else its config.
+    ws_host, ws_port = context.extra.get(ROBOT_ADDRESSES, {}).get(
+        name, (config.ws_host, config.ws_port)
+    )
     return RobotView(
         name=name,
         directory=str(robot.directory),
@@ -101,8 +106,8 @@ async def robot_view(context: WebContext, name: str, robot: Robot, last_calls: i
         providers={kind: settings.provider for kind, settings in robot.settings.items()},
         check_ok=not (problems := check_problems(robot)),
         problems=problems,
-        ws_host=config.ws_host,
-        ws_port=config.ws_port,
+        ws_host=ws_host,
+        ws_port=int(ws_port),
         sip=config.sip.summary() if config.sip is not None and config.sip.enabled else None,
         calls_in_progress=robot.calls_in_progress,
         stats=stats,
