@@ -246,6 +246,13 @@ def test_recording_plays_and_turn_marks_seek(web: WebService, new_page: PageMake
     _role, _text, start, _end = seed.RECEPTION_TURNS[3]
     page.locator("#turn-3 button.seek").click()
     assert wait_for_playing_past(page, start - 0.1) == pytest.approx(start, abs=0.5)
+    # and the marks on the player's timeline: the cut answer's mark jumps back to it
+    page.evaluate("() => document.querySelector('audio#player').pause()")
+    _role, _text, cut_start, _end = seed.RECEPTION_TURNS[1]
+    page.locator("#timeline .mark").nth(1).click()
+    page.wait_for_function(
+        f"() => Math.abs(document.querySelector('audio#player').currentTime - {cut_start}) < 0.5"
+    )
     screenshot(page, "call-playing")
     assert new_page.errors(page) == []
 
@@ -308,6 +315,17 @@ def test_wrong_or_missing_token_is_refused_and_the_right_one_works(
     open_ok(page, f"{web_with_token.url}/calls/{seed.RECEPTION}")
     duration = page.evaluate(AUDIO_READY_JS)
     assert duration == pytest.approx(seed.RECORDING_S, abs=0.05)
+
+
+def test_api_docs_work_offline(web: WebService, new_page: PageMaker) -> None:
+    """/docs is Swagger UI from the vendored files: no CDN, so it works with no internet."""
+    page = new_page()
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    open_ok(page, web.url + "/docs")
+    page.get_by_text("/api/calls/{call_id}/recording").first.wait_for()
+    assert [url for url in requested if not url.startswith(web.url)] == []
+    assert new_page.errors(page) == []
 
 
 def test_robots_page_shows_each_robot_with_its_statistics(
