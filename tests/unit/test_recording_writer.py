@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from voiceplat.recording.retention import delete_old_recordings
+from voiceplat.recording.retention import SWEEP_INTERVAL_S, delete_old_recordings, keep_recordings
 from voiceplat.recording.settings import RecordingSettings, recording_problems, recordings_dir
 from voiceplat.recording.tape import Tape
 from voiceplat.recording.writer import recording_path, write_recording
@@ -96,6 +96,16 @@ def test_check_reports_a_recordings_dir_that_cannot_be_made(tmp_path: Path) -> N
     assert recording_problems(tmp_path, bad.model_copy(update={"enabled": False})) == []
 
 
+def test_check_reports_flac_without_its_package(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    flac = RecordingSettings(enabled=True, format="flac")
+    assert recording_problems(tmp_path, flac) == []
+    monkeypatch.setattr("voiceplat.recording.settings.find_spec", lambda name: None)
+    (problem,) = recording_problems(tmp_path, flac)
+    assert "soundfile" in problem and "format wav" in problem
+
+
 def test_retention_deletes_old_recordings_only(tmp_path: Path) -> None:
     now = 1_800_000_000.0
 
@@ -122,3 +132,29 @@ def test_retention_deletes_old_recordings_only(tmp_path: Path) -> None:
     assert delete_old_recordings(tmp_path, retention_days=30, now=now) == []
     assert sorted(p.name for p in tmp_path.iterdir()) == ["2026-11-01", "2026-12-02", "keep"]
     assert delete_old_recordings(tmp_path / "missing", retention_days=30, now=now) == []
+
+
+async def test_the_sweep_runs_at_start_then_every_hour(tmp_path: Path) -> None:
+    now = [1_800_000_000.0]
+    day = tmp_path / "2026-12-01"
+    day.mkdir()
+    first, second = day / "a.wav", day / "b.wav"
+    for path, age_days in ((first, 31), (second, 29.99)):
+        path.write_bytes(b"RIFF")
+        os.utime(path, (now[0] - age_days * DAY_S,) * 2)
+    seen: list[tuple[bool, bool]] = []
+
+    class Stop(Exception):
+        pass
+
+    async def sleep(seconds: float) -> None:
+        assert seconds == SWEEP_INTERVAL_S
+        seen.append((first.exists(), second.exists()))
+        if len(seen) == 2:
+            raise Stop
+        now[0] += seconds  # an hour later `second` is past 30 days too
+
+    with pytest.raises(Stop):
+        await keep_recordings(tmp_path, 30, clock=lambda: now[0], sleep=sleep)
+    assert seen == [(False, True), (False, False)]
+    assert not day.exists()

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -55,8 +55,9 @@ async def keep_recordings(
     *,
     interval_s: float = SWEEP_INTERVAL_S,
     clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> None:
     """Runs until cancelled: a sweep now, then one every `interval_s` (in a thread)."""
     while True:
         await asyncio.to_thread(delete_old_recordings, folder, retention_days, clock())
-        await asyncio.sleep(interval_s)
+        await sleep(interval_s)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Literal
 
@@ -37,9 +38,15 @@ def recordings_dir(robot_dir: Path, settings: RecordingSettings) -> Path:
 
 
 def recording_problems(robot_dir: Path, settings: RecordingSettings) -> list[str]:
-    """What `voiceplat check` reports: a recordings folder the robot could not write to."""
+    """What `voiceplat check` reports: a recordings folder the robot could not write to, FLAC
+    without the package that writes it."""
     if not settings.enabled:
         return []
+    if settings.format == "flac" and find_spec("soundfile") is None:
+        return [
+            "recording: format flac needs the soundfile package "
+            "(pip install soundfile, or the cloud extra); or use format wav"
+        ]
     folder = recordings_dir(robot_dir, settings)
     # The nearest folder that exists must be writable (the rest is created on the first call).
     existing = folder
