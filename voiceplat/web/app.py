@@ -88,6 +88,7 @@ def create_app(context: WebContext) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
+        await routes_seed.close_started(context)  # providers the seed services started
         await context.live.aclose()
         await context.calls.aclose()
 
