@@ -189,6 +189,11 @@ async def test_the_recording_fields_reach_the_stores(stores: StoreEnv, tmp_path:
         await asyncio.wait_for(sink.drained(), 60)
     log.amend(recording_error=f"cannot write {path}: No space left on device")
     log.amend(summary="Итог.")
+    empty = recorder.open_call(
+        CallRecord(call_id="r-1", robot="clinic", mode="pipeline", recording=path + "1")
+    )
+    empty.finish("failed", "protocol_error")
+    empty.amend(recording=None)  # nothing to record: no file
     for sink in sinks:
         await asyncio.wait_for(sink.drained(), 60)
     for sink in sinks:
@@ -198,16 +203,22 @@ async def test_the_recording_fields_reach_the_stores(stores: StoreEnv, tmp_path:
     await recorder.aclose()
 
     error = f"cannot write {path}: No space left on device"
-    (record,) = [json.loads(p.read_text()) for p in (tmp_path / "logs").glob("*.json")]
-    assert (record["call"]["recording"], record["call"]["recording_error"]) == (path, error)
+    records = {
+        r["call"]["call_id"]: r["call"]
+        for r in (json.loads(p.read_text()) for p in (tmp_path / "logs").glob("*.json"))
+    }
+    assert (records["r-0"]["recording"], records["r-0"]["recording_error"]) == (path, error)
+    assert records["r-1"]["recording"] is None
     conn = await asyncpg.connect(stores.env["POSTGRES_DSN"])
     try:
         row = await conn.fetchrow(
             "SELECT recording, recording_error, summary FROM calls WHERE call_id = 'r-0'"
         )
+        empty_row = await conn.fetchrow("SELECT recording FROM calls WHERE call_id = 'r-1'")
     finally:
         await conn.close()
     assert tuple(row) == (path, error, "Итог.")
+    assert empty_row["recording"] is None
     documents = [d for d in await mongo_documents(stores.env["MONGO_URI"]) if d["call_id"] == "r-0"]
     (document,) = documents
     assert (document["recording"], document["recording_error"]) == (path, error)

@@ -4,12 +4,18 @@ caller's clock, robot audio queued behind audio still playing, a barge-in cut at
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 
 from tests.doubles.channel import FakeChannel
+from voiceplat.recording.call import CallRecording
 from voiceplat.recording.channel import RecordingChannel
+from voiceplat.recording.settings import RecordingSettings
 from voiceplat.recording.tape import Tape
+from voiceplat.storage.recorder import Recorder
+from voiceplat.storage.records import CallRecord
 from voiceplat.telephony.events import AudioIn
 
 
@@ -122,3 +128,24 @@ async def test_the_channel_tapes_both_directions_and_the_cut() -> None:
     stereo = channel.tape.render()
     assert runs(stereo[:, 0]) == [(0, 160, 11), (160, 320, 33), (320, 480, 44), (480, 560, 0)]
     assert runs(stereo[:, 1]) == [(0, 160, 0), (160, 560, 22)]  # 50 ms from the clock at play
+
+
+async def test_a_call_is_saved_under_its_day_and_an_empty_one_not_at_all(tmp_path: Path) -> None:
+    recorder = Recorder([])
+    started = datetime(2026, 12, 2, 10, tzinfo=UTC)
+    saved: dict[str, CallRecord] = {}
+    for call_id, said in (("full", pcm(5, 800)), ("empty", b"")):
+        recording = CallRecording(RecordingSettings(enabled=True), tmp_path, FakeChannel())
+        path = recording.open(call_id, started)
+        log = recorder.open_call(
+            CallRecord(call_id=call_id, robot="r", mode="pipeline", recording=path)
+        )
+        recording.channel.tape.caller(said)
+        log.finish("completed", "caller_hangup")
+        await recording.save(log)
+        saved[call_id] = log.record
+    await recorder.aclose()
+
+    assert saved["full"].recording == str(tmp_path / "2026-12-02" / "full.wav")
+    assert saved["empty"].recording is None and saved["empty"].recording_error is None
+    assert [p.name for p in (tmp_path / "2026-12-02").iterdir()] == ["full.wav"]

@@ -3,7 +3,8 @@
 The session wraps its channel (`recording_for`) when the robot's config has `recording.enabled`;
 the record's `recording` is the file's path from the moment the call opens (`open`); after the
 call, `save` writes the tape in a thread and, if that fails (a full disk, a read-only folder),
-amends the finished record with `recording_error`. Neither ever affects the call.
+amends the finished record with `recording_error` (an empty tape is not written: the record's
+`recording` is amended to None). Neither ever affects the call.
 """
 
 from __future__ import annotations
@@ -40,7 +41,13 @@ class CallRecording:
         """After the call: writes the tape; a failure is the finished record's recording_error."""
         if self.path is None:
             return
-        error = await write_recording(self.channel.tape, self.path, self.settings.format)
+        tape = self.channel.tape
+        if tape.now == 0 and tape.robot_end == 0:
+            # Nothing was said either way (a peer gone before its metadata): no empty file.
+            if call.finished:
+                call.amend(recording=None)
+            return
+        error = await write_recording(tape, self.path, self.settings.format)
         if error is not None and call.finished:
             call.amend(recording_error=error)
 
