@@ -229,10 +229,13 @@ async def seed_calls(echo: Robot, clinic: Robot, now: datetime) -> Seeded:
     """Writes every seeded call with JsonFileSink into the robots' logs_dir."""
     echo_sink = JsonFileSink(echo.logs_dir)
     clinic_sink = JsonFileSink(clinic.logs_dir)
-    reception, wav = _reception(echo.directory, now - timedelta(minutes=10))
+    # Today's calls between 00:00 UTC and now, however soon after midnight: "calls today" counts them.
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    today = lambda part: midnight + (now - midnight) * part  # noqa: E731
+    reception, wav = _reception(echo.directory, today(0.9))
     await echo_sink.write(reception)
-    await clinic_sink.write(_booking(clinic.name, now - timedelta(minutes=20)))
-    await clinic_sink.write(_failed(clinic.name, now - timedelta(minutes=30)))
+    await clinic_sink.write(_booking(clinic.name, today(0.6)))
+    await clinic_sink.write(_failed(clinic.name, today(0.3)))
     for n, call_id in enumerate(FILLERS):
         await echo_sink.write(_filler(echo.name, call_id, n))
     return Seeded(ALL_CALLS, wav, "recording" in CallRecord.model_fields)
