@@ -308,6 +308,9 @@ def test_wrong_or_missing_token_is_refused_and_the_right_one_works(
     assert response is not None and response.status == 401
     assert "needs its token" in page.inner_text("body")
     assert seed.RECEPTION not in page.content()
+    # the recording itself asks for the token too
+    recording = page.request.get(f"{web_with_token.url}/api/calls/{seed.RECEPTION}/recording")
+    assert recording.status == 401
     page = new_page(http_credentials=web_with_token.credentials())
     open_ok(page, url)
     assert seed.RECEPTION in listed_calls(page)
