@@ -92,6 +92,9 @@ async def _serve(
     await robot.start()
     robot.after_call = _after_call(robot, recorder)
     await robot.after_call.start()
+    from voiceplat.recording.call import start_retention
+
+    retention = start_retention(robot)  # old recordings are deleted now, then hourly
     # What startup made (modules, models) lives as long as the process: out of the garbage
     # collector's sight, a full collection scans only what calls make, a pause of ~1 ms rather
     # than ~30 ms in the middle of the calls' audio (it showed as jitter in benchmarks/storage.py).
@@ -128,6 +131,8 @@ async def _serve(
         await server.shutdown(grace_s)
     else:
         await asyncio.gather(server.shutdown(grace_s), sip.shutdown(grace_s))
+    if retention is not None:
+        retention.cancel()
     await robot.after_call.aclose()
     await recorder.aclose()
     await robot.aclose()

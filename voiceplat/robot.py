@@ -30,6 +30,7 @@ from voiceplat.providers.base import (
     ProviderSettings,
     Realtime,
 )
+from voiceplat.recording.settings import recording_problems
 from voiceplat.reports.settings import reports_problems
 from voiceplat.sessions.speech_rates import SpeechRates
 from voiceplat.sessions.turn_audio import render
@@ -161,6 +162,8 @@ class Robot:
                     f"{config_file}: tools: the {llm.name!r} LLM cannot call "
                     "tools; use llama_cpp or openai, or remove `tools`"
                 )
+        recording = recording_problems(self.directory, self.config.recording)
+        found += [f"{config_file}: {p}" for p in recording]
         return found
 
     async def start(self) -> None:
