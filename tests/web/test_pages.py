@@ -181,6 +181,7 @@ def test_call_page_shows_transcript_heard_text_waterfall_and_errors(
         assert text in main
     cut = page.locator("#turn-1")
     assert cut.locator(".heard").inner_text() == seed.HEARD  # what the caller heard of it
+    assert cut.locator(".unheard").inner_text().strip() == seed.ANSWER[len(seed.HEARD) :].strip()
     assert "interrupted" in cut.inner_text()
     # the waterfall: the stages of each answer the record has
     waterfall = page.locator("#waterfall")
@@ -194,6 +195,35 @@ def test_call_page_shows_transcript_heard_text_waterfall_and_errors(
     assert error.is_visible()
     assert error.evaluate("el => getComputedStyle(el).color") == "rgb(192, 57, 43)"
     assert new_page.errors(page) == []
+
+
+# How many text lines each row of a table takes: its height over one line's (its first cell's).
+ROW_LINES_JS = """rows => rows.map(row => {
+  const line = row.querySelector("td").getBoundingClientRect().height;
+  const style = getComputedStyle(row);
+  const inner = row.getBoundingClientRect().height - parseFloat(style.paddingTop)
+    - parseFloat(style.paddingBottom);
+  return Math.round(inner / line);
+})"""
+
+
+def test_phone_rows_are_compact(web: WebService, new_page: PageMaker) -> None:
+    page = new_page(viewport=PHONE)
+    open_ok(page, web.url + "/calls")
+    # a call: time, robot, duration; then caller, end reason, turns (and outcome when it fits)
+    lines = page.eval_on_selector_all("#calls-table tr.call-row", ROW_LINES_JS)
+    assert len(lines) == len(seed.ALL_CALLS) and max(lines) <= 3 and min(lines) == 2, lines
+    first = page.locator("#calls-table tr.call-row").last.inner_text()  # a January filler
+    assert "Robot:" not in first and "1 turn" in first
+    # the pipeline log: "+s event" on one line, the data (when there is any) under it
+    open_ok(page, f"{web.url}/calls/{seed.RECEPTION}")
+    lines = page.eval_on_selector_all("table.log tbody tr", ROW_LINES_JS)
+    empty = page.eval_on_selector_all(
+        "table.log tbody tr", "rows => rows.map(row => row.querySelector('td.data code') === null)"
+    )
+    assert lines and all(n == 1 for n, no_data in zip(lines, empty, strict=True) if no_data), lines
+    assert "{}" not in page.locator("table.log").inner_text()
+    assert "Event:" not in page.locator("table.log").inner_text()
 
 
 def test_failed_call_shows_its_error(web: WebService, new_page: PageMaker) -> None:
@@ -266,6 +296,7 @@ def test_live_page_shows_a_call_that_starts_after_it_loaded(
         "() => document.getElementById('live-state').textContent === 'connected'"
     )
     assert page.locator("#live-empty").is_visible()
+    assert page.locator("#live-events-empty").is_visible()  # "No events yet", not an empty card
     now = datetime.now(UTC)
     call = CallRecord(
         call_id="live-call-1", robot="echo", mode="pipeline", source="web", caller="+70001112233",
@@ -278,6 +309,8 @@ def test_live_page_shows_a_call_that_starts_after_it_loaded(
     row.filter(has_text="Это звонок в прямом эфире").wait_for()
     assert "+70001112233" in row.inner_text()
     assert page.locator("#live-empty").is_hidden()
+    assert page.locator("#live-events li").count() >= 1
+    assert page.locator("#live-events-empty").is_hidden()
     screenshot(page, "live-call-phone")
     ended = call.model_copy(
         update={
@@ -342,5 +375,8 @@ def test_robots_page_shows_each_robot_with_its_statistics(
     assert echo.locator(".calls-today").inner_text() == "1"  # the fillers are from January
     assert clinic.locator(".calls-today").inner_text() == "2"
     assert "no_input" in echo.locator(".end-reasons").inner_text()
+    # ws_host 0.0.0.0 is no address to call: the page says so and gives the one from here
+    port = echo.locator("td.port").inner_text()
+    assert "any address, port 5299" in port and "ws://127.0.0.1:5299/" in port, port
     page.wait_for_selector("section[data-robot='echo'] canvas.v2v-chart[data-drawn='1']")
     assert new_page.errors(page) == []

@@ -248,17 +248,34 @@ def test_talk_to_a_robot_from_the_browser(
     page.wait_for_function("() => window.voiceplatTalk.outputPeak > 0.1", timeout=WAIT_MS)
     # The looped question comes back over the answer: barge-in. The page dropped what it held
     # (its second clear: the first question cut the greeting) and shows the answer as interrupted,
-    # with its v2v and what was heard of it.
+    # with its v2v; what was heard of it reads as is, only the unheard rest is struck out.
     answer = page.locator("#transcript li.robot[data-interrupted='true'][data-v2v]").first
     answer.wait_for(timeout=WAIT_MS)
-    assert "heard:" in answer.inner_text() and "v2v" in answer.inner_text()
+    assert "v2v" in answer.inner_text()
+    turn = page.evaluate(
+        "idx => window.voiceplatTalk.turns[idx]", int(answer.get_attribute("data-idx") or -1)
+    )
+    words = lambda text: " ".join(text.split())  # noqa: E731  (innerText collapses spaces)
+    heard, unheard = answer.locator(".heard").inner_text(), answer.locator(".unheard").inner_text()
+    # heard_text: the heard words, "…" where a sentence was cut
+    assert words(heard) == words(turn["heard_text"].removesuffix("…"))
+    assert words(unheard) and words(heard + unheard) == words(turn["text"])
+    # (a line-through propagates to descendants without showing in their computed style)
+    struck = "el => [el, ...el.querySelectorAll('*')].filter(e => getComputedStyle(e)"
+    struck += ".textDecorationLine.includes('line-through')).map(e => e.className)"
+    assert answer.evaluate(struck) == ["unheard"]
     assert page.evaluate("() => window.voiceplatTalk.clears") >= 2
+    assert page.locator("#greeting-hint").is_visible()
     screenshot(page, "talk-desktop")
 
     page.click("#hangup")
     page.wait_for_function("() => window.voiceplatTalk.state === 'ended'", timeout=WAIT_MS)
     talk = page.evaluate("() => window.voiceplatTalk")
     assert talk["endReason"] == "caller_hangup" and talk["error"] is None
+    # the call's page is a link away; the greeting hint was for the call to come
+    href = f"/calls/{talk['callId']}"
+    assert page.locator("#call-id a").get_attribute("href") == href
+    assert page.locator("#greeting-hint").is_hidden()
     page.set_viewport_size(PHONE)
     screenshot(page, "talk-phone")
     # (favicon.ico: the service has none yet; not this page's error)

@@ -28,6 +28,8 @@
     if (text !== undefined) statusLine.textContent = text;
     startButton.disabled = state === "connecting" || state === "in_call";
     hangupButton.disabled = state !== "in_call";
+    const hint = $("greeting-hint"); // "The robot greets first: …" is for a call to come
+    if (hint) hint.hidden = state === "ended";
   }
 
   async function start() {
@@ -99,7 +101,11 @@
     if (message.type === "call") {
       talk.callId = message.call_id;
       root.dataset.callId = message.call_id;
-      $("call-id").textContent = `call ${message.call_id}`;
+      const link = document.createElement("a");
+      link.href = `/calls/${encodeURIComponent(message.call_id)}`;
+      link.textContent = message.call_id;
+      link.title = "this call's page: transcript, recording, latency";
+      $("call-id").replaceChildren("call ", link);
     } else if (message.type === "clear") {
       clearPlayback();
     } else if (message.type === "turn") {
@@ -176,14 +182,41 @@
     label.textContent = `${who}${v2v}${turn.interrupted ? " · interrupted" : ""}`;
     const said = document.createElement("span");
     said.className = "said";
-    said.textContent = turn.text || "…";
-    item.append(label, said);
-    if (turn.interrupted) {
-      const heard = document.createElement("span");
+    const text = turn.text || "";
+    if (turn.interrupted && turn.heard_text != null) {
+      // As on the call page: the heard part as is, only the rest struck out (the caller cut it).
+      const heard = document.createElement("span"), unheard = document.createElement("span");
       heard.className = "heard";
-      heard.textContent = `heard: ${turn.heard_text || "(nothing)"}`;
-      item.append(heard);
+      heard.title = "what you heard";
+      unheard.className = "unheard";
+      unheard.title = "not heard: you interrupted";
+      const split = splitHeard(text, turn.heard_text);
+      if (split) {
+        [heard.textContent, unheard.textContent] = split;
+        said.append(heard, unheard);
+      } else { // heard_text is not the text's start: both, the whole text struck
+        heard.textContent = turn.heard_text;
+        unheard.textContent = text;
+        said.append(heard, " / ", unheard);
+      }
+    } else {
+      said.textContent = text || "…";
     }
+    item.append(label, said);
+  }
+
+  // [heard, unheard] of a cut turn's text, or null where heard_text is not its start. heard_text
+  // is whole sentences joined by spaces, plus the heard words of the cut one and "…".
+  function splitHeard(text, heardText) {
+    const core = heardText.replace(/…$/, "").trim();
+    if (text.startsWith(core)) return [core, text.slice(core.length)];
+    let at = 0;
+    for (const word of core.split(/\s+/)) {
+      const found = text.indexOf(word, at);
+      if (found < 0 || text.slice(at, found).trim()) return null;
+      at = found + word.length;
+    }
+    return [text.slice(0, at), text.slice(at)];
   }
 
   function hangup() {
