@@ -36,14 +36,29 @@ class TurnView:
     waterfall: Waterfall | None
 
     @property
-    def unheard(self) -> str | None:
-        """What the caller did not hear of a cut robot turn (None: not cut, or unknown)."""
+    def heard(self) -> str | None:
+        """What the caller heard of a cut robot turn, without the "…" the session adds where it
+        cut a sentence (None: not cut, or unknown)."""
         turn = self.turn
         if not turn.interrupted or turn.heard_text is None:
             return None
-        if turn.text.startswith(turn.heard_text):
-            return turn.text[len(turn.heard_text) :]
-        return turn.text
+        return turn.heard_text.removesuffix("…").rstrip()
+
+    @property
+    def heard_matches(self) -> bool:
+        """The heard part is where the turn's text starts (else both are shown in full)."""
+        heard = self.heard
+        return heard is not None and self.turn.text.startswith(heard)
+
+    @property
+    def unheard(self) -> str | None:
+        """What the caller did not hear of a cut robot turn (None: not cut, or unknown)."""
+        heard = self.heard
+        if heard is None:
+            return None
+        if self.heard_matches:
+            return self.turn.text[len(heard) :]
+        return self.turn.text
 
 
 def _seconds_between(start: datetime, end: datetime) -> float:
