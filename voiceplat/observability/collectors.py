@@ -23,7 +23,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from voiceplat.providers import worker
-from voiceplat.storage.recorder import Recorder, Sink
+from voiceplat.storage.recorder import Recorder
 from voiceplat.storage.spooled_sink import SpooledSink
 
 
@@ -44,11 +44,6 @@ def add_active_source(source: ActiveCalls) -> None:
 def watch_recorder(robot: str, recorder: Recorder) -> None:
     """Reports `recorder`'s drops and failures and its store sinks' spools as `robot`'s."""
     _recorders[recorder] = robot
-
-
-def recorder_sinks(recorder: Recorder) -> list[Sink]:
-    """The recorder's sinks. Recorder has no public accessor yet; its workers hold them."""
-    return [w.sink for w in getattr(recorder, "_workers", ())]
 
 
 class _NowCollector(Collector):
@@ -86,8 +81,7 @@ class _NowCollector(Collector):
             "The bound of a local model's queue (a job beyond it fails at once).",
             labels=["model"],
         )
-        # worker.py keeps every model worker of the process in a weak set.
-        for model in sorted(list(worker._workers), key=lambda w: w.name):
+        for model in worker.model_workers():
             depth.add_metric([model.name], model.pending)
             if model.max_queue is not None:
                 limit.add_metric([model.name], model.max_queue)
@@ -117,7 +111,7 @@ class _NowCollector(Collector):
         for recorder, robot in list(_recorders.items()):
             drops[robot] = drops.get(robot, 0) + recorder.dropped
             failures[robot] = failures.get(robot, 0) + recorder.failed
-            for sink in recorder_sinks(recorder):
+            for sink in recorder.sinks:
                 if isinstance(sink, SpooledSink):
                     spool.add_metric([robot, sink.name], sink.spool.pending)
                     up.add_metric([robot, sink.name], int(sink.connected and sink.available))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from voiceplat.observability.collectors import recorder_sinks
 from voiceplat.providers import worker
 from voiceplat.robot import Robot, kinds_for
 from voiceplat.storage.recorder import Recorder, sink_name
@@ -43,7 +42,7 @@ def readiness(robot: Robot, recorder: Recorder, *, accepting: bool) -> Readiness
     if full:
         reasons.append(f"model queue full: {', '.join(sorted(full))}")
     stores: dict[str, str] = {}
-    for sink in recorder_sinks(recorder):
+    for sink in recorder.sinks:
         if isinstance(sink, SpooledSink):
             state, problem = store_state(sink)
             stores[sink_name(sink)] = state

@@ -31,6 +31,11 @@ V = TypeVar("V")
 _workers: weakref.WeakSet[SingleWorker] = weakref.WeakSet()
 
 
+def model_workers() -> list[SingleWorker]:
+    """Every model worker of the process that is still alive, by name (the metrics read them)."""
+    return sorted(list(_workers), key=lambda w: w.name)
+
+
 def saturated() -> list[str]:
     """The models whose queue is full now: a new call would get errors instead of answers, so an
     ingress that can refuse a call (SIP: 503) does. Thread-safe; a snapshot."""

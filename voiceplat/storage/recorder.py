@@ -132,6 +132,11 @@ class Recorder:
         self._closed = False
 
     @property
+    def sinks(self) -> list[Sink]:
+        """The sinks items fan out to, in order."""
+        return [worker.sink for worker in self._workers]
+
+    @property
     def dropped(self) -> int:
         """Items not handed to a sink because its queue was full (or the recorder was closed)."""
         return sum(worker.dropped for worker in self._workers)
