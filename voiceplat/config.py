@@ -37,7 +37,11 @@ from voiceplat.knowledge.settings import KnowledgeSettings
 from voiceplat.recording.settings import RecordingSettings
 from voiceplat.reports.settings import ReportsSettings
 from voiceplat.sessions.chunking import ChunkingSettings
+from voiceplat.telephony.ingress.asterisk_ws.settings import AsteriskWsSettings
+from voiceplat.telephony.ingress.audio_stream.settings import AudioStreamSettings
+from voiceplat.telephony.ingress.audiosocket.settings import AudioSocketSettings
 from voiceplat.telephony.ingress.sip.settings import SipSettings
+from voiceplat.telephony.ingress.twilio.settings import TwilioSettings
 from voiceplat.tools.settings import ToolList
 from voiceplat.turns.barge_in import BargeInSettings
 from voiceplat.turns.echo import EchoSettings
@@ -248,6 +252,21 @@ class RobotConfig(Strict):
     )
     transfer: TransferSettings = Field(default_factory=TransferSettings)
     sip: SipSettings | None = Field(None, description="the embedded SIP endpoint; absent = no SIP")
+    audiosocket: AudioSocketSettings | None = Field(
+        None, description="Asterisk AudioSocket over TCP on its own port; absent = none"
+    )
+    asterisk_ws: AsteriskWsSettings = Field(
+        default_factory=AsteriskWsSettings,
+        description="Asterisk chan_websocket on the robot's port (path /asterisk)",
+    )
+    audio_stream: AudioStreamSettings = Field(
+        default_factory=AudioStreamSettings,
+        description="FreeSWITCH mod_audio_stream on the robot's port (path /audio_stream) + ESL",
+    )
+    twilio: TwilioSettings = Field(
+        default_factory=TwilioSettings,
+        description="Twilio-style Media Streams on the robot's port (path /twilio)",
+    )
     knowledge: KnowledgeSettings = Field(default_factory=KnowledgeSettings)
     tools: ToolList = Field(
         default_factory=list,

@@ -25,7 +25,7 @@ from voiceplat.telephony.connection import CallConnection, ConnectionSettings
 from voiceplat.telephony.ingress.audio_fork.codec import SUBPROTOCOL
 from voiceplat.telephony.server import RobotServer
 
-SETTINGS = ConnectionSettings(subprotocol=SUBPROTOCOL, max_message_bytes=4096)
+SETTINGS = ConnectionSettings(subprotocols=(SUBPROTOCOL,), max_message_bytes=4096)
 HANG_S = 60  # only a hang reaches this
 OFFER = [Subprotocol(SUBPROTOCOL)]  # what mod_audio_fork offers
 

@@ -21,7 +21,7 @@ from websockets.uri import parse_uri
 
 from voiceplat.telephony.connection import CallConnection, ConnectionSettings
 
-SETTINGS = ConnectionSettings(subprotocol="audio.drachtio.org", max_message_bytes=4096)
+SETTINGS = ConnectionSettings(subprotocols=("audio.drachtio.org",), max_message_bytes=4096)
 
 
 class FakeTransport(asyncio.Transport):

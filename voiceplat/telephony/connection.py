@@ -68,8 +68,9 @@ class Receiver(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class ConnectionSettings:
-    subprotocol: str
-    """Selected when the peer offers it; a peer that offers none is accepted without one."""
+    subprotocols: tuple[str, ...]
+    """The first of these the peer offers is selected (each ingress has its own: mod_audio_fork's
+    `audio.drachtio.org`, ...); a peer that offers none of them is accepted without one."""
     max_message_bytes: int
     """A bigger message (fragments included) closes the connection with 1009."""
     max_fragments: int = 1024
@@ -116,7 +117,7 @@ class CallConnection(asyncio.Protocol):
         self._accepting = accepting
         self._http_handler = http_handler
         self.protocol = ServerProtocol(
-            subprotocols=[Subprotocol(settings.subprotocol)],
+            subprotocols=[Subprotocol(name) for name in settings.subprotocols],
             select_subprotocol=_select_subprotocol,
             max_size=settings.max_message_bytes,
         )

@@ -19,10 +19,12 @@ from voiceplat.storage.recorder import Recorder
 from voiceplat.telephony.channel import CallChannel
 from voiceplat.telephony.connection import CallConnection, ConnectionSettings
 from voiceplat.telephony.http_routes import RobotHttp
-from voiceplat.telephony.ingress.audio_fork.channel import AudioForkChannel
-from voiceplat.telephony.ingress.audio_fork.codec import SUBPROTOCOL
-from voiceplat.telephony.ingress.web import PATH as WEB_PATH
-from voiceplat.telephony.ingress.web import WebChannel
+from voiceplat.telephony.ingress.paths import (
+    IngressContext,
+    channel_for,
+    ingress_paths,
+    subprotocols,
+)
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +60,11 @@ class RobotServer:
         """The process's live calls (a sink of `recorder`): the talk page's transcript."""
         self.session_cls = session_class(robot.config.mode)
         self.calls: set[asyncio.Task[None]] = set()
+        self.ingress = IngressContext(robot, live)
+        self.paths = ingress_paths(robot)
+        """WebSocket ingresses by request path; any other path is mod_audio_fork's."""
         self.settings = ConnectionSettings(
-            subprotocol=SUBPROTOCOL, max_message_bytes=MAX_MESSAGE_BYTES
+            subprotocols=subprotocols(robot), max_message_bytes=MAX_MESSAGE_BYTES
         )
         self._server: asyncio.Server | None = None
         self._connections: set[CallConnection] = set()
@@ -106,21 +111,7 @@ class RobotServer:
     async def _run_call(self, connection: CallConnection) -> None:
         code = 1000
         try:
-            playout = self.robot.config.playout
-            channel: CallChannel
-            path = connection.request.path.split("?")[0] if connection.request else "/"
-            if path == WEB_PATH:  # the talk page (voiceplat/web): a browser's call
-                channel = WebChannel(
-                    connection,
-                    robot=self.robot.name,
-                    live=self.live,
-                    lead_ms=playout.lead_ms,
-                    chunk_ms=playout.chunk_ms,
-                )
-            else:
-                channel = AudioForkChannel(
-                    connection, lead_ms=playout.lead_ms, chunk_ms=playout.chunk_ms
-                )
+            channel = channel_for(connection, self.ingress, self.paths)
             await self.session_cls(self.robot, channel, self.recorder).run()
         except asyncio.CancelledError:
             code = 1001  # going away: the server is shutting down

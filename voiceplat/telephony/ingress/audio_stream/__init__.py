@@ -1,0 +1,1 @@
+"""FreeSWITCH mod_audio_stream (WebSocket media) with the event socket (ESL) for control."""

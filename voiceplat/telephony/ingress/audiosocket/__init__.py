@@ -1,0 +1,1 @@
+"""Asterisk AudioSocket (TCP): the `AudioSocket()` application and the `AudioSocket/` channel."""

@@ -1,0 +1,76 @@
+"""Which ingress a WebSocket on the robot's port gets, by the path of its request.
+
+mod_audio_fork (FreeSWITCH) is the default: any path no ingress claims, `/` included, so nothing
+that worked before changes. Each other WebSocket ingress claims one path (set in config.json) and
+names the subprotocols its peer may offer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from voiceplat.robot import Robot
+from voiceplat.storage.live import LiveCalls
+from voiceplat.telephony.channel import CallChannel
+from voiceplat.telephony.connection import CallConnection
+from voiceplat.telephony.ingress.audio_fork.channel import AudioForkChannel
+from voiceplat.telephony.ingress.audio_fork.codec import SUBPROTOCOL as AUDIO_FORK_SUBPROTOCOL
+from voiceplat.telephony.ingress.web import PATH as WEB_PATH
+from voiceplat.telephony.ingress.web import WebChannel
+
+
+@dataclass(frozen=True, slots=True)
+class IngressContext:
+    """What a channel factory may use besides the connection."""
+
+    robot: Robot
+    live: LiveCalls | None
+    """The process's live calls (a sink of the recorder): the talk page's transcript."""
+
+    @property
+    def lead_ms(self) -> int:
+        return self.robot.config.playout.lead_ms
+
+    @property
+    def chunk_ms(self) -> int:
+        return self.robot.config.playout.chunk_ms
+
+
+ChannelFactory = Callable[[CallConnection, IngressContext], CallChannel]
+
+
+def _audio_fork(connection: CallConnection, context: IngressContext) -> CallChannel:
+    return AudioForkChannel(connection, lead_ms=context.lead_ms, chunk_ms=context.chunk_ms)
+
+
+def _web(connection: CallConnection, context: IngressContext) -> CallChannel:
+    return WebChannel(
+        connection,
+        robot=context.robot.name,
+        live=context.live,
+        lead_ms=context.lead_ms,
+        chunk_ms=context.chunk_ms,
+    )
+
+
+def ingress_paths(robot: Robot) -> dict[str, ChannelFactory]:
+    """The robot's WebSocket ingresses other than mod_audio_fork, by request path."""
+    paths: dict[str, ChannelFactory] = {WEB_PATH: _web}
+    return paths
+
+
+def subprotocols(robot: Robot) -> tuple[str, ...]:
+    """Every subprotocol an ingress of this robot accepts (the first one offered is selected)."""
+    return (AUDIO_FORK_SUBPROTOCOL,)
+
+
+def request_path(connection: CallConnection) -> str:
+    return connection.request.path.split("?")[0] if connection.request else "/"
+
+
+def channel_for(
+    connection: CallConnection, context: IngressContext, paths: dict[str, ChannelFactory]
+) -> CallChannel:
+    factory = paths.get(request_path(connection), _audio_fork)
+    return factory(connection, context)
