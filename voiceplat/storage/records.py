@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-Source = Literal["freeswitch", "web", "sip", "simulator"]
+Source = Literal["freeswitch", "asterisk", "twilio", "web", "sip", "simulator"]
 CallStatus = Literal["in_progress", "completed", "failed"]
 Role = Literal["user", "robot"]
 
