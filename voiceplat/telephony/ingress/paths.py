@@ -16,6 +16,8 @@ from voiceplat.telephony.channel import CallChannel
 from voiceplat.telephony.connection import CallConnection
 from voiceplat.telephony.ingress.audio_fork.channel import AudioForkChannel
 from voiceplat.telephony.ingress.audio_fork.codec import SUBPROTOCOL as AUDIO_FORK_SUBPROTOCOL
+from voiceplat.telephony.ingress.twilio.auth import check_request as twilio_auth
+from voiceplat.telephony.ingress.twilio.channel import TwilioChannel
 from voiceplat.telephony.ingress.web import PATH as WEB_PATH
 from voiceplat.telephony.ingress.web import WebChannel
 
@@ -54,9 +56,18 @@ def _web(connection: CallConnection, context: IngressContext) -> CallChannel:
     )
 
 
+def _twilio(connection: CallConnection, context: IngressContext) -> CallChannel:
+    verdict = twilio_auth(context.robot.config.twilio, connection.request)
+    return TwilioChannel(
+        connection, verdict=verdict, lead_ms=context.lead_ms, chunk_ms=context.chunk_ms
+    )
+
+
 def ingress_paths(robot: Robot) -> dict[str, ChannelFactory]:
     """The robot's WebSocket ingresses other than mod_audio_fork, by request path."""
     paths: dict[str, ChannelFactory] = {WEB_PATH: _web}
+    if robot.config.twilio.enabled:
+        paths[robot.config.twilio.path] = _twilio
     return paths
 
 
