@@ -14,6 +14,9 @@ from voiceplat.robot import Robot
 from voiceplat.storage.live import LiveCalls
 from voiceplat.telephony.channel import CallChannel
 from voiceplat.telephony.connection import CallConnection
+from voiceplat.telephony.ingress.asterisk_ws.channel import AsteriskWsChannel
+from voiceplat.telephony.ingress.asterisk_ws.codec import SUBPROTOCOL as ASTERISK_WS_SUBPROTOCOL
+from voiceplat.telephony.ingress.asterisk_ws.codec import query_params
 from voiceplat.telephony.ingress.audio_fork.channel import AudioForkChannel
 from voiceplat.telephony.ingress.audio_fork.codec import SUBPROTOCOL as AUDIO_FORK_SUBPROTOCOL
 from voiceplat.telephony.ingress.twilio.auth import check_request as twilio_auth
@@ -63,17 +66,36 @@ def _twilio(connection: CallConnection, context: IngressContext) -> CallChannel:
     )
 
 
+def _asterisk_ws(connection: CallConnection, context: IngressContext) -> CallChannel:
+    request = connection.request
+    settings = context.robot.config.asterisk_ws
+    return AsteriskWsChannel(
+        connection,
+        params=query_params(request.path) if request else {},
+        refused=settings.refusal(
+            request.headers.get("Authorization") if request else None, context.robot.env
+        ),
+        lead_ms=context.lead_ms,
+        chunk_ms=context.chunk_ms,
+    )
+
+
 def ingress_paths(robot: Robot) -> dict[str, ChannelFactory]:
     """The robot's WebSocket ingresses other than mod_audio_fork, by request path."""
     paths: dict[str, ChannelFactory] = {WEB_PATH: _web}
     if robot.config.twilio.enabled:
         paths[robot.config.twilio.path] = _twilio
+    if robot.config.asterisk_ws.enabled:
+        paths[robot.config.asterisk_ws.path] = _asterisk_ws
     return paths
 
 
 def subprotocols(robot: Robot) -> tuple[str, ...]:
     """Every subprotocol an ingress of this robot accepts (the first one offered is selected)."""
-    return (AUDIO_FORK_SUBPROTOCOL,)
+    names = [AUDIO_FORK_SUBPROTOCOL]
+    if robot.config.asterisk_ws.enabled:
+        names.append(ASTERISK_WS_SUBPROTOCOL)
+    return tuple(names)
 
 
 def request_path(connection: CallConnection) -> str:
