@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+import os
+
+from pydantic import BaseModel, ConfigDict, Field
+
+DEFAULT_ESL_PASSWORD = "ClueCon"
+"""FreeSWITCH's own default (event_socket.conf.xml); change it on any reachable FreeSWITCH."""
 
 
 class AudioStreamSettings(BaseModel):
@@ -10,3 +15,29 @@ class AudioStreamSettings(BaseModel):
 
     enabled: bool = True
     path: str = "/audio_stream"
+    esl_host: str = Field("127.0.0.1", description="FreeSWITCH's event socket (mod_event_socket)")
+    esl_port: int = Field(8021, ge=1, le=65535)
+    esl_password_env: str | None = Field(
+        None,
+        description="env var holding the event socket's password; unset: FreeSWITCH's default "
+        "ClueCon",
+    )
+    token_env: str | None = Field(
+        None,
+        description="env var holding a token the WebSocket must present as 'Authorization: "
+        "Bearer <token>' (set it with the channel variable STREAM_EXTRA_HEADERS)",
+    )
+    chunk_ms: int = Field(
+        200,
+        ge=20,
+        le=2000,
+        description="robot audio per streamAudio message: each becomes one file FreeSWITCH plays",
+    )
+
+    def esl_password(self, env: os._Environ[str] | dict[str, str] = os.environ) -> str:
+        if self.esl_password_env:
+            return env.get(self.esl_password_env) or DEFAULT_ESL_PASSWORD
+        return DEFAULT_ESL_PASSWORD
+
+    def token(self, env: os._Environ[str] | dict[str, str] = os.environ) -> str | None:
+        return env.get(self.token_env) or None if self.token_env else None
