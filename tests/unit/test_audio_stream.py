@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -147,11 +148,10 @@ async def esl() -> AsyncIterator[FakeEsl]:
 def make_channel(
     esl: FakeEsl, password: str = "pw", monkeypatch: pytest.MonkeyPatch | None = None
 ) -> tuple[AudioStreamChannel, FakeTransport]:
-    settings = AudioStreamSettings(esl_port=esl.port, esl_password_env="TEST_ESL_PW", chunk_ms=100)
-    assert monkeypatch is not None
-    monkeypatch.setenv("TEST_ESL_PW", password)
+    settings = AudioStreamSettings(esl_port=esl.port, chunk_ms=100)
     transport = FakeTransport()
-    channel = AudioStreamChannel(transport, settings=settings, pacer=NoPacer())  # type: ignore[arg-type]
+    pacer: Any = NoPacer()
+    channel = AudioStreamChannel(transport, settings=settings, pacer=pacer, esl_password=password)
     return channel, transport
 
 
@@ -279,3 +279,20 @@ async def test_refused_credentials_close_with_the_reason(
     await channel.close()
     assert transport.closed_with == (1008, "missing or wrong Authorization: Bearer token")
     assert esl.connections == 0
+
+
+@pytest.mark.parametrize(
+    ("header", "refusal"),
+    [
+        ("Bearer t0ken", None),
+        ("Bearer nope", "unauthorized: wrong token"),
+        ("Basic dTpw", "unauthorized: 'Authorization: Bearer <token>' required"),
+        (None, "unauthorized: 'Authorization: Bearer <token>' required"),
+    ],
+)
+def test_the_websocket_token(header: str | None, refusal: str | None) -> None:
+    settings = AudioStreamSettings(token_env="AS_TOKEN")
+    got = settings.refusal(header, {"AS_TOKEN": "t0ken"})
+    assert got == refusal if refusal is None else got is not None and got.startswith(refusal)
+    assert AudioStreamSettings().refusal(None, {}) is None
+    assert "AS_TOKEN is not set" in (settings.refusal("Bearer x", {}) or "")

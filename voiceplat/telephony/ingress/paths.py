@@ -19,6 +19,7 @@ from voiceplat.telephony.ingress.asterisk_ws.codec import SUBPROTOCOL as ASTERIS
 from voiceplat.telephony.ingress.asterisk_ws.codec import query_params
 from voiceplat.telephony.ingress.audio_fork.channel import AudioForkChannel
 from voiceplat.telephony.ingress.audio_fork.codec import SUBPROTOCOL as AUDIO_FORK_SUBPROTOCOL
+from voiceplat.telephony.ingress.audio_stream.channel import AudioStreamChannel
 from voiceplat.telephony.ingress.twilio.auth import check_request as twilio_auth
 from voiceplat.telephony.ingress.twilio.channel import TwilioChannel
 from voiceplat.telephony.ingress.web import PATH as WEB_PATH
@@ -80,6 +81,21 @@ def _asterisk_ws(connection: CallConnection, context: IngressContext) -> CallCha
     )
 
 
+def _audio_stream(connection: CallConnection, context: IngressContext) -> CallChannel:
+    settings, env = context.robot.config.audio_stream, context.robot.env
+    channel = AudioStreamChannel(
+        connection,
+        settings=settings,
+        lead_ms=context.lead_ms,
+        esl_password=settings.esl_password(env),
+    )
+    request = connection.request
+    refused = settings.refusal(request.headers.get("Authorization") if request else None, env)
+    if refused is not None:
+        channel.refuse(refused)
+    return channel
+
+
 def ingress_paths(robot: Robot) -> dict[str, ChannelFactory]:
     """The robot's WebSocket ingresses other than mod_audio_fork, by request path."""
     paths: dict[str, ChannelFactory] = {WEB_PATH: _web}
@@ -87,6 +103,8 @@ def ingress_paths(robot: Robot) -> dict[str, ChannelFactory]:
         paths[robot.config.twilio.path] = _twilio
     if robot.config.asterisk_ws.enabled:
         paths[robot.config.asterisk_ws.path] = _asterisk_ws
+    if robot.config.audio_stream.enabled:
+        paths[robot.config.audio_stream.path] = _audio_stream
     return paths
 
 

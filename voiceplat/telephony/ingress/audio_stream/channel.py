@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import Callable
 
 from voiceplat.telephony.channel import Hangup
@@ -44,6 +45,7 @@ class AudioStreamChannel(WebChannel):
         lead_ms: int = 200,
         max_audio_ahead_s: float = 3.0,
         pacer: Pacer | None = None,
+        esl_password: str | None = None,
         esl_factory: EslFactory = EslClient,
     ) -> None:
         self.settings = settings or AudioStreamSettings()
@@ -63,6 +65,7 @@ class AudioStreamChannel(WebChannel):
         self._chunks_sent = 0
         self._plays_seen = 0
         self._skip_before = 0
+        self._esl_password = esl_password or self.settings.esl_password(os.environ)
         self.broadcasts = 0
         """Files handed to uuid_broadcast (for tests and the benchmark)."""
 
@@ -79,7 +82,7 @@ class AudioStreamChannel(WebChannel):
         settings = self.settings
         try:
             await self.esl.connect(
-                settings.esl_host, settings.esl_port, settings.esl_password(), ESL_TIMEOUT_S
+                settings.esl_host, settings.esl_port, self._esl_password, ESL_TIMEOUT_S
             )
             async with asyncio.timeout(ESL_TIMEOUT_S):
                 await self.esl.subscribe(codec.EVENTS, uuid=self._stream.channel_uuid)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import os
+import hmac
+from collections.abc import Mapping
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -34,10 +35,21 @@ class AudioStreamSettings(BaseModel):
         description="robot audio per streamAudio message: each becomes one file FreeSWITCH plays",
     )
 
-    def esl_password(self, env: os._Environ[str] | dict[str, str] = os.environ) -> str:
+    def esl_password(self, env: Mapping[str, str]) -> str:
         if self.esl_password_env:
             return env.get(self.esl_password_env) or DEFAULT_ESL_PASSWORD
         return DEFAULT_ESL_PASSWORD
 
-    def token(self, env: os._Environ[str] | dict[str, str] = os.environ) -> str | None:
-        return env.get(self.token_env) or None if self.token_env else None
+    def refusal(self, authorization: str | None, env: Mapping[str, str]) -> str | None:
+        """Why a WebSocket with this Authorization header is refused; None: let in."""
+        if self.token_env is None:
+            return None
+        token = env.get(self.token_env) or None
+        if token is None:
+            return f"audio_stream.token_env: the variable {self.token_env} is not set"
+        given = authorization[7:].strip() if authorization else ""
+        if not authorization or not authorization.lower().startswith("bearer "):
+            return "unauthorized: 'Authorization: Bearer <token>' required (STREAM_EXTRA_HEADERS)"
+        if not hmac.compare_digest(given.encode(), token.encode()):
+            return "unauthorized: wrong token"
+        return None
