@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+import ipaddress
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from voiceplat.telephony.ingress.sip.settings import PRIVATE_NETWORKS, Cidr, IpNetwork
 
 
 class AudioSocketSettings(BaseModel):
@@ -10,4 +14,21 @@ class AudioSocketSettings(BaseModel):
 
     enabled: bool = True
     host: str = "0.0.0.0"
-    port: int = 5270
+    port: int = Field(default=5270, ge=0, le=65535)
+    allow_from: list[Cidr] = Field(default_factory=lambda: list(PRIVATE_NETWORKS))
+    """Who may connect (AudioSocket has no authentication): loopback and private networks by
+    default; "0.0.0.0/0" and "::/0" for anyone."""
+    lead_ms: int = Field(default=40, ge=20, le=1000)
+    """Robot audio sent ahead of real time: Asterisk plays frames as they come, so a lead only
+    covers our own timer jitter; what was sent cannot be taken back on barge-in."""
+    lookup_ttl_s: float = Field(default=60.0, gt=0)
+    """How long caller/callee registered for a UUID (GET /calls/<uuid>?caller=&callee=) wait
+    for that UUID's call."""
+
+    def networks(self) -> list[IpNetwork]:
+        return [ipaddress.ip_network(cidr, strict=False) for cidr in self.allow_from]
+
+    def summary(self) -> str:
+        everyone = {"0.0.0.0/0", "::/0"} <= set(self.allow_from)
+        who = "from ANY address" if everyone else f"from {len(self.allow_from)} networks"
+        return f"audiosocket: {self.host}:{self.port}, {who}"

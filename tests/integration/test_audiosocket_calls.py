@@ -1,0 +1,133 @@
+"""Whole calls through the AudioSocket ingress: the robot's TCP listener on 127.0.0.1, Asterisk's
+side played by `voiceplat call audiosocket://` (simulator/peers/audiosocket.py), fake providers.
+
+The common checks are tests/integration/ingress_checks.py; below them what is AudioSocket's own:
+caller/callee registered by the dialplan's GET, `allow_from`, and bad input on a live socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration import ingress_checks
+from tests.integration.ingress_checks import HELLO, call, final_records
+from voiceplat.robot import load_robot
+from voiceplat.simulator.script import Say
+from voiceplat.storage.recorder import Recorder
+from voiceplat.storage.sinks import sinks_from_env
+from voiceplat.telephony.ingress.audiosocket.codec import audio_frame, frame, uuid_frame
+from voiceplat.telephony.ingress.audiosocket.server import AudioSocketServer
+from voiceplat.telephony.ingress.audiosocket.settings import AudioSocketSettings
+
+SOURCE = "asterisk"
+
+
+@pytest.fixture
+async def servers() -> AsyncIterator[Callable[..., Any]]:
+    """Starts robots with their AudioSocket listener on 127.0.0.1:<free port>."""
+    started: list[tuple[AudioSocketServer, Recorder]] = []
+
+    async def start_server(robot_dir: Path, **settings: Any) -> AudioSocketServer:
+        robot = load_robot(robot_dir)
+        recorder = Recorder(sinks_from_env(robot.env, robot.logs_dir, robot.directory / "spool"))
+        await recorder.start()
+        await robot.start()
+        server = AudioSocketServer(robot, recorder, AudioSocketSettings(**settings))
+        await server.start("127.0.0.1", 0)
+        started.append((server, recorder))
+        return server
+
+    yield start_server
+    for server, recorder in started:
+        await server.shutdown(grace_s=5)
+        await recorder.aclose()
+        await server.robot.aclose()
+
+
+@pytest.fixture
+def start(servers: Callable[..., Any]) -> Callable[[Path], Any]:
+    async def start_robot(robot_dir: Path) -> str:
+        server = await servers(robot_dir)
+        return f"audiosocket://127.0.0.1:{server.port}"
+
+    return start_robot
+
+
+async def test_greeting_and_answer(make_robot, start) -> None:
+    _, record = await ingress_checks.greeting_and_answer(make_robot, start, source=SOURCE)
+    assert record["call"]["caller"] is None  # nothing registered: AudioSocket carries no number
+
+
+async def test_barge_in(make_robot, start) -> None:
+    await ingress_checks.barge_in(make_robot, start, source=SOURCE)
+
+
+async def test_dtmf(make_robot, start) -> None:
+    await ingress_checks.dtmf(make_robot, start, source=SOURCE)
+
+
+async def test_caller_hangs_up(make_robot, start) -> None:
+    await ingress_checks.caller_hangs_up(make_robot, start, source=SOURCE)
+
+
+async def test_robot_hangs_up_with_a_hangup_frame(make_robot, start) -> None:
+    await ingress_checks.robot_hangs_up(make_robot, start, source=SOURCE)
+
+
+async def test_caller_and_callee_registered_by_the_dialplan_reach_the_record(
+    make_robot, start
+) -> None:
+    robot = make_robot()
+    url = await start(robot)
+    metadata = {"from": "+79991112233", "to": "700"}
+    result = await call(url + "?register=1", [Say(HELLO)], metadata=metadata)
+    assert result.ok, result.errors
+    (record,) = await final_records(robot)
+    info = record["call"]
+    assert (info["call_id"], info["caller"], info["callee"]) == (result.call_id, *metadata.values())
+    assert info["source"] == SOURCE
+
+
+async def test_an_address_outside_allow_from_is_refused(make_robot, servers) -> None:
+    robot = make_robot()
+    server = await servers(robot, allow_from=["10.99.0.0/24"])
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(uuid_frame(uuid.uuid4()))
+    async with asyncio.timeout(60):
+        assert await reader.read() == b""  # closed without a word
+    writer.close()
+    assert not server.calls
+
+
+@pytest.mark.parametrize(
+    ("frames", "reason"),
+    [
+        (lambda: [audio_frame(bytes(320))], "before the UUID"),
+        (lambda: [uuid_frame(uuid.uuid4()), frame(0x42, b"x")], "unknown frame kind 0x42"),
+        (lambda: [uuid_frame(uuid.uuid4()), b"\x10\xff\xff"], "65535 bytes"),
+        (lambda: [uuid_frame(uuid.uuid4()), frame(0xFF, b"\x02")], "Asterisk reported an error"),
+    ],
+)
+async def test_bad_input_ends_the_call_as_a_protocol_error(
+    make_robot, servers, frames, reason
+) -> None:
+    robot = make_robot()
+    server = await servers(robot)
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    for data in frames():
+        writer.write(data)
+    async with asyncio.timeout(60):
+        await reader.read()  # the robot closes the socket
+        writer.close()
+        await asyncio.gather(*server.calls)
+    records = [r for r in (robot / "logs").glob("*.json")]
+    if records:  # a call that had its UUID is recorded as a protocol error
+        (record,) = await final_records(robot)
+        assert record["call"]["end_reason"] == "protocol_error"
+        assert reason in str(record)
