@@ -1,6 +1,9 @@
 """The "Talk to a robot" page in a real Chromium: the fake microphone (a WAV of Russian speech)
 calls a robot with fake providers through the robot's own port (/web); the page shows the caller's
 turn, plays the robot's answer, is interrupted by a barge-in, and the call is recorded (source web).
+The robot's recording of it proves the browser's uplink audio intact (the mic's speech found in the
+caller channel by cross-correlation, nothing above 4 kHz folded back) and the barge-in's cut on the
+robot channel; Calls then lists the call and its page plays the recording.
 
 The latency the browser path adds (worklet framing, the WebSocket both ways, the page's playout)
 is measured on the way and printed (pytest -s); it is asserted only against hangs.
@@ -8,6 +11,7 @@ is measured on the way and printed (pytest -s); it is asserted only against hang
 
 from __future__ import annotations
 
+import importlib
 import json
 import shutil
 import statistics
@@ -18,10 +22,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from tests.conftest import read_call_records
-from tests.web.conftest import FIXTURE_ROBOTS, HANG_S, PHONE, LoopThread, WebService, screenshot
+from tests.web import audio_checks
+from tests.web.conftest import (
+    DESKTOP,
+    FIXTURE_ROBOTS,
+    HANG_S,
+    PHONE,
+    LoopThread,
+    WebService,
+    screenshot,
+)
 from voiceplat.audio.resample import resample
 from voiceplat.audio.wav import read_wav
 from voiceplat.config import deep_merge
@@ -32,6 +46,12 @@ pytestmark = pytest.mark.timeout(180)
 
 SPEECH = Path("/usr/share/asterisk/sounds/ru/agent-pass.wav")
 """A human voice (asterisk-core-sounds-ru-wav), about 2 s."""
+OTHER_SPEECH = SPEECH.with_name("agent-newlocation.wav")
+"""Another voice prompt of about that length: what the caller did NOT say."""
+TONE_HZ = 440.0  # the fake TTS's tone
+HIGH_HZ, ALIAS_HZ = 6000.0, 2000.0
+HIGH_AMPLITUDE = 100.0
+"""Far below the VAD's threshold (RMS 200) even if it did fold back."""
 MIC_RATE = 16000
 QUESTION = "Здравствуйте, я хочу записаться к врачу."
 ROBOT = "talk_echo"
@@ -40,16 +60,20 @@ WAIT_MS = HANG_S * 1000
 
 def write_mic_wav(path: Path) -> Path:
     """0.5 s of silence, the recording, 3 s of silence: 16-bit mono 16 kHz (Chromium loops it, so
-    the caller speaks again while the robot answers: a barge-in)."""
+    the caller speaks again while the robot answers: a barge-in). Under it all a quiet tone above
+    the call band (HIGH_HZ): the page's low-pass must take it out, or it folds back to ALIAS_HZ."""
     if not SPEECH.is_file():
         pytest.skip(f"no {SPEECH} (apt-get install asterisk-core-sounds-ru-wav)")
     speech = resample(read_wav(SPEECH, rate=None), MIC_RATE)
-    silence = lambda s: bytes(int(MIC_RATE * s) * 2)  # noqa: E731
+    silence = lambda s: np.zeros(int(MIC_RATE * s), dtype=np.int16)  # noqa: E731
+    voice = np.concatenate((silence(0.5), np.frombuffer(speech.data, "<i2"), silence(3.0)))
+    tone = HIGH_AMPLITUDE * np.sin(2 * np.pi * HIGH_HZ * np.arange(len(voice)) / MIC_RATE)
     with wave.open(str(path), "wb") as wav:
         wav.setnchannels(1)
         wav.setsampwidth(2)
         wav.setframerate(MIC_RATE)
-        wav.writeframes(silence(0.5) + speech.data + silence(3.0))
+        mixed = np.clip(voice + np.round(tone), -32768, 32767).astype("<i2")
+        wav.writeframes(mixed.tobytes())
     return path
 
 
@@ -103,12 +127,24 @@ def talk_robot(
         # Long turns, so the looped question comes back while the robot still answers.
         "tts": {"ms_per_char": 100, "sample_rate": 8000},
         "llm": {"reply": "Вы сказали: {text}. Сейчас я всё подробно расскажу."},
+        "recording": {"enabled": True},
     }
     config_path = directory / "config.json"
     config = deep_merge(json.loads(config_path.read_text()), overrides)
     config_path.write_text(json.dumps(config, ensure_ascii=False))
     TimedWebChannel.timing = Timing()
-    monkeypatch.setattr(server_module, "WebChannel", TimedWebChannel)
+    # The page's channel is made where the server picks an ingress by path (server.py, or
+    # ingress/paths.py where that exists).
+    patched = 0
+    for name in ("voiceplat.telephony.server", "voiceplat.telephony.ingress.paths"):
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError:
+            continue
+        if hasattr(module, "WebChannel"):
+            monkeypatch.setattr(module, "WebChannel", TimedWebChannel)
+            patched += 1
+    assert patched, "no module makes the page's WebChannel any more"
 
     async def start() -> tuple[Any, Any, LiveCalls]:
         robot = load_robot(directory, root_dir=tmp_path)
@@ -230,7 +266,8 @@ def test_talk_to_a_robot_from_the_browser(
     tmp_path: Path,
 ) -> None:
     web = start_web([talk_robot.directory], live=talk_robot.live)
-    page = new_page(browser_with_mic(write_mic_wav(tmp_path / "mic.wav")))
+    mic = write_mic_wav(tmp_path / "mic.wav")
+    page = new_page(browser_with_mic(mic))
 
     page.goto(f"{web.url}/talk")
     page.click(f"#talk-robots a[href='/talk/{ROBOT}']")
@@ -290,8 +327,99 @@ def test_talk_to_a_robot_from_the_browser(
     texts = [(t["role"], t["text"]) for t in record["turns"]]
     assert ("user", QUESTION) in texts
     assert any(t["role"] == "robot" and t["interrupted"] for t in record["turns"])
+    wav_s = check_recording(record, mic)
+
+    # The call in Calls, its recording playable in the same browser.
+    page.set_viewport_size(DESKTOP)
+    check_call_pages(page, web.url, talk["callId"], wav_s)
+    screenshot(page, "talk-call-desktop")
+    assert [e for e in new_page.errors(page) if "favicon.ico" not in e] == []
 
     report_latency(talk["stats"], TimedWebChannel.timing)
+
+
+def check_recording(record: dict[str, Any], mic: Path) -> float:
+    """The robot's recording of the call: the caller's channel is the browser's uplink (the
+    worklet's low-pass and resampling to 8 kHz kept the speech's waveform), the robot's channel
+    its tone, cut where each barge-in flushed it. Returns the recording's length, seconds."""
+    call = record["call"]
+    assert call["recording"] and call["recording_error"] is None
+    left, right = audio_checks.read_recording(Path(call["recording"]))
+    # Left: the mic's speech (Chromium loops the file: any repetition counts) ...
+    at_s, peak = audio_checks.best_match(left, audio_checks.speech_at_8k(mic))
+    # ... and not any speech: another voice prompt matches nowhere near as well.
+    _, chance = audio_checks.best_match(left, audio_checks.speech_at_8k(OTHER_SPEECH))
+    print(
+        f"\ncaller channel: the mic's speech at {at_s:.2f} s, peak {peak:.3f}; other {chance:.3f}"
+    )
+    assert peak >= 0.7 and chance < 0.4
+    # Nothing above 4 kHz folded back into the call band (where the caller is silent).
+    caller_runs = audio_checks.sound_runs(left, max_gap_s=0.3)
+    quiet = (caller_runs[0][1] + 0.1, caller_runs[1][0] - 0.1) if len(caller_runs) > 1 else None
+    assert quiet, f"the caller never spoke twice: {caller_runs}"
+    alias = audio_checks.band_rms(left, *quiet, ALIAS_HZ)
+    print(
+        f"{HIGH_HZ:.0f} Hz at RMS {HIGH_AMPLITUDE / 2**0.5:.0f} in: {alias:.2f} at {ALIAS_HZ:.0f} Hz"
+    )
+    assert alias < HIGH_AMPLITUDE / 2**0.5 / 20  # -26 dB; the filter's stopband is far below
+    # Right: the robot's tone, and only that.
+    robot_runs = audio_checks.sound_runs(right)
+    assert robot_runs, "no robot audio in the recording"
+    for start, end in robot_runs:
+        assert audio_checks.tone_share(right, start, end, TONE_HZ) > 0.9, (start, end)
+    # Each barge-in (the greeting, then the answer) cut the robot's run the caller spoke into
+    # soon after the caller started, at what the caller had heard: the flushed outbound
+    # stream's position (heard_ms) advanced by the run's length.
+    cut = [
+        (robot, caller)
+        for robot in robot_runs
+        for caller in caller_runs
+        if robot[0] < caller[0] < robot[1]
+    ]
+    heard = [
+        e["data"]["heard_ms"] / 1000 for e in record["pipeline_log"] if e["event"] == "barge_in"
+    ]
+    print(f"robot runs {robot_runs}, caller runs {caller_runs}, heard at barge-ins {heard}")
+    assert len(heard) >= 2 and len(cut) >= len(heard)
+    for (robot, caller), heard_s, before_s in zip(cut, heard, [0.0, *heard], strict=False):
+        assert 0 < robot[1] - caller[0] < 1.5, (robot, caller)
+        assert robot[1] - robot[0] == pytest.approx(heard_s - before_s, abs=0.1)
+        # silence on the robot's channel while the caller goes on speaking
+        assert not [r for r in robot_runs if robot[1] < r[0] < caller[1]]
+    return len(left) / audio_checks.RATE
+
+
+AUDIO_READY_JS = """async () => {
+  const audio = document.querySelector("audio#player");
+  if (audio.readyState < 3) {
+    await new Promise((ok, fail) => {
+      audio.addEventListener("canplay", ok, { once: true });
+      audio.addEventListener("error", () => fail(new Error("audio error " + audio.error?.code)),
+                             { once: true });
+      audio.load();
+    });
+  }
+  return audio.duration;
+}"""
+
+
+def check_call_pages(page: Any, url: str, call_id: str, wav_s: float) -> None:
+    """Calls lists the call (this robot's, source web); its page plays the recording."""
+    page.goto(f"{url}/calls")
+    link = f"a[href='/calls/{call_id}']"
+    row = page.locator("#calls-table tr.call-row", has=page.locator(link))
+    assert row.locator(".robot").inner_text().strip() == ROBOT
+    row.locator(link).click()
+    page.wait_for_url(f"{url}/calls/{call_id}")
+    assert call_id in page.locator("h1").inner_text()
+    assert f"{ROBOT} (pipeline, web)" in page.locator("dl.meta").inner_text()
+    assert page.evaluate(AUDIO_READY_JS) == pytest.approx(wav_s, abs=0.1)
+    # muted: a page may play muted audio without a user gesture
+    page.evaluate(
+        "() => { const a = document.querySelector('audio#player'); a.muted = true; a.play(); }"
+    )
+    page.wait_for_function("() => document.querySelector('audio#player').currentTime > 0.2")
+    page.evaluate("() => document.querySelector('audio#player').pause()")
 
 
 def report_latency(stats: dict[str, Any], timing: Timing) -> None:
