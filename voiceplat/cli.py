@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from voiceplat.robot import Robot
     from voiceplat.storage.recorder import Recorder
     from voiceplat.storage.records import CallRecord
+    from voiceplat.telephony.ingress.audiosocket.server import AudioSocketServer
     from voiceplat.telephony.ingress.sip.server import SipServer
 
 log = logging.getLogger("voiceplat")
@@ -53,6 +54,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(f"{args.robot}: OK ({config.mode}; {providers}; ws://{config.ws_host}:{config.ws_port}/)")
     if config.sip is not None:
         print(f"  {config.sip.summary()}")
+    if config.audiosocket is not None and config.audiosocket.enabled:
+        print(f"  {config.audiosocket.summary()}")
     return 0
 
 
@@ -124,13 +127,12 @@ async def _serve(
         loop.add_signal_handler(sig, on_signal)
     # After the handlers: a script that stops the robot as soon as SIP is up must not kill it.
     sip = await _start_sip(robot, recorder)
+    audiosocket = await _start_audiosocket(robot, recorder)
     await stop.wait()
     if web is not None:
         await web.stop()
-    if sip is None:
-        await server.shutdown(grace_s)
-    else:
-        await asyncio.gather(server.shutdown(grace_s), sip.shutdown(grace_s))
+    listeners = [s.shutdown(grace_s) for s in (sip, audiosocket) if s is not None]
+    await asyncio.gather(server.shutdown(grace_s), *listeners)
     if retention is not None:
         retention.cancel()
     await robot.after_call.aclose()
@@ -150,6 +152,25 @@ def _after_call(robot: Robot, recorder: Recorder) -> AfterCall:
     # A local model serves the calls too: its summaries wait until no call is in progress.
     idle = robot.idle if llm is not None and llm.bounds_own_time else None
     return AfterCall.from_env(robot.config.reports, robot.env, llm=llm, amend=amend, idle=idle)
+
+
+async def _start_audiosocket(robot: Robot, recorder: Recorder) -> AudioSocketServer | None:
+    """The robot's AudioSocket listener (Asterisk), when its config has an enabled section."""
+    settings = robot.config.audiosocket
+    if settings is None or not settings.enabled:
+        return None
+    from voiceplat.telephony.ingress.audiosocket.server import AudioSocketServer
+
+    server = AudioSocketServer(robot, recorder, settings)
+    try:
+        listening = await server.start()
+    except OSError as exc:
+        raise RobotError(
+            f"audiosocket: cannot listen on {settings.host}:{settings.port}: {exc.strerror}"
+        ) from None
+    # A line of its own on stdout, as SIP's: scripts and tests wait for it.
+    print(f"audiosocket: listening on {listening}", flush=True)
+    return server
 
 
 async def _start_sip(robot: Robot, recorder: Recorder) -> SipServer | None:

@@ -89,8 +89,9 @@ def _metadata(text: str) -> dict[str, Any]:
 def add_call_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "url",
-        help="robot WebSocket URL (ws://127.0.0.1:5200/) or SIP URI "
-        "(sip:robot@127.0.0.1:5060, ;transport=tcp for TCP)",
+        help="robot WebSocket URL (ws://127.0.0.1:5200/), SIP URI "
+        "(sip:robot@127.0.0.1:5060, ;transport=tcp for TCP) or a PBX's streaming protocol "
+        "(audiosocket://127.0.0.1:5270, twilio+ws://, asterisk+ws://, audio_stream+ws://)",
     )
     script = parser.add_argument_group("script (steps run in command-line order)")
     step: dict[str, Any] = {"action": _StepAction, "dest": "steps"}
@@ -124,7 +125,7 @@ def add_call_arguments(parser: argparse.ArgumentParser) -> None:
         "--dtmf",
         const="dtmf",
         metavar="KEYS",
-        help="SIP: wait as --say does, then press KEYS (0-9 * # A-D, RFC 4733); "
+        help="SIP and PBX protocols: wait as --say does, then press KEYS (0-9 * # A-D); "
         "the report times the robot's answer from the keys",
         **step,
     )
@@ -239,6 +240,12 @@ def run_call_command(args: argparse.Namespace) -> int:
         from voiceplat.simulator.sip_cli import run_sip_command  # pjsua2 only when needed
 
         return run_sip_command(args)
+    from voiceplat.simulator.peers import peer_scheme
+
+    if peer_scheme(args.url) is not None:  # a PBX's streaming protocol: audiosocket://, ...
+        from voiceplat.simulator.peers.cli import run_peer_command
+
+        return run_peer_command(args)
     sip_only = [
         option
         for option, used in (
