@@ -62,6 +62,8 @@ class Verdict:
     """Why the handshake is refused (None: not refused)."""
     token_in_start: str | None = None
     """Not decided yet: the start message's customParameters.token must equal this."""
+    failed: str = ""
+    """What the handshake's own credentials lacked (said too if the start's token fails)."""
 
 
 def _secret(env: str) -> str | None:
@@ -92,7 +94,8 @@ def check_request(settings: TwilioSettings, request: Request | None) -> Verdict:
         else:
             given = _header_token(request)
             if given is None:
-                return Verdict(token_in_start=token)  # perhaps in customParameters.token
+                # perhaps in customParameters.token
+                return Verdict(token_in_start=token, failed="; ".join(reasons))
             if hmac.compare_digest(given.encode(), token.encode()):
                 return Verdict()
             reasons.append("the Authorization token is wrong")

@@ -126,7 +126,8 @@ class TwilioChannel:
         if expected is not None and not start_token_valid(
             expected, self._decoder.custom_parameters
         ):
-            raise CallProtocolError("not authorised: customParameters.token missing or wrong")
+            why = [self._verdict.failed, "customParameters.token missing or wrong"]
+            raise CallProtocolError("not authorised: " + "; ".join(filter(None, why)))
         self._metadata = metadata
         self._stream_sid = str(metadata.extra["stream_sid"])
         self._metadata_ready.set()
