@@ -2,7 +2,7 @@
 # Puts the secrets and the external address from the environment into FreeSWITCH's configuration,
 # then runs FreeSWITCH (the CMD) in the foreground.
 set -eu
-conf=/usr/local/freeswitch/conf
+conf=${FREESWITCH_CONF:-/usr/local/freeswitch/conf} # (another folder: tests)
 if [ -z "${FREESWITCH_ESL_PASSWORD:-}" ]; then
   echo "FREESWITCH_ESL_PASSWORD is not set: the event socket would keep its default password" >&2
   exit 1
@@ -14,11 +14,6 @@ external=${FREESWITCH_EXTERNAL_IP:-auto-nat}
 case "$external" in
   *[!A-Za-z0-9.:-]*) echo "FREESWITCH_EXTERNAL_IP: an address or auto-nat" >&2; exit 1 ;;
 esac
-# The event socket on every address of the container (the robots connect over the compose
-# network; docker-compose.yml does not publish 8021), with the password from the environment.
-sed -i -E \
-  -e 's|(<param name="listen-ip" value=")[^"]*"|\10.0.0.0"|' \
-  -e "s|(<param name=\"password\" value=\")[^\"]*\"|\\1$FREESWITCH_ESL_PASSWORD\"|" \
-  "$conf/autoload_configs/event_socket.conf.xml"
+sed -i "s|@ESL_PASSWORD@|$FREESWITCH_ESL_PASSWORD|" "$conf/autoload_configs/event_socket.conf.xml"
 sed -i "s|@EXTERNAL_IP@|$external|g" "$conf/sip_profiles/voiceplat.xml"
 exec "$@"

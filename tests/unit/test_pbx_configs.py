@@ -6,6 +6,7 @@ Asterisk dialplans pass asterisklint (PyPI), and the pjsip sections refer to sec
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -165,3 +166,51 @@ def test_each_pjsip_section_has_a_type_and_refers_to_sections_that_exist(path: P
         for key, kind in [("aors", "aor"), ("auth", "auth"), ("endpoint", "endpoint")]:
             if key in values:
                 assert (values[key], kind) in by_type, f"[{name}] {key}={values[key]}"
+
+
+def entrypoint(tmp_path: Path, **env: str) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """freeswitch/docker-entrypoint.sh on a copy of the image's files; `echo started` as the CMD."""
+    conf = tmp_path / "conf"
+    (conf / "autoload_configs").mkdir(parents=True)
+    (conf / "sip_profiles").mkdir()
+    shutil.copy(FREESWITCH / "conf" / "event_socket.conf.xml", conf / "autoload_configs")
+    shutil.copy(
+        FREESWITCH / "conf" / "voiceplat_profile.xml", conf / "sip_profiles" / "voiceplat.xml"
+    )
+    done = subprocess.run(
+        ["sh", str(FREESWITCH / "docker-entrypoint.sh"), "echo", "started"],
+        capture_output=True,
+        text=True,
+        timeout=60,  # a hang only
+        env={"PATH": "/usr/bin:/bin", "FREESWITCH_CONF": str(conf), **env},
+    )
+    return done, conf
+
+
+def test_the_entrypoint_puts_the_esl_password_and_external_address_into_the_config(
+    tmp_path,
+) -> None:
+    done, conf = entrypoint(
+        tmp_path, FREESWITCH_ESL_PASSWORD="s3cret", FREESWITCH_EXTERNAL_IP="203.0.113.7"
+    )
+    assert (done.returncode, done.stdout) == (0, "started\n"), done.stderr
+    socket = ET.parse(conf / "autoload_configs" / "event_socket.conf.xml").getroot()
+    params = {p.get("name"): p.get("value") for p in socket.iter("param")}
+    assert params["password"] == "s3cret" and params["listen-ip"] == "0.0.0.0"
+    profile = ET.parse(conf / "sip_profiles" / "voiceplat.xml").getroot()
+    params = {p.get("name"): p.get("value") for p in profile.iter("param")}
+    assert params["ext-rtp-ip"] == params["ext-sip-ip"] == "203.0.113.7"
+
+
+@pytest.mark.parametrize(
+    ("password", "said"),
+    [
+        ("", "FREESWITCH_ESL_PASSWORD is not set"),
+        ("a|b", "FREESWITCH_ESL_PASSWORD: letters and digits only"),
+    ],
+)
+def test_the_entrypoint_refuses_a_missing_or_unsafe_password(tmp_path, password, said) -> None:
+    done, conf = entrypoint(tmp_path, FREESWITCH_ESL_PASSWORD=password)
+    assert done.returncode == 1 and said in done.stderr
+    assert "started" not in done.stdout
+    assert "@ESL_PASSWORD@" in (conf / "autoload_configs" / "event_socket.conf.xml").read_text()
