@@ -84,6 +84,7 @@ async def test_a_stream_without_valid_credentials_is_refused(
     assert any("1008" in e and "not authorised" in e for e in result.errors), result.errors
     (record,) = await final_records(secured)
     assert record["call"]["end_reason"] == "protocol_error" and not record["turns"]
+    assert record["call"]["source"] == SOURCE  # refused before its metadata, still Twilio's
     assert refusal in json.dumps(record, ensure_ascii=False)
 
 

@@ -98,7 +98,9 @@ class Session:
         except (CallProtocolError, Hangup, TimeoutError) as exc:
             reason = "caller_hangup" if isinstance(exc, Hangup) else "protocol_error"
             problem = str(exc) or "no metadata within 10 s"
-            self._open_record(CallMetadata(call_id=str(uuid.uuid4())))
+            # The ingress says what carried the call (a refused Twilio stream is not FreeSWITCH's).
+            source = str(getattr(self.channel, "source", "freeswitch"))
+            self._open_record(CallMetadata(call_id=str(uuid.uuid4()), source=source))
             self.call.event("error", reason=f"before metadata: {problem}")
             return await self._finish("failed", reason, problem)
         self._open_record(metadata)

@@ -4,6 +4,9 @@ Sessions never know which ingress (mod_audio_fork over WebSocket, SIP, ...) a ca
 they see only `CallChannel`. Each ingress is an adapter under `telephony/ingress/` that implements
 it. What an adapter must do:
 
+An adapter's class also names its `source` (the call record's: "freeswitch", "asterisk",
+"twilio", "web", ...), used when a call fails before its metadata arrives.
+
 Inbound (caller to robot):
 - `metadata()`: the call's `CallMetadata` first (call id, caller, callee, `source`, extra keys);
 - caller audio as `AudioIn`, mono int16 LE at 8 kHz, through `audio()` or `receive_audio(handler)`;

@@ -121,6 +121,10 @@ def event_json(event: LiveEvent) -> dict[str, Any] | None:
 class WebChannel:
     """One browser call as a `CallChannel` (see the module docstring for the protocol)."""
 
+    source = "web"
+    """The call record's source when the call fails before its metadata (a subclass for
+    another protocol sets its own)."""
+
     def __init__(
         self,
         transport: Transport,

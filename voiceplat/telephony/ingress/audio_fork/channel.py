@@ -60,6 +60,9 @@ class Transport(Protocol):
 
 
 class AudioForkChannel:
+    source = "freeswitch"
+    """The call record's source when the call fails before its metadata."""
+
     def __init__(
         self,
         transport: Transport,

@@ -46,6 +46,9 @@ POLICY_VIOLATION = 1008
 
 
 class TwilioChannel:
+    source = "twilio"
+    """The call record's source when the call fails before its metadata."""
+
     def __init__(
         self,
         transport: Transport,
