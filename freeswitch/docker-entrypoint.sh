@@ -10,9 +10,10 @@ fi
 case "$FREESWITCH_ESL_PASSWORD" in
   *[!A-Za-z0-9]*) echo "FREESWITCH_ESL_PASSWORD: letters and digits only" >&2; exit 1 ;;
 esac
-external=${FREESWITCH_EXTERNAL_IP:-auto-nat}
+# FreeSWITCH's guess (its own address) unless told: right only without docker's NAT.
+external=${FREESWITCH_EXTERNAL_IP:-auto}
 case "$external" in
-  *[!A-Za-z0-9.:-]*) echo "FREESWITCH_EXTERNAL_IP: an address or auto-nat" >&2; exit 1 ;;
+  *[!A-Za-z0-9.:-]*) echo "FREESWITCH_EXTERNAL_IP: an IP address or host name" >&2; exit 1 ;;
 esac
 sed -i "s|@ESL_PASSWORD@|$FREESWITCH_ESL_PASSWORD|" "$conf/autoload_configs/event_socket.conf.xml"
 sed -i "s|@EXTERNAL_IP@|$external|g" "$conf/sip_profiles/voiceplat.xml"
