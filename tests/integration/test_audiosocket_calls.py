@@ -8,6 +8,7 @@ caller/callee registered by the dialplan's GET, `allow_from`, and bad input on a
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -16,9 +17,8 @@ from typing import Any
 import pytest
 
 from tests.integration import ingress_checks
-from tests.integration.ingress_checks import HELLO, call, final_records
+from tests.integration.ingress_checks import call, final_records
 from voiceplat.robot import load_robot
-from voiceplat.simulator.script import Say
 from voiceplat.storage.recorder import Recorder
 from voiceplat.storage.sinks import sinks_from_env
 from voiceplat.telephony.ingress.audiosocket.codec import audio_frame, frame, uuid_frame
@@ -86,7 +86,7 @@ async def test_caller_and_callee_registered_by_the_dialplan_reach_the_record(
     robot = make_robot()
     url = await start(robot)
     metadata = {"from": "+79991112233", "to": "700"}
-    result = await call(url + "?register=1", [Say(HELLO)], metadata=metadata)
+    result = await call(url + "?register=1", [], metadata=metadata)  # the greeting only
     assert result.ok, result.errors
     (record,) = await final_records(robot)
     info = record["call"]
@@ -108,10 +108,10 @@ async def test_an_address_outside_allow_from_is_refused(make_robot, servers) -> 
 @pytest.mark.parametrize(
     ("frames", "reason"),
     [
-        (lambda: [audio_frame(bytes(320))], "before the UUID"),
         (lambda: [uuid_frame(uuid.uuid4()), frame(0x42, b"x")], "unknown frame kind 0x42"),
         (lambda: [uuid_frame(uuid.uuid4()), b"\x10\xff\xff"], "65535 bytes"),
         (lambda: [uuid_frame(uuid.uuid4()), frame(0xFF, b"\x02")], "Asterisk reported an error"),
+        (lambda: [uuid_frame(uuid.uuid4()), audio_frame(bytes(100))[:50]], "middle of a frame"),
     ],
 )
 async def test_bad_input_ends_the_call_as_a_protocol_error(
@@ -122,12 +122,39 @@ async def test_bad_input_ends_the_call_as_a_protocol_error(
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
     for data in frames():
         writer.write(data)
+    writer.write_eof()  # as an early close would; the robot has closed first where it could
     async with asyncio.timeout(60):
-        await reader.read()  # the robot closes the socket
-        writer.close()
+        assert await reader.read() == b""  # the robot closes the socket, sending nothing
         await asyncio.gather(*server.calls)
-    records = [r for r in (robot / "logs").glob("*.json")]
-    if records:  # a call that had its UUID is recorded as a protocol error
-        (record,) = await final_records(robot)
-        assert record["call"]["end_reason"] == "protocol_error"
-        assert reason in str(record)
+    writer.close()
+    (record,) = await final_records(robot)
+    assert record["call"]["end_reason"] == "protocol_error"
+    assert reason in json.dumps(record, ensure_ascii=False)
+
+
+@pytest.mark.parametrize(
+    "data", [audio_frame(bytes(320)), b"GARBAGE", b""], ids=["audio", "garbage", "nothing"]
+)
+async def test_a_connection_without_a_uuid_is_closed_and_not_a_call(
+    make_robot, servers, data
+) -> None:
+    robot = make_robot()
+    server = await servers(robot)
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(data)
+    writer.write_eof()
+    async with asyncio.timeout(60):
+        await reader.read()
+        await asyncio.gather(*server.calls)
+    writer.close()
+    assert list((robot / "logs").glob("*.json")) == []  # no call record without a call id
+
+
+async def test_a_connection_that_sends_nothing_is_closed(make_robot, servers) -> None:
+    server = await servers(make_robot())
+    server.first_data_timeout_s = 0.1  # Asterisk sends its UUID at once
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    async with asyncio.timeout(60):
+        assert await reader.read() == b""
+    writer.close()
+    assert not server.calls

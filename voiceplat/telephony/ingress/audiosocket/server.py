@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 WRITE_BUFFER_LIMIT = 16 * 1024
 MAX_REQUEST = 4096
 MAX_VALUE = 64
+FIRST_DATA_TIMEOUT_S = 10.0
+"""Asterisk sends the UUID frame at once: a connection silent this long is closed."""
 SOURCE = "asterisk"
 SessionFactory = Callable[[Robot, CallChannel, Recorder], Session]
 
@@ -106,6 +108,7 @@ class AudioSocketConnection(asyncio.Protocol):
         self.channel: AudioSocketChannel | None = None
         self.peer = "?"
         self._http: bytearray | None = None
+        self._silent: asyncio.TimerHandle | None = None
         self._closed = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -115,9 +118,20 @@ class AudioSocketConnection(asyncio.Protocol):
         self.peer = f"{host}:{port}"
         if not self.server.allowed(host):
             log.warning("audiosocket: refused %s (not in audiosocket.allow_from)", self.peer)
-            transport.abort()
+            transport.close()  # a FIN, not a reset: Asterisk logs a plain failure
+            return
+        loop = asyncio.get_running_loop()
+        self._silent = loop.call_later(self.server.first_data_timeout_s, self._no_data)
+
+    def _no_data(self) -> None:
+        log.warning("audiosocket: %s sent nothing; closed", self.peer)
+        if self.transport is not None:
+            self.transport.close()
 
     def data_received(self, data: bytes) -> None:
+        if self._silent is not None:
+            self._silent.cancel()
+            self._silent = None
         if self.channel is None and self._http is None:
             if data[:1] == b"G":
                 self._http = bytearray()
@@ -134,6 +148,8 @@ class AudioSocketConnection(asyncio.Protocol):
         return None  # the transport closes itself
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._silent is not None:
+            self._silent.cancel()
         if self.channel is not None:
             self.channel.on_lost(exc)
         if not self._closed.done():
@@ -205,6 +221,7 @@ class AudioSocketServer:
         self.directory = CallDirectory(settings.lookup_ttl_s)
         self.networks = settings.networks()
         self.calls: set[asyncio.Task[None]] = set()
+        self.first_data_timeout_s = FIRST_DATA_TIMEOUT_S
         self._server: asyncio.Server | None = None
 
     def allowed(self, host: str) -> bool:
