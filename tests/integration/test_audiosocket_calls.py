@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -16,8 +19,10 @@ from typing import Any
 
 import pytest
 
+from tests.child_process import output_of, wait_listening
 from tests.integration import ingress_checks
 from tests.integration.ingress_checks import call, final_records
+from tests.storage_servers import free_port
 from voiceplat.robot import load_robot
 from voiceplat.storage.recorder import Recorder
 from voiceplat.storage.sinks import sinks_from_env
@@ -158,3 +163,63 @@ async def test_a_connection_that_sends_nothing_is_closed(make_robot, servers) ->
         assert await reader.read() == b""
     writer.close()
     assert not server.calls
+
+
+async def test_voiceplat_serve_listens_and_voiceplat_call_plays_asterisk(make_robot) -> None:
+    """The command lines end to end: `serve` starts the listener from config.json and says so,
+    `voiceplat call audiosocket://...` speaks, presses a key and reports as JSON."""
+    port, ws_port = free_port(), free_port()
+    robot = make_robot(ws_port=ws_port, audiosocket={"host": "127.0.0.1", "port": port})
+    log_path = robot / "serve.log"
+    with log_path.open("wb") as log:
+        serve = await asyncio.create_subprocess_exec(
+            *[sys.executable, "-m", "voiceplat.cli", "serve", str(robot), "--host", "127.0.0.1"],
+            *["--grace", "5"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        await wait_listening(serve, port, log_path)
+        assert f"audiosocket: listening on 127.0.0.1:{port}" in output_of(log_path)
+        metadata = json.dumps({"from": "+79991112233", "to": "700"})
+        url = f"audiosocket://127.0.0.1:{port}?register=1"
+        done = await asyncio.create_subprocess_exec(
+            *[sys.executable, "-m", "voiceplat.cli", "call", url, "--dtmf", "7", "--json"],
+            *["--metadata", metadata, "--timeout", "60"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        async with asyncio.timeout(90):
+            out, err = await done.communicate()
+        assert done.returncode == 0, (err.decode()[-2000:], output_of(log_path))
+        report = json.loads(out)
+        (keys,) = report["utterances"]
+        assert keys["source"] == "dtmf 7" and keys["answered"]
+        assert [e["data"] for e in report["events"] if e["type"] == "dtmf"] == [{"digits": "7"}]
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(60):  # --grace 5: only a hang takes this long
+            await serve.wait()
+    (record,) = await final_records(robot)
+    info = record["call"]
+    assert (info["source"], info["caller"], info["callee"]) == ("asterisk", "+79991112233", "700")
+    assert info["call_id"] == report["call_id"] and info["dtmf"] == "7"
+    assert ingress_checks.robot_texts(record)[-1] == "Вы сказали: [DTMF 7]."
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["audiosocket://127.0.0.1:1", "--dtmf", "x"], "keys are 0-9, *, #, A-D"),
+        (["audiosocket://127.0.0.1:1", "--metadata", '{"callId": "c1"}'], "are UUIDs"),
+        (["audiosocket://:5270"], "expected audiosocket://host:port"),
+    ],
+)
+def test_voiceplat_call_refuses_bad_input_with_one_line(args: list[str], message: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "voiceplat.cli", "call", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2 and message in done.stderr, done.stderr
