@@ -296,3 +296,27 @@ def test_the_websocket_token(header: str | None, refusal: str | None) -> None:
     assert got == refusal if refusal is None else got is not None and got.startswith(refusal)
     assert AudioStreamSettings().refusal(None, {}) is None
     assert "AS_TOKEN is not set" in (settings.refusal("Bearer x", {}) or "")
+
+
+async def test_audio_before_metadata_ends_the_call_before_any_event_socket(
+    esl: FakeEsl, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    channel, transport = make_channel(esl, monkeypatch=monkeypatch)
+    channel.on_message(b"\x00\x00" * 160)
+    channel.on_message(META)  # too late: the stream is already broken
+    with pytest.raises(CallProtocolError, match="audio arrived before the metadata"):
+        await asyncio.wait_for(channel.metadata(), 60)
+    await channel.close()
+    assert transport.closed_with is not None and transport.closed_with[0] == 1008
+    assert esl.connections == 0
+
+
+async def test_caller_audio_and_later_text_after_the_start(
+    esl: FakeEsl, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    channel, _ = await started(esl, monkeypatch)
+    channel.on_message(b"\x01\x00" * 160)
+    channel.on_message('{"event": "from send_text"}')  # the dialplan's: not ours, ignored
+    assert await asyncio.wait_for(channel.audio(), 60) == AudioIn(b"\x01\x00" * 160)
+    assert not esl.api_lines()
+    await channel.close()
