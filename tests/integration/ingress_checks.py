@@ -167,3 +167,47 @@ async def robot_hangs_up(
     (record,) = await final_records(robot)
     assert record["call"]["source"] == source
     assert record["call"]["end_reason"] == "dtmf_hangup"
+
+
+async def backchannel(
+    make_robot: MakeRobot, start: Start, *, source: str, **call_kwargs: Any
+) -> None:
+    """ "ага" over the answer: the robot pauses, hears a backchannel and says the rest; all of
+    the answer reaches the caller and the turn counts as heard, not cut."""
+    reply = "Это довольно длинный ответ робота о ценах и часах работы."
+    robot = make_robot(
+        asr={"provider": "fake", "texts": ["Расскажите подробно", "ага"]},
+        llm={"provider": "fake", "reply": reply},
+        tts={"provider": "fake", "ms_per_char": 80},
+    )
+    url = await start(robot)
+    result = await call(url, [Say(HELLO), BargeIn(AGA)], barge_in_after_s=1.0, **call_kwargs)
+
+    assert result.ok, result.errors
+    (record,) = await final_records(robot)
+    assert record["call"]["source"] == source
+    answer = next(t for t in record["turns"] if t["role"] == "robot" and t["text"] == reply)
+    assert not answer["interrupted"] and answer["resumed"] == 1
+    assert [t["text"] for t in record["turns"] if t["role"] == "user"] == ["Расскажите подробно"]
+    heard_after_greeting = sum(a.bytes for a in result.answers[1:]) / BYTES_PER_MS
+    assert heard_after_greeting >= len(reply) * 80 - 20
+
+
+async def goodbye_heard_then_hangup(
+    make_robot: MakeRobot, start: Start, *, source: str, **call_kwargs: Any
+) -> None:
+    """The robot's goodbye is heard to its end before the robot hangs up."""
+    goodbye = "Всего доброго!"
+    robot = make_robot(
+        asr={"provider": "fake", "texts": ["Спасибо, до свидания"]},
+        llm={"provider": "fake", "reply": goodbye, "end_call_on": ["свидания"]},
+    )
+    url = await start(robot)
+    result = await call(url, [Say(HELLO), Pause(10)], **call_kwargs)
+
+    assert result.robot_hung_up, (result.end_reason, result.errors)
+    heard = result.answers[-1]
+    assert heard.bytes / BYTES_PER_MS >= len(goodbye) * 60 - 20  # all of it (fake TTS: 60 ms/char)
+    (record,) = await final_records(robot)
+    assert record["call"]["source"] == source
+    assert record["call"]["end_reason"] == "robot_goodbye"

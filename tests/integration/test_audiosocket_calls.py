@@ -223,3 +223,11 @@ def test_voiceplat_call_refuses_bad_input_with_one_line(args: list[str], message
         timeout=60,
     )
     assert done.returncode == 2 and message in done.stderr, done.stderr
+
+
+async def test_backchannel(make_robot, start) -> None:
+    await ingress_checks.backchannel(make_robot, start, source=SOURCE)
+
+
+async def test_goodbye_heard_then_hangup(make_robot, start) -> None:
+    await ingress_checks.goodbye_heard_then_hangup(make_robot, start, source=SOURCE)
