@@ -37,6 +37,9 @@ EslFactory = Callable[[Callable[[EslEvent], None]], EslClient]
 
 
 class AudioStreamChannel(WebChannel):
+    source = "freeswitch"
+    """The call record's source when the call fails before its metadata."""
+
     def __init__(
         self,
         transport: Transport,
