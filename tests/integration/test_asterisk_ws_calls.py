@@ -89,3 +89,4 @@ async def test_basic_auth_lets_in_the_right_password_only(
     assert records["good"]["call"]["end_reason"] == "caller_hangup"
     (refused,) = [r for r in records.values() if r["call"]["end_reason"] == "protocol_error"]
     assert "unauthorized: wrong username or password" in str(refused)
+    assert refused["call"]["source"] == "asterisk"

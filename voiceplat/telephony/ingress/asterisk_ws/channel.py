@@ -45,6 +45,9 @@ SILENCE = {"slin": b"\x00", "slin16": b"\x00", "ulaw": b"\xff", "alaw": b"\xd5"}
 
 
 class AsteriskWsChannel:
+    source = "asterisk"
+    """The call record's source, also of a call refused before MEDIA_START."""
+
     def __init__(
         self,
         transport: Transport,
