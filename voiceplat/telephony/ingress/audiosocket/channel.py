@@ -46,7 +46,7 @@ class AudioSocketChannel(WebChannel):
         transport: StreamTransport,
         lookup: Lookup,
         *,
-        lead_ms: int = 40,
+        lead_ms: int = 100,
         max_audio_ahead_s: float = 3.0,
         pacer: Pacer | None = None,
     ) -> None:
