@@ -303,3 +303,27 @@ async def test_disconnect_says_hangup_then_closes() -> None:
     assert transport.sent[-1] == "HANGUP" and transport.closed_with == (1000, "")
     result = await channel.transfer("200")
     assert not result.accepted and "no transfer command" in result.reason
+
+
+# --- the simulator's Asterisk side ------------------------------------------------------------
+
+
+def test_peer_speaks_chan_websocket_and_reports_what_asterisk_would_drop() -> None:
+    from voiceplat.simulator.peers.asterisk_ws import make_peer
+    from voiceplat.simulator.peers.base import CallInfo, PeerWarning, RobotAudio, RobotClear
+
+    call = CallInfo("1733.1", "+7999", "100")
+    peer, transport = make_peer("asterisk+ws://127.0.0.1:1/asterisk?format=ulaw&x=1", call)
+    assert transport.url == "ws://127.0.0.1:1/asterisk?x=1&caller=%2B7999&callee=100"
+    (start,) = peer.start(call)
+    decoder = codec.AsteriskWsDecoder(codec.query_params(transport.url))
+    _, meta = decoder.text(str(start))
+    assert isinstance(meta, CallMetadata) and (meta.call_id, meta.caller) == ("1733.1", "+7999")
+    assert peer.dtmf("5") == ["DTMF_END digit:5 channel_id:1733.1"]
+    assert peer.mark_answer("m", "cleared") == []  # FLUSH_MEDIA drops marks unanswered
+    assert peer.receive("FLUSH_MEDIA") == [RobotClear("FLUSH_MEDIA")]
+    audio, warning = peer.receive(b"\xff" * 200)
+    assert isinstance(audio, RobotAudio) and len(audio.pcm) == 320
+    assert isinstance(warning, PeerWarning) and "drops the last 40" in warning.text
+    (long,) = peer.receive("MARK_MEDIA " + "x" * 200)
+    assert isinstance(long, PeerWarning) and "128 bytes" in long.text
