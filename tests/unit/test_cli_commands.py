@@ -10,7 +10,7 @@ import pytest
 
 from voiceplat.cli import build_parser, main
 
-COMMANDS = {"serve", "check", "migrate", "call", "models"}
+COMMANDS = {"serve", "check", "migrate", "call", "models", "web"}
 MODULES = {"call": "voiceplat.simulator.cli", "models": "voiceplat.models.cli"}
 
 

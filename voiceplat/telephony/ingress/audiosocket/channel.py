@@ -41,6 +41,9 @@ class StreamTransport(Protocol):
 
 
 class AudioSocketChannel(WebChannel):
+    source = "asterisk"
+    """The call record's source when the call fails before its metadata."""
+
     def __init__(
         self,
         transport: StreamTransport,
