@@ -164,6 +164,9 @@ class Robot:
                 )
         recording = recording_problems(self.directory, self.config.recording)
         found += [f"{config_file}: {p}" for p in recording]
+        from voiceplat.telephony.ingress.paths import secret_problems  # (it imports Robot)
+
+        found += [f"{config_file}: {p}" for p in secret_problems(self)]
         return found
 
     async def start(self) -> None:

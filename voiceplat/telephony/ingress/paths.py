@@ -125,3 +125,26 @@ def channel_for(
 ) -> CallChannel:
     factory = paths.get(request_path(connection), _audio_fork)
     return factory(connection, context)
+
+
+def secret_problems(robot: Robot) -> list[str]:
+    """`voiceplat check`: an enabled ingress names a variable for its password or token that the
+    robot's env lacks (every connection would be refused)."""
+    config = robot.config
+    named: list[tuple[bool, str, str | None]] = [
+        (config.asterisk_ws.enabled, "asterisk_ws.password_env", config.asterisk_ws.password_env),
+        (config.audio_stream.enabled, "audio_stream.token_env", config.audio_stream.token_env),
+        (
+            config.audio_stream.enabled,
+            "audio_stream.esl_password_env",
+            config.audio_stream.esl_password_env,
+        ),
+        (config.twilio.enabled, "twilio.auth_token_env", config.twilio.auth_token_env),
+        (config.twilio.enabled, "twilio.token_env", config.twilio.token_env),
+    ]
+    return [
+        f"{key}: the variable {variable} is not set (in {robot.directory / '.env'} or the "
+        "environment)"
+        for enabled, key, variable in named
+        if enabled and variable and not robot.env.get(variable)
+    ]
