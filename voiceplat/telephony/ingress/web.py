@@ -22,15 +22,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import math
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
-from websockets.exceptions import ConnectionClosed
-
-from voiceplat.audio.pcm import duration_ms, frame_bytes
+from voiceplat.audio.pcm import duration_ms
 from voiceplat.config import DTMF_KEYS
-from voiceplat.telephony.channel import CLOSE_REASON_WAIT_S, AudioHandler, DtmfHandler, Hangup
+from voiceplat.telephony.channel import Hangup
 from voiceplat.telephony.events import (
     AudioIn,
     CallMetadata,
@@ -38,10 +35,7 @@ from voiceplat.telephony.events import (
     DtmfIn,
     TransferResult,
 )
-from voiceplat.telephony.inbound import InboundAudio
-from voiceplat.telephony.ingress.audio_fork.channel import WRITE_BLOCKED_RETRY_S, Transport
-from voiceplat.telephony.pacer import Pacer, shared_pacer
-from voiceplat.telephony.playout_model import PlayoutModel
+from voiceplat.telephony.ingress.paced import PacedChannel, Pacing, Transport
 
 if TYPE_CHECKING:
     from voiceplat.storage.live import LiveCalls, LiveEvent, Subscription
@@ -50,7 +44,6 @@ PATH = "/web"
 MAX_CALLER = 64
 ENDED_WAIT_S = 1.0
 """How long closing waits for the finished record (through LiveCalls) to tell the page why."""
-POLICY_VIOLATION = 1008
 
 Event = CallMetadata | AudioIn | DtmfIn | Hangup
 
@@ -118,12 +111,13 @@ def event_json(event: LiveEvent) -> dict[str, Any] | None:
     return None
 
 
-class WebChannel:
+class WebChannel(PacedChannel):
     """One browser call as a `CallChannel` (see the module docstring for the protocol)."""
 
     source = "web"
     """The call record's source when the call fails before its metadata (a subclass for
     another protocol sets its own)."""
+    peer = "the page"
 
     def __init__(
         self,
@@ -131,72 +125,31 @@ class WebChannel:
         *,
         robot: str | None = None,
         live: LiveCalls | None = None,
-        lead_ms: int = 200,
-        chunk_ms: int = 60,
-        max_audio_ahead_s: float = 3.0,
-        pacer: Pacer | None = None,
+        **pacing: Unpack[Pacing],
     ) -> None:
-        loop = asyncio.get_running_loop()
-        self._transport = transport
+        super().__init__(transport, **pacing)
         self._decoder = WebDecoder(robot)
         self._live = live
-        self._clock = loop.time  # the pacer's clock too
-        self._chunk_bytes = frame_bytes(chunk_ms)
-        # As AudioForkChannel: a first burst of whole chunks up to lead_ms, then one chunk each
-        # time one chunk of room has opened in the page's queue.
-        self._refill_s = (max(1, math.ceil(lead_ms / chunk_ms)) - 1) * chunk_ms / 1000.0
-        self._max_ahead_s = max_audio_ahead_s
         self._pending = bytearray()
-        self._pacer = pacer or shared_pacer()
-        self._ended: asyncio.Future[None] = loop.create_future()
         self._drained = asyncio.Event()
-        self.playout = PlayoutModel()
-        self._audio_in_ms = 0.0
-        self._audio_in_started: float | None = None
-        self.closed = False
-        self._inbound = InboundAudio()
-        self._metadata_ready = asyncio.Event()
-        self._failed = asyncio.Event()
-        self._dtmf_handler: DtmfHandler | None = None
-        self._dtmf_pending: list[DtmfIn] = []
         self._forwarder: asyncio.Task[None] | None = None
         self._ended_sent = False
         transport.attach(self)
 
     # -- inbound: called by the transport's reader -----------------------------------------
-    def on_message(self, message: str | bytes) -> None:
-        if self._inbound.failure is not None:
-            return  # the stream is already broken; the call is ending
-        try:
-            events = (
-                self._decoder.text(message)
-                if isinstance(message, str)
-                else self._decoder.binary(message)
-            )
-            for event in events:
-                if isinstance(event, AudioIn):
-                    self._check_rate(event)
-                    self._inbound.push(event)
-                elif isinstance(event, CallMetadata):
-                    self._started(event)
-                elif isinstance(event, DtmfIn):
-                    self._on_key(event)
-                else:
-                    self._fail(event)  # the page hung up
-        except CallProtocolError as exc:
-            self._fail(exc)
+    def _decode(self, message: str | bytes) -> list[Event]:
+        if isinstance(message, str):
+            return self._decoder.text(message)
+        return self._decoder.binary(message)
 
-    def on_closed(self, exc: ConnectionClosed) -> None:
-        self._set_closed()
-        codes = {frame.code for frame in (exc.rcvd, exc.sent) if frame is not None}
-        if 1009 in codes:  # we refused a message over the size limit
-            self._fail(CallProtocolError("a message larger than the frame limit arrived"))
-        elif exc.sent is not None and exc.sent.code in (1002, 1007) and not exc.rcvd_then_sent:
-            self._fail(
-                CallProtocolError(f"the page broke the WebSocket protocol: {exc.sent.reason}")
-            )
+    def _on_event(self, event: Event) -> None:
+        if isinstance(event, CallMetadata):
+            self._metadata = event
+            self._started(event)
+        elif isinstance(event, Hangup):
+            self._fail(event)  # the page hung up
         else:
-            self._fail(Hangup())
+            super()._on_event(event)
 
     def _started(self, metadata: CallMetadata) -> None:
         self._send(json.dumps({"type": "call", "call_id": metadata.call_id}))
@@ -218,59 +171,9 @@ class WebChannel:
         finally:
             subscription.close()
 
-    def _on_key(self, key: DtmfIn) -> None:
-        if self._dtmf_handler is None:
-            self._dtmf_pending.append(key)
-        else:
-            self._dtmf_handler(key)
-
-    def _fail(self, exc: Exception) -> None:
-        self._inbound.fail(exc)
-        self._failed.set()
-        self._metadata_ready.set()
-
-    def _check_rate(self, audio: AudioIn) -> None:
-        """Audio far ahead of real time is a broken or hostile page; bound the work it causes."""
-        now = self._clock()
-        if self._audio_in_started is None:
-            self._audio_in_started = now
-        self._audio_in_ms += duration_ms(len(audio.data))
-        ahead = self._audio_in_ms / 1000.0 - (now - self._audio_in_started)
-        if ahead > self._max_ahead_s:
-            raise CallProtocolError(
-                f"caller audio arrives faster than real time ({ahead:.1f} s ahead)"
-            )
-
-    # -- inbound: what a session calls -----------------------------------------------------
-    async def metadata(self) -> CallMetadata:
-        await self._metadata_ready.wait()
-        if self._decoder.metadata is not None:
-            return self._decoder.metadata
-        assert self._inbound.failure is not None
-        raise self._inbound.failure
-
-    async def audio(self) -> AudioIn:
-        return await self._inbound.audio()
-
-    async def receive_audio(self, handler: AudioHandler) -> None:
-        await self._inbound.receive(handler)
-
-    def on_dtmf(self, handler: DtmfHandler) -> None:
-        self._dtmf_handler = handler
-        pending, self._dtmf_pending = self._dtmf_pending, []
-        for key in pending:
-            handler(key)
-
     # -- outbound --------------------------------------------------------------------------
-    @property
-    def queued_ms(self) -> float:
-        return self.playout.sent_ms + duration_ms(len(self._pending))
-
-    def heard_ms(self) -> float:
-        return self.playout.heard_ms(self._clock())
-
-    def speaking(self) -> bool:
-        return bool(self._pending) or self.playout.playing(self._clock())
+    def _unsent_bytes(self) -> int:
+        return len(self._pending)
 
     def play(self, data: bytes) -> tuple[float, float]:
         start = self.queued_ms
@@ -288,11 +191,15 @@ class WebChannel:
 
     async def clear(self) -> float:
         """Barge-in: drops what is queued here and tells the page to drop what it holds."""
-        self._pending.clear()
-        self._drained.set()
-        heard = self.playout.flush(self._clock())
+        heard = self._drop_pending()
         self._send('{"type":"clear"}')
         return heard
+
+    def _drop_pending(self) -> float:
+        """Barge-in, here: drops the audio not sent yet. Returns the heard position."""
+        self._pending.clear()
+        self._drained.set()
+        return self.playout.flush(self._clock())
 
     async def wait_heard(self, timeout_s: float) -> None:
         """Waits until the playout clock says everything queued so far was played (at most
@@ -308,10 +215,7 @@ class WebChannel:
                         return
                     await self._until_ended(asyncio.sleep(left))
         if self._ended.done() and self._pending:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(CLOSE_REASON_WAIT_S):
-                    await self._failed.wait()
-            raise self._inbound.failure or Hangup()
+            await self._raise_why_ended()
 
     async def _until_ended(self, work: Any) -> None:
         task = asyncio.ensure_future(work)
@@ -324,9 +228,6 @@ class WebChannel:
         return TransferResult(
             accepted=False, reason="a call from the browser cannot be transferred"
         )
-
-    async def disconnect(self) -> None:
-        await self.close()
 
     async def close(self) -> None:
         """Tells the page why the call ended (an error first, if it sent bad input), then closes."""
@@ -345,43 +246,21 @@ class WebChannel:
             self._send(json.dumps({"type": "ended", "end_reason": reason}))
             self._ended_sent = True
         self._set_closed()
-        code, why = 1000, ""
-        if isinstance(failure, CallProtocolError):
-            code, why = POLICY_VIOLATION, str(failure).encode()[:120].decode(errors="ignore")
-        with contextlib.suppress(Exception):
-            await self._transport.close(code, why)
+        await self._close_transport(failure)
 
     def _set_closed(self) -> None:
-        self.closed = True
-        self._pacer.remove(self)
+        super()._set_closed()
         self._drained.set()
         if self._forwarder is not None and not self._forwarder.done():
             self._forwarder.cancel()
-        if not self._ended.done():
-            self._ended.set_result(None)
-
-    def _send(self, message: str | bytes) -> None:
-        if not self.closed and not self._transport.send_now(message):
-            self._set_closed()
-
-    async def run_pacer(self) -> None:
-        """Lives as long as the call's pacing (the shared pacer sends); raises if pacing failed."""
-        self._pacer.wake(self)
-        await asyncio.shield(self._ended)
-
-    def pacing_failed(self, exc: Exception) -> None:
-        if not self._ended.done():
-            self._ended.set_exception(exc)
 
     def pace(self, now: float, horizon: float) -> float | None:
         """Called by the pacer: sends the audio due by `horizon`; returns when the next chunk is
         due, or None when nothing is queued."""
         while self._pending and not self.closed:
-            due = self.playout.playout_end - self._refill_s
-            if due > horizon + 1e-6:  # (float sums of chunk lengths)
-                return due
-            if not self._transport.write_ready():
-                return now + WRITE_BLOCKED_RETRY_S  # the page does not read: wait, keep order
+            wait = self._not_due(now, horizon)
+            if wait is not None:
+                return wait
             chunk = bytes(self._pending[: self._chunk_bytes])
             del self._pending[: self._chunk_bytes]
             self.playout.on_send(duration_ms(len(chunk)), now)

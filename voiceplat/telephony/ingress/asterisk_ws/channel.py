@@ -8,45 +8,35 @@ playout clock (`PlayoutModel`) stays a true lower bound. Asterisk answers MARK_M
 dequeue reaches the mark, i.e. once the audio before it has played: `PeerMarks` (marks.py) waits
 for that at a turn's end. FLUSH_MEDIA drops queued marks unanswered, so they count as cleared.
 Audio goes out in whole `optimal_frame_size` frames (Asterisk drops a shorter remainder), a turn's
-last frame padded with silence. MEDIA_XOFF stops our audio until MEDIA_XON.
+last frame padded with silence. MEDIA_XOFF stops our audio until MEDIA_XON. The pacing, the playout clock and the marks'
+bookkeeping are `paced.MarkedChannel`'s.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import math
-from collections import deque
+from typing import Unpack
 
-from websockets.exceptions import ConnectionClosed
-
-from voiceplat.audio.pcm import duration_ms, frame_bytes
-from voiceplat.telephony.channel import CLOSE_REASON_WAIT_S, AudioHandler, DtmfHandler, Hangup
+from voiceplat.audio.pcm import frame_bytes
 from voiceplat.telephony.events import (
-    AudioIn,
     CallMetadata,
     CallProtocolError,
-    DtmfIn,
-    MarkReply,
     TransferResult,
 )
-from voiceplat.telephony.inbound import InboundAudio
 from voiceplat.telephony.ingress.asterisk_ws import codec
-from voiceplat.telephony.ingress.audio_fork.channel import WRITE_BLOCKED_RETRY_S, Transport
-from voiceplat.telephony.marks import Mark, PeerMarks
-from voiceplat.telephony.pacer import Pacer, shared_pacer
-from voiceplat.telephony.playout_model import PlayoutModel
+from voiceplat.telephony.ingress.paced import MarkedChannel, Pacing, Transport
+from voiceplat.telephony.marks import Mark
 
 log = logging.getLogger(__name__)
 
-POLICY_VIOLATION = 1008
 SILENCE = {"slin": b"\x00", "slin16": b"\x00", "ulaw": b"\xff", "alaw": b"\xd5"}
 
 
-class AsteriskWsChannel:
+class AsteriskWsChannel(MarkedChannel):
     source = "asterisk"
     """The call record's source, also of a call refused before MEDIA_START."""
+    peer = "Asterisk"
 
     def __init__(
         self,
@@ -54,70 +44,27 @@ class AsteriskWsChannel:
         *,
         params: dict[str, str] | None = None,
         refused: str | None = None,
-        lead_ms: int = 200,
-        chunk_ms: int = 60,
-        max_audio_ahead_s: float = 3.0,
-        pacer: Pacer | None = None,
+        **pacing: Unpack[Pacing],
     ) -> None:
         """`params`: the request URI's query; `refused`: why the connection is not let in (auth)."""
-        loop = asyncio.get_running_loop()
-        self._transport = transport
+        super().__init__(transport, **pacing)
         self._decoder = codec.AsteriskWsDecoder(params)
         self._encoder = codec.AsteriskWsEncoder(json_format=False)
-        self._clock = loop.time
-        self._chunk_ms = chunk_ms
-        self._chunk_bytes = frame_bytes(chunk_ms)
-        self._refill_s = (max(1, math.ceil(lead_ms / chunk_ms)) - 1) * chunk_ms / 1000.0
-        self._max_ahead_s = max_audio_ahead_s
-        self._queue: deque[bytes | Mark] = deque()
-        self._queued_bytes = 0
         self._wire = bytearray()  # encoded audio short of a whole frame
         self._frame = 0  # optimal_frame_size, from MEDIA_START
-        self._pacer = pacer or shared_pacer()
-        self._ended: asyncio.Future[None] = loop.create_future()
-        self._marks = PeerMarks(self._clock)
         self._xoff = False
-        self.playout = PlayoutModel()
-        self._audio_in_ms = 0.0
-        self._audio_in_started: float | None = None
-        self.closed = False
-        self._drains = 0
-        self._inbound = InboundAudio()
-        self._metadata: CallMetadata | None = None
-        self._metadata_ready = asyncio.Event()
-        self._failed = asyncio.Event()
-        self._dtmf_handler: DtmfHandler | None = None
-        self._dtmf_pending: list[DtmfIn] = []
         if refused is not None:
             self._fail(CallProtocolError(refused))
         transport.attach(self)
 
     # -- inbound: called by the transport's reader -----------------------------------------
-    def on_message(self, message: str | bytes) -> None:
-        if self._inbound.failure is not None:
-            return
-        try:
-            if isinstance(message, str):
-                events = self._decoder.text(message)
-            else:
-                events = self._decoder.binary(message)
-            for event in events:
-                self._on_event(event)
-        except CallProtocolError as exc:
-            self._fail(exc)
+    def _decode(self, message: str | bytes) -> list[codec.Event]:
+        if isinstance(message, str):
+            return self._decoder.text(message)
+        return self._decoder.binary(message)
 
     def _on_event(self, event: codec.Event) -> None:
-        if isinstance(event, AudioIn):
-            self._check_rate(event)
-            self._inbound.push(event)
-        elif isinstance(event, MarkReply):
-            self._marks.on_reply(event)
-        elif isinstance(event, DtmfIn):
-            if self._dtmf_handler is None:
-                self._dtmf_pending.append(event)
-            else:
-                self._dtmf_handler(event)
-        elif isinstance(event, codec.FlowControl):
+        if isinstance(event, codec.FlowControl):
             self._xoff = event.paused
             if not event.paused:
                 self._pacer.wake(self)
@@ -132,113 +79,22 @@ class AsteriskWsChannel:
             self._metadata_ready.set()
         elif isinstance(event, codec.AsteriskError):
             log.warning("Asterisk refused a command: %s", event.text[:200])
-
-    def on_closed(self, exc: ConnectionClosed) -> None:
-        self._set_closed()
-        codes = {frame.code for frame in (exc.rcvd, exc.sent) if frame is not None}
-        if 1009 in codes:
-            self._fail(CallProtocolError("a message larger than the frame limit arrived"))
-        elif exc.sent is not None and exc.sent.code in (1002, 1007) and not exc.rcvd_then_sent:
-            self._fail(
-                CallProtocolError(f"Asterisk broke the WebSocket protocol: {exc.sent.reason}")
-            )
         else:
-            self._fail(Hangup())  # Asterisk hangs up by closing the socket
-
-    def _fail(self, exc: Exception) -> None:
-        self._inbound.fail(exc)
-        self._failed.set()
-        self._metadata_ready.set()
-
-    def _check_rate(self, audio: AudioIn) -> None:
-        now = self._clock()
-        if self._audio_in_started is None:
-            self._audio_in_started = now
-        self._audio_in_ms += duration_ms(len(audio.data))
-        ahead = self._audio_in_ms / 1000.0 - (now - self._audio_in_started)
-        if ahead > self._max_ahead_s:
-            raise CallProtocolError(
-                f"caller audio arrives faster than real time ({ahead:.1f} s ahead)"
-            )
-
-    # -- inbound: what a session calls -----------------------------------------------------
-    async def metadata(self) -> CallMetadata:
-        await self._metadata_ready.wait()
-        if self._metadata is not None:
-            return self._metadata
-        assert self._inbound.failure is not None
-        raise self._inbound.failure
-
-    async def audio(self) -> AudioIn:
-        return await self._inbound.audio()
-
-    async def receive_audio(self, handler: AudioHandler) -> None:
-        await self._inbound.receive(handler)
-
-    def on_dtmf(self, handler: DtmfHandler) -> None:
-        self._dtmf_handler = handler
-        pending, self._dtmf_pending = self._dtmf_pending, []
-        for key in pending:
-            handler(key)
+            super()._on_event(event)  # caller audio, a key, a mark's answer
 
     # -- outbound --------------------------------------------------------------------------
-    @property
-    def queued_ms(self) -> float:
-        return self.playout.sent_ms + duration_ms(self._queued_bytes)
-
-    def heard_ms(self) -> float:
-        return self.playout.heard_ms(self._clock())
-
-    def speaking(self) -> bool:
-        return self._queued_bytes > 0 or self.playout.playing(self._clock())
-
-    def play(self, data: bytes) -> tuple[float, float]:
-        start = self.queued_ms
-        data = data[: len(data) - len(data) % 2]
-        if data and not self.closed:
-            self._queue.append(data)
-            self._queued_bytes += len(data)
-            self._pacer.wake(self)
-        return start, self.queued_ms
-
     def mark(self, name: str) -> asyncio.Future[str]:
         """A mark after the audio queued so far: "playout" once Asterisk has played up to it,
         "cleared" if a barge-in dropped it, "unsent" if marks are not trusted any more."""
         return self._queue_mark(codec.mark_id(name)).reply
 
-    def _queue_mark(self, name: str, *, ends_turn: bool = False) -> Mark:
-        mark = self._marks.new(name, ends_turn=ends_turn)
-        self._queue.append(mark)
-        self._pacer.wake(self)
-        return mark
-
     async def clear(self) -> float:
-        """Barge-in: drops queued audio here and Asterisk's queue (FLUSH_MEDIA)."""
-        now = self._clock()
-        for item in self._queue:
-            if isinstance(item, Mark):
-                item.drop(now)
-        self._queue.clear()
-        self._queued_bytes = 0
+        """Barge-in: drops queued audio here and Asterisk's queue (FLUSH_MEDIA, which drops the
+        marks it holds, unanswered)."""
+        heard = self._drop_queued(self._clock())
         self._wire.clear()
-        heard = self.playout.flush(now)
-        self._marks.on_kill_audio()  # FLUSH_MEDIA drops the marks it holds, unanswered
         self._send(self._encoder.flush())
         return heard
-
-    async def wait_heard(self, timeout_s: float) -> None:
-        """Until the caller has heard all queued so far: the playout clock, then Asterisk's
-        MEDIA_MARK_PROCESSED for at most MARK_SLACK_S (see PeerMarks.wait_heard)."""
-        self._drains += 1
-        mark = self._queue_mark(f"drain-{self._drains}", ends_turn=True)
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout_s):
-                await self._marks.wait_heard(mark, self._ended)
-        if self._ended.done() and mark.reached is not None and not mark.reached.done():
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(CLOSE_REASON_WAIT_S):
-                    await self._failed.wait()
-            raise self._inbound.failure or Hangup()
 
     async def transfer(self, target: str) -> TransferResult:
         return TransferResult(
@@ -251,56 +107,21 @@ class AsteriskWsChannel:
         self._send(self._encoder.hangup())
         await self.close()
 
-    async def close(self) -> None:
-        failure = self._inbound.failure
-        self._set_closed()
-        code, why = 1000, ""
-        if isinstance(failure, CallProtocolError):
-            code, why = POLICY_VIOLATION, str(failure).encode()[:120].decode(errors="ignore")
-        with contextlib.suppress(Exception):
-            await self._transport.close(code, why)
-
-    def _set_closed(self) -> None:
-        self.closed = True
-        self._pacer.remove(self)
-        if not self._ended.done():
-            self._ended.set_result(None)
-
-    def _send(self, message: str | bytes) -> None:
-        if not self.closed and not self._transport.send_now(message):
-            self._set_closed()
-
-    async def run_pacer(self) -> None:
-        self._pacer.wake(self)
-        await asyncio.shield(self._ended)
-
-    def pacing_failed(self, exc: Exception) -> None:
-        if not self._ended.done():
-            self._ended.set_exception(exc)
+    def _audio_paused(self) -> bool:
+        return self._xoff  # MEDIA_XON wakes us
 
     def pace(self, now: float, horizon: float) -> float | None:
-        """Called by the pacer: sends the marks at the head of the queue and the audio due by
-        `horizon`; returns when the next chunk is due, or None when nothing is queued."""
-        queue = self._queue
-        while queue and not self.closed:
-            item = queue[0]
-            if isinstance(item, Mark):
-                queue.popleft()
-                self._flush_wire(now)  # the mark goes after all the audio before it
-                if self._marks.on_reached(item, now, self.playout.playout_end):
-                    self._send(self._encoder.mark(item.name))
-                continue
-            if self._xoff:
-                return None  # MEDIA_XON wakes us
-            due = self.playout.playout_end - self._refill_s
-            if due > horizon + 1e-6:
-                return due
-            if not self._transport.write_ready():
-                return now + WRITE_BLOCKED_RETRY_S
-            self._send_audio(self._take_audio(), now)
-        if not queue:
+        next_due = super().pace(now, horizon)
+        if not self._queue:
             self._flush_wire(now)
-        return None
+        return next_due
+
+    def _mark_message(self, name: str) -> str:
+        return self._encoder.mark(name)
+
+    def _send_mark(self, mark: Mark, now: float) -> None:
+        self._flush_wire(now)  # the mark goes after all the audio before it
+        super()._send_mark(mark, now)
 
     def _send_audio(self, chunk: bytes, now: float) -> None:
         transcoder = self._decoder.transcoder
@@ -327,18 +148,3 @@ class AsteriskWsChannel:
             return
         self.playout.on_send(len(wire) / fmt.sample_bytes * 1000.0 / fmt.rate, now)
         self._send(wire)
-
-    def _take_audio(self) -> bytes:
-        parts: list[bytes] = []
-        size = 0
-        while self._queue and size < self._chunk_bytes and isinstance(self._queue[0], bytes):
-            data = self._queue.popleft()
-            assert isinstance(data, bytes)
-            room = self._chunk_bytes - size
-            if len(data) > room:
-                self._queue.appendleft(data[room:])
-                data = data[:room]
-            parts.append(data)
-            size += len(data)
-        self._queued_bytes -= size
-        return b"".join(parts)

@@ -16,18 +16,17 @@ k-th play event is the k-th chunk: the module numbers its files in order).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 from collections.abc import Callable
 
 from voiceplat.telephony.channel import Hangup
 from voiceplat.telephony.events import CallMetadata, CallProtocolError, TransferResult
-from voiceplat.telephony.ingress.audio_fork.channel import Transport
 from voiceplat.telephony.ingress.audio_stream import codec
 from voiceplat.telephony.ingress.audio_stream.esl import EslEvent
 from voiceplat.telephony.ingress.audio_stream.esl_client import EslClient, EslError
 from voiceplat.telephony.ingress.audio_stream.settings import AudioStreamSettings
-from voiceplat.telephony.ingress.web import POLICY_VIOLATION, WebChannel
+from voiceplat.telephony.ingress.paced import Transport
+from voiceplat.telephony.ingress.web import WebChannel
 from voiceplat.telephony.pacer import Pacer
 
 ESL_TIMEOUT_S = 5.0
@@ -129,9 +128,7 @@ class AudioStreamChannel(WebChannel):
     async def clear(self) -> float:
         """Barge-in: drops what is queued here; FreeSWITCH stops the playing file and the
         queued ones; chunks already sent but not yet announced are not broadcast."""
-        self._pending.clear()
-        self._drained.set()
-        heard = self.playout.flush(self._clock())
+        heard = self._drop_pending()
         self._skip_before = self._chunks_sent
         if not self.closed:
             self.esl.send_api(f"uuid_break {self._stream.channel_uuid} all")
@@ -163,8 +160,4 @@ class AudioStreamChannel(WebChannel):
         if self._esl_task is not None and not self._esl_task.done():
             self._esl_task.cancel()
         await self.esl.close()
-        code, why = 1000, ""
-        if isinstance(failure, CallProtocolError):
-            code, why = POLICY_VIOLATION, str(failure).encode()[:120].decode(errors="ignore")
-        with contextlib.suppress(Exception):
-            await self._transport.close(code, why)
+        await self._close_transport(failure)

@@ -63,7 +63,6 @@ class AudioSocketChannel(WebChannel):
         self._stream = transport
         self._codec = AudioSocketDecoder()
         self._lookup = lookup
-        self._call: CallMetadata | None = None
 
     # -- inbound: called by the connection ---------------------------------------------------
     def on_data(self, data: bytes) -> None:
@@ -75,7 +74,7 @@ class AudioSocketChannel(WebChannel):
                     self._check_rate(event)
                     self._inbound.push(event)
                 elif isinstance(event, uuid.UUID):
-                    self._call = self._lookup(str(event))
+                    self._metadata = self._lookup(str(event))
                     self._metadata_ready.set()
                 elif isinstance(event, Hangup):
                     self._fail(event)
@@ -97,19 +96,10 @@ class AudioSocketChannel(WebChannel):
             self._fail(Hangup("caller_hangup"))  # a reset: the PBX or its host went away
         self._set_closed()
 
-    async def metadata(self) -> CallMetadata:
-        await self._metadata_ready.wait()
-        if self._call is not None:
-            return self._call
-        assert self._inbound.failure is not None
-        raise self._inbound.failure
-
     # -- outbound ----------------------------------------------------------------------------
     async def clear(self) -> float:
         """Barge-in: drops what is queued; Asterisk holds nothing to flush."""
-        self._pending.clear()
-        self._drained.set()
-        return self.playout.flush(self._clock())
+        return self._drop_pending()
 
     async def transfer(self, target: str) -> TransferResult:
         return TransferResult(
