@@ -61,6 +61,14 @@ async def test_barge_in(stream_robot, start) -> None:
     await ingress_checks.barge_in(stream_robot, start, source=SOURCE)
 
 
+async def test_backchannel(stream_robot, start) -> None:
+    await ingress_checks.backchannel(stream_robot, start, source=SOURCE)
+
+
+async def test_goodbye_heard_then_hangup(stream_robot, start) -> None:
+    await ingress_checks.goodbye_heard_then_hangup(stream_robot, start, source=SOURCE)
+
+
 async def test_dtmf(stream_robot, start) -> None:
     await ingress_checks.dtmf(stream_robot, start, source=SOURCE)
 

@@ -46,6 +46,14 @@ async def test_barge_in(make_robot, start) -> None:
     await ingress_checks.barge_in(make_robot, start, source=SOURCE)
 
 
+async def test_backchannel(make_robot, start) -> None:
+    await ingress_checks.backchannel(make_robot, start, source=SOURCE)
+
+
+async def test_goodbye_heard_then_hangup(make_robot, start) -> None:
+    await ingress_checks.goodbye_heard_then_hangup(make_robot, start, source=SOURCE)
+
+
 async def test_dtmf(make_robot, start) -> None:
     await ingress_checks.dtmf(make_robot, start, source=SOURCE)
 
