@@ -23,7 +23,7 @@ from typing import Any
 
 import psutil
 
-from voiceplat.config import deep_merge
+from voiceplat.config_sources import deep_merge
 from voiceplat.simulator.report import Stats
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from voiceplat.config import deep_merge
+from voiceplat.config_sources import deep_merge
 
 pytest_plugins = ["tests.ci_skips"]
 

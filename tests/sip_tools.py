@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from voiceplat.config import deep_merge
+from voiceplat.config_sources import deep_merge
 
 ROOT = Path(__file__).resolve().parents[1]
 ECHO_ROBOT = ROOT / "tests" / "fixtures" / "robots" / "echo"

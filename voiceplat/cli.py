@@ -204,7 +204,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_migrate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from voiceplat.config import read_env_files
+    from voiceplat.config_sources import read_env_files
     from voiceplat.storage.migrations import migrate
 
     if args.robot is not None and not Path(args.robot).is_dir():

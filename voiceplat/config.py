@@ -8,14 +8,11 @@ every other variable (API keys) is left to providers, which read secrets only fr
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from dotenv import dotenv_values
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -29,8 +26,9 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from voiceplat.audio.pcm import FRAME_MS
-from voiceplat.config_errors import describe_errors, format_value
+from voiceplat.config_errors import describe_errors
 from voiceplat.config_refs import reference_problems
+from voiceplat.config_sources import deep_merge, env_overrides, read_config_json
 from voiceplat.errors import RobotError
 from voiceplat.forms.settings import FormSettings
 from voiceplat.knowledge.settings import KnowledgeSettings
@@ -49,7 +47,6 @@ from voiceplat.turns.end_of_turn import EndOfTurnSettings
 from voiceplat.turns.endpointer import EndpointerSettings
 from voiceplat.turns.utterance_filter import UtteranceFilterSettings
 
-ENV_PREFIX = "VOICEPLAT_"
 SEED_FRAME_MS = 32
 """The seed design counted VAD frames of 32 ms: silence_frames 25 = 0.8 s, min_speech_frames 5 = 160 ms."""
 
@@ -337,72 +334,6 @@ class RobotConfig(Strict):
         if problems:
             raise ValidationError.from_exception_data("dtmf", problems)
         return self
-
-
-def read_env_files(robot_dir: Path, root_dir: Path | None = None) -> dict[str, str]:
-    """Merged env: root .env < robot .env < process environment."""
-    merged: dict[str, str] = {}
-    for path in ((root_dir or Path.cwd()) / ".env", robot_dir / ".env"):
-        if path.is_file():
-            merged.update({k: v for k, v in dotenv_values(path).items() if v is not None})
-    merged.update(os.environ)
-    return merged
-
-
-PROCESS_VARIABLES = frozenset(
-    {"VOICEPLAT_MODELS_DIR", "VOICEPLAT_WEB_TOKEN", "VOICEPLAT_SCREENSHOTS", "VOICEPLAT_CHROMIUM"}
-)
-"""VOICEPLAT_* variables that set up the process (models, the web service's token, the page
-tests), not a robot's config key."""
-
-
-def env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
-    """`VOICEPLAT_A__B=v` → {"a": {"b": v}}; values that parse as JSON are taken as JSON."""
-    tree: dict[str, Any] = {}
-    for key, raw in env.items():
-        if not key.startswith(ENV_PREFIX) or key in PROCESS_VARIABLES:
-            continue
-        path = key[len(ENV_PREFIX) :].lower().split("__")
-        try:
-            value: Any = json.loads(raw)
-        except ValueError:
-            value = raw
-        node = tree
-        for part in path[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                break
-        else:
-            node[path[-1]] = value
-    return tree
-
-
-def deep_merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in top.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
-def read_config_json(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise RobotError(f"{path}: missing; a robot folder needs a config.json") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RobotError(f"{path}: cannot be read ({exc})") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise RobotError(
-            f"{path}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        ) from None
-    if not isinstance(data, dict):
-        raise RobotError(f"{path}: must hold a JSON object {{...}}, not {format_value(data)}")
-    return data
 
 
 def load_config(robot_dir: Path, env: Mapping[str, str]) -> RobotConfig:

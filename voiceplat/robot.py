@@ -13,8 +13,9 @@ from pydantic import ValidationError
 
 from voiceplat.audio.pcm import CALL_RATE, Pcm
 from voiceplat.audio.wav import WavError, read_wav
-from voiceplat.config import RobotConfig, load_config, read_env_files
+from voiceplat.config import RobotConfig, load_config
 from voiceplat.config_errors import describe_errors, format_value, missing_provider, prefixed
+from voiceplat.config_sources import read_env_files
 from voiceplat.errors import RobotError
 from voiceplat.knowledge.grounding import system_instruction
 from voiceplat.knowledge.index import KnowledgeBase, knowledge_problems, load_knowledge

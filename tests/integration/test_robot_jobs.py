@@ -29,7 +29,7 @@ from voiceplat.audio.pcm import Pcm
 from voiceplat.audio.resample import resample
 from voiceplat.audio.wav import read_wav
 from voiceplat.cli import _after_call
-from voiceplat.config import deep_merge
+from voiceplat.config_sources import deep_merge
 from voiceplat.forms.fields import spoken_date
 from voiceplat.robot import load_robot
 from voiceplat.sessions.pipeline import PipelineSession

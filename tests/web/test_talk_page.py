@@ -38,7 +38,7 @@ from tests.web.conftest import (
 )
 from voiceplat.audio.resample import resample
 from voiceplat.audio.wav import read_wav
-from voiceplat.config import deep_merge
+from voiceplat.config_sources import deep_merge
 from voiceplat.telephony import server as server_module
 from voiceplat.telephony.ingress.web import WebChannel
 

@@ -85,7 +85,7 @@ def load_robots(robot_dirs: Sequence[str | Path]) -> dict[str, Robot]:
 
 def web_env(robots: Mapping[str, Robot]) -> dict[str, str]:
     """The stores and the token: the first robot's env (root .env < its .env < the process)."""
-    from voiceplat.config import read_env_files
+    from voiceplat.config_sources import read_env_files
 
     first = next(iter(robots.values()), None)
     return dict(first.env) if first is not None else read_env_files(Path.cwd())

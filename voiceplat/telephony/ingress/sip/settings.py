@@ -44,7 +44,9 @@ PRIVATE_NETWORKS = [
 
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 SIP_URI = re.compile(r"sips?:[^\s@]+(@[^\s@]+)?", re.IGNORECASE)
-CONFIG_ENV_PREFIX = "VOICEPLAT_"  # voiceplat/config.py reads every such variable as a config value
+CONFIG_ENV_PREFIX = (
+    "VOICEPLAT_"  # voiceplat/config_sources.py reads every such variable as a config value
+)
 
 
 def _error(message: str) -> PydanticCustomError:
