@@ -11,6 +11,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import Close
 
+from tests.doubles.transport import FakeTransport, NoPacer
 from voiceplat.telephony.channel import Hangup
 from voiceplat.telephony.events import AudioIn, CallMetadata, CallProtocolError, DtmfIn, MarkReply
 from voiceplat.telephony.ingress.asterisk_ws import codec
@@ -166,40 +167,6 @@ def test_basic_auth() -> None:
 
 
 # --- the channel ------------------------------------------------------------------------------
-
-
-class FakeTransport:
-    def __init__(self) -> None:
-        self.receiver: AsteriskWsChannel | None = None
-        self.sent: list[str | bytes] = []
-        self.closed_with: tuple[int, str] | None = None
-
-    def attach(self, receiver: AsteriskWsChannel) -> None:
-        self.receiver = receiver
-
-    def send_now(self, message: str | bytes) -> bool:
-        self.sent.append(message)
-        return self.closed_with is None
-
-    def write_ready(self) -> bool:
-        return True
-
-    async def close(self, code: int = 1000, reason: str = "") -> None:
-        self.closed_with = (code, reason)
-
-    def texts(self) -> list[str]:
-        return [m for m in self.sent if isinstance(m, str)]
-
-    def binaries(self) -> list[bytes]:
-        return [m for m in self.sent if isinstance(m, bytes)]
-
-
-class NoPacer:
-    def wake(self, client: object) -> None:
-        pass
-
-    def remove(self, client: object) -> None:
-        pass
 
 
 def make_channel(

@@ -7,10 +7,10 @@ import asyncio
 import base64
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from tests.doubles.transport import FakeTransport, NoPacer
 from voiceplat.audio.g711 import ulaw_decode
 from voiceplat.audio.pcm import frame_bytes
 from voiceplat.telephony.channel import Hangup
@@ -24,38 +24,6 @@ SID = "MZXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"
 
 def fixture(name: str) -> str:
     return (FIXTURES / f"{name}.json").read_text()
-
-
-class FakeTransport:
-    def __init__(self) -> None:
-        self.receiver: Any = None
-        self.sent: list[str | bytes] = []
-        self.closed_with: tuple[int, str] | None = None
-
-    def attach(self, receiver: Any) -> None:
-        self.receiver = receiver
-
-    def send_now(self, message: str | bytes) -> bool:
-        self.sent.append(message)
-        return self.closed_with is None
-
-    def write_ready(self) -> bool:
-        return True
-
-    async def close(self, code: int = 1000, reason: str = "") -> None:
-        self.closed_with = (code, reason)
-
-    def events(self, kind: str) -> list[dict[str, Any]]:
-        messages = [json.loads(m) for m in self.sent if isinstance(m, str)]
-        return [m for m in messages if m["event"] == kind]
-
-
-class NoPacer:
-    def wake(self, client: object) -> None:
-        pass
-
-    def remove(self, client: object) -> None:
-        pass
 
 
 def make_channel(verdict: Verdict | None = None) -> tuple[TwilioChannel, FakeTransport]:

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from tests.doubles.transport import FakeTransport, NoPacer
 from voiceplat.audio.pcm import frame_bytes
 from voiceplat.storage.live import LiveCalls
 from voiceplat.storage.records import (
@@ -20,37 +21,6 @@ from voiceplat.storage.records import (
 from voiceplat.telephony.channel import Hangup
 from voiceplat.telephony.events import AudioIn, CallMetadata, CallProtocolError, DtmfIn
 from voiceplat.telephony.ingress.web import WebChannel, WebDecoder
-
-
-class FakeTransport:
-    def __init__(self) -> None:
-        self.receiver: WebChannel | None = None
-        self.sent: list[str | bytes] = []
-        self.closed_with: tuple[int, str] | None = None
-
-    def attach(self, receiver: WebChannel) -> None:
-        self.receiver = receiver
-
-    def send_now(self, message: str | bytes) -> bool:
-        self.sent.append(message)
-        return self.closed_with is None
-
-    def write_ready(self) -> bool:
-        return True
-
-    async def close(self, code: int = 1000, reason: str = "") -> None:
-        self.closed_with = (code, reason)
-
-    def texts(self) -> list[dict[str, object]]:
-        return [json.loads(m) for m in self.sent if isinstance(m, str)]
-
-
-class NoPacer:
-    def wake(self, client: object) -> None:
-        pass
-
-    def remove(self, client: object) -> None:
-        pass
 
 
 def make_channel(live: LiveCalls | None = None) -> tuple[WebChannel, FakeTransport]:
@@ -105,14 +75,14 @@ async def test_call_message_then_audio_then_hangup() -> None:
     assert transport.receiver is channel
     channel.on_message('{"robot": "echo"}')
     meta = await channel.metadata()
-    assert transport.texts() == [{"type": "call", "call_id": meta.call_id}]
+    assert transport.json_texts() == [{"type": "call", "call_id": meta.call_id}]
     channel.on_message(b"\x01\x00" * 160)
     assert await channel.audio() == AudioIn(b"\x01\x00" * 160)
     channel.on_message('{"type": "hangup"}')
     with pytest.raises(Hangup):
         await channel.audio()
     await channel.close()
-    assert transport.texts()[-1] == {"type": "ended", "end_reason": "caller_hangup"}
+    assert transport.json_texts()[-1] == {"type": "ended", "end_reason": "caller_hangup"}
     assert transport.closed_with == (1000, "")
 
 
@@ -127,7 +97,7 @@ async def test_bad_input_is_an_error_message_and_close_code_1008() -> None:
     with pytest.raises(CallProtocolError, match="TEXT message is not JSON"):
         await channel.audio()
     await channel.close()
-    error, ended = transport.texts()[-2:]
+    error, ended = transport.json_texts()[-2:]
     assert error == {"type": "error", "message": "TEXT message is not JSON: 'garbage'"}
     assert ended == {"type": "ended", "end_reason": "protocol_error"}
     assert transport.closed_with is not None and transport.closed_with[0] == 1008
@@ -176,10 +146,10 @@ async def test_turns_and_the_end_reason_come_from_live_calls() -> None:
     finished = call.model_copy(update={"status": "completed", "end_reason": "robot_goodbye"})
     live.apply(CallFinished(CallSnapshot(call=finished)))
     await channel.close()  # waits for the page to be told why the call ended
-    turns = [m for m in transport.texts() if m["type"] == "turn"]
+    turns = [m for m in transport.json_texts() if m["type"] == "turn"]
     assert [(t["role"], t["text"], t["heard_text"], t["interrupted"]) for t in turns] == [
         ("robot", "Да.", "Д", True)
     ]
     assert turns[0]["v2v_ms"] == 512.0
-    assert transport.texts()[-1] == {"type": "ended", "end_reason": "robot_goodbye"}
+    assert transport.json_texts()[-1] == {"type": "ended", "end_reason": "robot_goodbye"}
     assert live.subscribers == 0

@@ -25,6 +25,7 @@ from websockets.exceptions import (
 from websockets.protocol import State
 
 from voiceplat.audio.wav import write_stereo_wav
+from voiceplat.simulator.common import end_connection_error, end_timed_out
 from voiceplat.simulator.driver import CallDriver, CallOptions
 from voiceplat.simulator.peer_playout import MarkRules
 from voiceplat.simulator.report import CallResult
@@ -195,15 +196,9 @@ async def play_script(
                     driver.robot_hung_up = True
                     driver.end("robot_closed")
     except TimeoutError:
-        if live is None:
-            driver.end("connect_failed")
-            driver.error(f"cannot connect to {url}: timed out")
-        else:
-            driver.end("timeout")
-            driver.error(f"call did not finish within {options.timeout_s:g} s")
+        end_timed_out(driver, url, connected=live is not None, timeout_s=options.timeout_s)
     except (OSError, InvalidURI, InvalidHandshake) as exc:
-        driver.end("connect_failed" if live is None else "error")
-        driver.error(f"{'cannot connect to' if live is None else 'connection to'} {url}: {exc}")
+        end_connection_error(driver, url, exc, connected=live is not None)
     except ConnectionClosed as exc:  # closed while the metadata was being sent
         driver.robot_hung_up = True
         driver.end("robot_closed")

@@ -24,17 +24,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import string
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from voiceplat.audio.pcm import frame_bytes
 from voiceplat.audio.wav import write_stereo_wav
+from voiceplat.simulator.common import DTMF_SOURCE, DtmfStep, compile_dtmf_script
 from voiceplat.simulator.driver import CallDriver, CallOptions
 from voiceplat.simulator.multi import numbered
 from voiceplat.simulator.report import (
@@ -44,7 +43,7 @@ from voiceplat.simulator.report import (
     Stats,
     ms,
 )
-from voiceplat.simulator.script import Clip, ScriptItem, Step, compile_script
+from voiceplat.simulator.script import ScriptItem
 from voiceplat.simulator.sip_phone import SipPhone, shared_phone
 from voiceplat.simulator.sip_target import SipTarget
 from voiceplat.telephony.ingress.sip.media import FRAME_BYTES, FRAME_MS, PlayoutBuffer
@@ -61,38 +60,7 @@ ROBOT_AUDIO_PEAK = 100
 END_WAIT_S = 10.0
 """After our BYE, how long to wait for the call to be over (a robot that never answers it)."""
 DEFAULT_USER = "+79990000000"
-DTMF_DIGITS = frozenset(string.digits + "*#ABCD")
-DTMF_SOURCE = "dtmf "
-"""The source of a DTMF step's placeholder utterance in the report: 'dtmf 12#'."""
-
-
-@dataclass(frozen=True, slots=True)
-class Dtmf:
-    """Press keys (RFC 4733) once the robot has answered and gone quiet, as `Say` waits."""
-
-    digits: str
-
-    def __post_init__(self) -> None:
-        bad = sorted(set(self.digits.upper()) - DTMF_DIGITS)
-        if not self.digits or bad:
-            raise ValueError(f"--dtmf {self.digits!r}: keys are 0-9, *, #, A-D")
-
-
-SipStep = Step | Dtmf
-
-
-def compile_sip_script(steps: list[SipStep]) -> tuple[ScriptItem, ...]:
-    """The driver's script; a `Dtmf` step is a "say" of one silent frame (it waits as a say
-    does), whose utterance this module recognises by its source and fills in."""
-    items: list[ScriptItem] = []
-    silence = bytes(frame_bytes(FRAME_MS))
-    for step in steps:
-        if isinstance(step, Dtmf):
-            clip = Clip(DTMF_SOURCE + step.digits.upper(), (silence,), None, None)
-            items.append(ScriptItem("say", clip))
-        else:
-            items.extend(compile_script([step], FRAME_MS))
-    return tuple(items)
+SipStep = DtmfStep
 
 
 class _SipLiveCall:
@@ -343,7 +311,7 @@ async def run_sip_calls(
     if options.frame_ms != FRAME_MS:
         raise ValueError(f"SIP media runs in {FRAME_MS} ms frames (--frame-ms {options.frame_ms})")
     target = SipTarget.parse(uri)
-    script = compile_sip_script(steps)
+    script = compile_dtmf_script(steps, FRAME_MS)
     loop = asyncio.get_running_loop()
     async with shared_phone(target.local_address(), list(codecs)) as phone:
         started = loop.time()

@@ -26,36 +26,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-import string
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from voiceplat.audio.pcm import frame_bytes
+from voiceplat.simulator.common import DTMF_SOURCE, DtmfStep
+from voiceplat.simulator.common import Dtmf as Dtmf  # a PBX peer script's step
 from voiceplat.simulator.driver import CallDriver
 from voiceplat.simulator.peer_playout import MarkRules
 from voiceplat.simulator.report import EventReport, ms
-from voiceplat.simulator.script import Clip, ScriptItem, Step, compile_script
 
 Wire = bytes | str
 """bytes: stream bytes (TCP) or a BINARY frame; str: a WebSocket TEXT frame."""
 
-DTMF_DIGITS = frozenset(string.digits + "*#ABCD")
-DTMF_SOURCE = "dtmf "
-
-
-@dataclass(frozen=True, slots=True)
-class Dtmf:
-    """Press `digits` once the robot has answered and gone quiet (as `Say` waits)."""
-
-    digits: str
-
-    def __post_init__(self) -> None:
-        bad = sorted(set(self.digits.upper()) - DTMF_DIGITS)
-        if not self.digits or bad:
-            raise ValueError(f"--dtmf {self.digits!r}: keys are 0-9, *, #, A-D")
-
-
-PeerStep = Step | Dtmf
+PeerStep = DtmfStep
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,20 +162,6 @@ class Transport(Protocol):
         ...
 
     async def close(self) -> None: ...
-
-
-def compile_peer_script(steps: list[PeerStep], frame_ms: int = 20) -> tuple[ScriptItem, ...]:
-    """The driver's script; a `Dtmf` step is a "say" of one silent frame (it waits as a say
-    does) that `PeerCall` recognises by its source."""
-    items: list[ScriptItem] = []
-    silence = bytes(frame_bytes(frame_ms))
-    for step in steps:
-        if isinstance(step, Dtmf):
-            clip = Clip(DTMF_SOURCE + step.digits.upper(), (silence,), None, None)
-            items.append(ScriptItem("say", clip))
-        else:
-            items.extend(compile_script([step], frame_ms))
-    return tuple(items)
 
 
 class PeerCall:

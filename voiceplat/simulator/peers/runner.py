@@ -13,10 +13,11 @@ from typing import Any
 from websockets.exceptions import InvalidHandshake, InvalidURI
 
 from voiceplat.audio.wav import write_stereo_wav
+from voiceplat.simulator.common import compile_dtmf_script, end_connection_error, end_timed_out
 from voiceplat.simulator.driver import CallDriver, CallOptions
 from voiceplat.simulator.multi import numbered
 from voiceplat.simulator.peers import peer_module
-from voiceplat.simulator.peers.base import CallInfo, PeerCall, PeerStep, compile_peer_script
+from voiceplat.simulator.peers.base import CallInfo, PeerCall, PeerStep
 from voiceplat.simulator.peers.transports import TransportError
 from voiceplat.simulator.report import CallResult, MultiResult
 from voiceplat.simulator.script import ScriptItem
@@ -72,15 +73,9 @@ async def play_peer_call(
             if live.closing is not None:
                 await live.closing
     except TimeoutError:
-        if live is None:
-            driver.end("connect_failed")
-            driver.error(f"cannot connect to {url}: timed out")
-        else:
-            driver.end("timeout")
-            driver.error(f"call did not finish within {options.timeout_s:g} s")
+        end_timed_out(driver, url, connected=live is not None, timeout_s=options.timeout_s)
     except (OSError, InvalidURI, InvalidHandshake) as exc:
-        driver.end("connect_failed" if live is None else "error")
-        driver.error(f"{'cannot connect to' if live is None else 'connection to'} {url}: {exc}")
+        end_connection_error(driver, url, exc, connected=live is not None)
     except Exception as exc:  # a simulator bug ends this call only, never its neighbours
         log.exception("simulated call %s failed", call.call_id)
         driver.end("error")
@@ -112,7 +107,7 @@ async def run_peer_call(
 ) -> CallResult:
     """One call with the script `steps` (see `play_peer_call` for `kwargs`)."""
     options = options or CallOptions()
-    script = compile_peer_script(steps, options.frame_ms)
+    script = compile_dtmf_script(steps, options.frame_ms)
     return await play_peer_call(url, script, options, **kwargs)
 
 
@@ -131,7 +126,7 @@ async def run_peer_calls(
     if n < 1:
         raise ValueError(f"the number of calls must be at least 1 (got {n})")
     options = options or CallOptions()
-    script = compile_peer_script(steps, options.frame_ms)
+    script = compile_dtmf_script(steps, options.frame_ms)
     peer_module(url)  # a bad URL fails before any call
     ticker = get_ticker(options.frame_ms)
     first_lag = len(ticker.lags)
