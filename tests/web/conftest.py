@@ -343,3 +343,18 @@ def web_with_token(start_web: Callable[..., WebService], seeded_robots: Any) -> 
     service = start_web(dirs, token=TOKEN)
     service.seeded = seeded
     return service
+
+
+# The page's <audio id="player"> ready to play (canplay): its duration in seconds.
+AUDIO_READY_JS = """async () => {
+  const audio = document.querySelector("audio#player");
+  if (audio.readyState < 3) {
+    await new Promise((ok, fail) => {
+      audio.addEventListener("canplay", ok, { once: true });
+      audio.addEventListener("error", () => fail(new Error("audio error " + audio.error?.code)),
+                             { once: true });
+      audio.load();
+    });
+  }
+  return audio.duration;
+}"""

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from tests.web import audio_checks
-from tests.web.conftest import FIXTURE_ROBOTS, HANG_S, LoopThread
+from tests.web.conftest import AUDIO_READY_JS, FIXTURE_ROBOTS, HANG_S, LoopThread
 from voiceplat.audio.resample import resample
 from voiceplat.audio.wav import read_wav
 from voiceplat.config_sources import deep_merge
@@ -205,20 +205,6 @@ def check_recording(record: dict[str, Any], mic: Path) -> float:
         # silence on the robot's channel while the caller goes on speaking
         assert not [r for r in robot_runs if robot[1] < r[0] < caller[1]]
     return len(left) / audio_checks.RATE
-
-
-AUDIO_READY_JS = """async () => {
-  const audio = document.querySelector("audio#player");
-  if (audio.readyState < 3) {
-    await new Promise((ok, fail) => {
-      audio.addEventListener("canplay", ok, { once: true });
-      audio.addEventListener("error", () => fail(new Error("audio error " + audio.error?.code)),
-                             { once: true });
-      audio.load();
-    });
-  }
-  return audio.duration;
-}"""
 
 
 def check_call_pages(page: Any, url: str, call_id: str, wav_s: float) -> None:

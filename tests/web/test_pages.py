@@ -16,7 +16,15 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.web import seed
-from tests.web.conftest import DESKTOP, PHONE, VIEWPORTS, PageMaker, WebService, screenshot
+from tests.web.conftest import (
+    AUDIO_READY_JS,
+    DESKTOP,
+    PHONE,
+    VIEWPORTS,
+    PageMaker,
+    WebService,
+    screenshot,
+)
 from voiceplat.storage.records import (
     CallFinished,
     CallOpened,
@@ -238,20 +246,6 @@ def test_unknown_call_is_a_404_page(web: WebService, new_page: PageMaker) -> Non
     response = page.goto(f"{web.url}/calls/no-such-call")
     assert response is not None and response.status == 404
     assert "no-such-call" in page.inner_text("body")
-
-
-AUDIO_READY_JS = """async () => {
-  const audio = document.querySelector("audio#player");
-  if (audio.readyState < 3) {
-    await new Promise((ok, fail) => {
-      audio.addEventListener("canplay", ok, { once: true });
-      audio.addEventListener("error", () => fail(new Error("audio error " + audio.error?.code)),
-                             { once: true });
-      audio.load();
-    });
-  }
-  return audio.duration;
-}"""
 
 
 def wait_for_playing_past(page: Page, seconds: float) -> float:
