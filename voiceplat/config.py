@@ -40,6 +40,7 @@ from voiceplat.telephony.ingress.audio_stream.settings import AudioStreamSetting
 from voiceplat.telephony.ingress.audiosocket.settings import AudioSocketSettings
 from voiceplat.telephony.ingress.sip.settings import SipSettings
 from voiceplat.telephony.ingress.twilio.settings import TwilioSettings
+from voiceplat.telephony.media_auth import MediaAuthSettings, WsTlsSettings
 from voiceplat.tools.settings import ToolList
 from voiceplat.turns.barge_in import BargeInSettings
 from voiceplat.turns.echo import EchoSettings
@@ -185,6 +186,8 @@ def parse_dtmf(value: Any) -> Any:
 class RobotConfig(Strict):
     ws_host: str = "0.0.0.0"
     ws_port: int = Field(5200, ge=1, le=65535)
+    media_auth: MediaAuthSettings = Field(default_factory=MediaAuthSettings)
+    tls: WsTlsSettings | None = Field(None, description="wss:// and https:// on the robot port")
     mode: Literal["pipeline", "realtime", "llm_script"] = "pipeline"
     asr: dict[str, Any] = Field(default_factory=lambda: {"provider": "faster_whisper"})
     llm: dict[str, Any] = Field(default_factory=lambda: {"provider": "llama_cpp"})
