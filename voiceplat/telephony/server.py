@@ -23,8 +23,10 @@ from voiceplat.telephony.ingress.paths import (
     IngressContext,
     channel_for,
     ingress_paths,
+    media_auth,
     subprotocols,
 )
+from voiceplat.telephony.media_auth import exposure_warnings
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +73,17 @@ class RobotServer:
         self._accepting = False
         # Plain HTTP on the same port: /metrics, /health, /ready, /live (http_routes.py).
         self.http = RobotHttp(robot, recorder, live, accepting=lambda: self._accepting)
+        self.authorize = media_auth(robot)
+        """`media_auth`'s handshake check (None: off); a refused handshake never makes a call."""
 
     async def start(self, host: str, port: int) -> asyncio.Server:
         loop = asyncio.get_running_loop()
+        config = self.robot.config
+        tls = config.tls.context(self.robot.directory) if config.tls is not None else None
+        for warning in exposure_warnings(host, config.media_auth, config.tls):
+            log.warning("robot %s: %s", self.robot.name, warning)
         try:
-            self._server = await loop.create_server(self._new_connection, host, port)
+            self._server = await loop.create_server(self._new_connection, host, port, ssl=tls)
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 raise RobotError(
@@ -97,6 +105,7 @@ class RobotServer:
             on_open=self._start_call,
             accepting=lambda: self._accepting,
             http_handler=self.http,
+            authorize=self.authorize,
         )
         self._connections.add(connection)
         connection.when_closed(lambda: self._connections.discard(connection))
