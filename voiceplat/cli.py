@@ -51,11 +51,16 @@ def cmd_check(args: argparse.Namespace) -> int:
         return 1
     providers = ", ".join(f"{kind} {s.provider}" for kind, s in robot.settings.items())
     config = robot.config
-    print(f"{args.robot}: OK ({config.mode}; {providers}; ws://{config.ws_host}:{config.ws_port}/)")
+    where = f"{'wss' if config.tls else 'ws'}://{config.ws_host}:{config.ws_port}/"
+    print(f"{args.robot}: OK ({config.mode}; {providers}; {where})")
     if config.sip is not None:
         print(f"  {config.sip.summary()}")
     if config.audiosocket is not None and config.audiosocket.enabled:
         print(f"  {config.audiosocket.summary()}")
+    from voiceplat.telephony.media_auth import exposure_warnings
+
+    for warning in exposure_warnings(config.ws_host, config.media_auth, config.tls):
+        print(f"  warning: {warning}")
     return 0
 
 
