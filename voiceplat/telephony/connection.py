@@ -57,6 +57,10 @@ _HTTP_LOG = _InfoAsDebug(logging.getLogger("websockets.server"), {})
 HttpHandler = Callable[[Request, str | None], Response]
 """Answers a plain HTTP request (no WebSocket upgrade): the request and the peer's address."""
 
+Authorize = Callable[[Request, str | None], Response | None]
+"""Checks a WebSocket handshake's credentials (the request and the peer's address): the refusal
+to send (a 401), or None to go on with the handshake."""
+
 
 class Receiver(Protocol):
     def on_message(self, message: str | bytes) -> None:
@@ -102,7 +106,8 @@ class CallConnection(asyncio.Protocol):
     """A server-side WebSocket whose data messages go to an attached receiver.
 
     `on_open(connection)` is called once, when the handshake has succeeded; `accepting()` is asked
-    when a handshake request arrives (False: refused with 503, the server is shutting down).
+    when a handshake request arrives (False: refused with 503, the server is shutting down);
+    `authorize` then checks its credentials (a refusal is sent as it is, and no call starts).
     """
 
     def __init__(
@@ -111,11 +116,13 @@ class CallConnection(asyncio.Protocol):
         on_open: Callable[[CallConnection], None],
         accepting: Callable[[], bool] = lambda: True,
         http_handler: HttpHandler | None = None,
+        authorize: Authorize | None = None,
     ) -> None:
         self._settings = settings
         self._on_open = on_open
         self._accepting = accepting
         self._http_handler = http_handler
+        self._authorize = authorize
         self.protocol = ServerProtocol(
             subprotocols=[Subprotocol(name) for name in settings.subprotocols],
             select_subprotocol=_select_subprotocol,
@@ -250,11 +257,18 @@ class CallConnection(asyncio.Protocol):
         if self._http_handler is not None and not _wants_websocket(request):
             self._answer_http(request, self._http_handler)
             return
-        if self._accepting():
-            response = protocol.accept(request)  # or an HTTP error response for a bad request
-        else:
-            response = protocol.reject(http.HTTPStatus.SERVICE_UNAVAILABLE, "Shutting down.\n")
-        protocol.send_response(response)
+        refusal = None
+        if not self._accepting():
+            refusal = protocol.reject(http.HTTPStatus.SERVICE_UNAVAILABLE, "Shutting down.\n")
+        elif self._authorize is not None:
+            refusal = self._authorize(request, self._peer())
+            if refusal is not None:  # the hook has logged its one line; websockets' is DEBUG
+                protocol.logger = _HTTP_LOG
+                protocol.send_response(refusal)
+                self._write_pending()
+                return
+        response = protocol.accept(request) if refusal is None else refusal
+        protocol.send_response(response)  # an HTTP error response for a bad request too
         self._write_pending()
         if protocol.state is not OPEN:
             log.info("refused a connection (%d): %s", response.status_code, protocol.handshake_exc)
@@ -268,15 +282,18 @@ class CallConnection(asyncio.Protocol):
     def _answer_http(self, request: Request, handler: HttpHandler) -> None:
         protocol = self.protocol
         protocol.logger = _HTTP_LOG  # (the protocol's documented `logger` attribute)
-        peer = self.transport.get_extra_info("peername") if self.transport else None
         try:
-            response = handler(request, peer[0] if peer else None)
+            response = handler(request, self._peer())
         except Exception:  # a bug in a route: this request fails, the robot goes on
             log.exception("HTTP %s failed", request.path)
             response = protocol.reject(http.HTTPStatus.INTERNAL_SERVER_ERROR, "Internal error.\n")
         protocol.send_response(response)  # then the end of our stream: one request per socket
         self._write_pending()
         self._expect_close()
+
+    def _peer(self) -> str | None:
+        peer = self.transport.get_extra_info("peername") if self.transport else None
+        return str(peer[0]) if peer else None
 
     def _on_data_frame(self, frame: Frame) -> None:
         if self._failed or not self.opened:  # (frames pipelined behind a refused request)

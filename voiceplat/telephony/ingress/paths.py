@@ -24,6 +24,7 @@ from voiceplat.telephony.ingress.twilio.auth import check_request as twilio_auth
 from voiceplat.telephony.ingress.twilio.channel import TwilioChannel
 from voiceplat.telephony.ingress.web import PATH as WEB_PATH
 from voiceplat.telephony.ingress.web import WebChannel
+from voiceplat.telephony.media_auth import MediaAuth
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +109,34 @@ def ingress_paths(robot: Robot) -> dict[str, ChannelFactory]:
     return paths
 
 
+def media_auth(robot: Robot) -> MediaAuth | None:
+    """The handshake check of `media_auth` for this robot's port; None when it is off."""
+    settings = robot.config.media_auth
+    if not settings.enabled:
+        return None
+    config, paths = robot.config, ingress_paths(robot)
+    names = {WEB_PATH: "web"}
+    own: set[str] = set()  # paths whose ingress checks credentials of its own
+    for name, path, has_own in (
+        (
+            "twilio",
+            config.twilio.path,
+            bool(config.twilio.auth_token_env or config.twilio.token_env),
+        ),
+        ("asterisk_ws", config.asterisk_ws.path, config.asterisk_ws.password_env is not None),
+        ("audio_stream", config.audio_stream.path, config.audio_stream.token_env is not None),
+    ):
+        if path in paths:
+            names[path] = name
+            if has_own:
+                own.add(path)
+
+    def ingress_of(path: str) -> str | None:
+        return None if path in own else names.get(path, "audio_fork")
+
+    return MediaAuth(settings, robot.env, ingress_of)
+
+
 def subprotocols(robot: Robot) -> tuple[str, ...]:
     """Every subprotocol an ingress of this robot accepts (the first one offered is selected)."""
     names = [AUDIO_FORK_SUBPROTOCOL]
@@ -128,8 +157,9 @@ def channel_for(
 
 
 def secret_problems(robot: Robot) -> list[str]:
-    """`voiceplat check`: an enabled ingress names a variable for its password or token that the
-    robot's env lacks (every connection would be refused)."""
+    """`voiceplat check`: an enabled ingress (or `media_auth`) names a variable for its password
+    or token that the robot's env lacks (every connection would be refused), or `tls` names a
+    file that is not there."""
     config = robot.config
     named: list[tuple[bool, str, str | None]] = [
         (config.asterisk_ws.enabled, "asterisk_ws.password_env", config.asterisk_ws.password_env),
@@ -142,9 +172,11 @@ def secret_problems(robot: Robot) -> list[str]:
         (config.twilio.enabled, "twilio.auth_token_env", config.twilio.auth_token_env),
         (config.twilio.enabled, "twilio.token_env", config.twilio.token_env),
     ]
-    return [
+    found = [
         f"{key}: the variable {variable} is not set (in {robot.directory / '.env'} or the "
         "environment)"
         for enabled, key, variable in named
         if enabled and variable and not robot.env.get(variable)
     ]
+    found += config.media_auth.problems(robot.env)
+    return found + (config.tls.problems(robot.directory) if config.tls is not None else [])
