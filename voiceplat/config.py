@@ -32,6 +32,7 @@ from voiceplat.config_sources import deep_merge, env_overrides, read_config_json
 from voiceplat.errors import RobotError
 from voiceplat.forms.settings import FormSettings
 from voiceplat.knowledge.settings import KnowledgeSettings
+from voiceplat.privacy.settings import PrivacySettings
 from voiceplat.recording.settings import RecordingSettings
 from voiceplat.reports.settings import ReportsSettings
 from voiceplat.sessions.chunking import ChunkingSettings
@@ -289,6 +290,10 @@ class RobotConfig(Strict):
     recording: RecordingSettings = Field(
         default_factory=RecordingSettings,
         description="call recordings: {enabled, dir, retention_days, format: wav|flac}",
+    )
+    privacy: PrivacySettings = Field(
+        default_factory=PrivacySettings,
+        description="personal data: {mask_caller_in_logs, retention_days} of the call records",
     )
 
     def zone(self) -> ZoneInfo | None:
