@@ -1,0 +1,1 @@
+"""Personal data: caller numbers masked in logs, records kept only so long, one caller forgotten."""
