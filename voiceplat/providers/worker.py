@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 import weakref
 from collections.abc import Callable, Hashable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -29,6 +30,8 @@ V = TypeVar("V")
 
 
 _workers: weakref.WeakSet[SingleWorker] = weakref.WeakSet()
+SERVICE_SMOOTHING = 0.3
+"""Weight of the newest job in `service_s`: a change of load shows within a few jobs."""
 
 
 def model_workers() -> list[SingleWorker]:
@@ -52,6 +55,9 @@ class SingleWorker:
         self.pending = 0
         self.max_queue: int | None = None
         """The queue's bound as its last job gave it."""
+        self.service_s: float | None = None
+        """A job's run time, smoothed over the last few (None before the first): with `pending`
+        it estimates how long a new job would wait (telephony/admission.py)."""
         self._lock = threading.Lock()
         self._overloaded = overloaded
         _workers.add(self)
@@ -67,10 +73,21 @@ class SingleWorker:
         with self._lock:
             self.pending -= 1
 
+    def _timed(self, job: Callable[[], T]) -> T:
+        """Runs `job` on the worker thread, measuring it into `service_s`."""
+        started = time.monotonic()
+        try:
+            return job()
+        finally:
+            took = time.monotonic() - started
+            with self._lock:
+                old = self.service_s
+                self.service_s = took if old is None else old + SERVICE_SMOOTHING * (took - old)
+
     def submit(self, job: Callable[[], T], max_queue: int) -> Future[T]:
         """Queues `job` (or raises ProviderError when the queue is full); a thread future."""
         self._reserve(max_queue)
-        future = self.executor.submit(job)
+        future = self.executor.submit(self._timed, job)
         future.add_done_callback(self._finished)  # also runs when cancelled before it started
         return future
 
@@ -102,7 +119,7 @@ class SingleWorker:
                     return
                 _call_soon(loop, start_clock)  # before the result: the loop runs them in order
                 try:
-                    value = job()
+                    value = self._timed(job)
                 except Exception as exc:
                     _settle(loop, outcome, exc, None)
                 else:
