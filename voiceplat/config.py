@@ -36,6 +36,7 @@ from voiceplat.privacy.settings import PrivacySettings
 from voiceplat.recording.settings import RecordingSettings
 from voiceplat.reports.settings import ReportsSettings
 from voiceplat.sessions.chunking import ChunkingSettings
+from voiceplat.telephony.admission import AdmissionSettings
 from voiceplat.telephony.ingress.asterisk_ws.settings import AsteriskWsSettings
 from voiceplat.telephony.ingress.audio_stream.settings import AudioStreamSettings
 from voiceplat.telephony.ingress.audiosocket.settings import AudioSocketSettings
@@ -252,6 +253,10 @@ class RobotConfig(Strict):
         1500, ge=100, le=10000, description="other keys go to the LLM after this pause"
     )
     transfer: TransferSettings = Field(default_factory=TransferSettings)
+    admission: AdmissionSettings = Field(
+        default_factory=AdmissionSettings,
+        description="max_calls, max_queue_wait_ms, busy_phrase/busy_wav, filler_after_ms",
+    )
     sip: SipSettings | None = Field(None, description="the embedded SIP endpoint; absent = no SIP")
     audiosocket: AudioSocketSettings | None = Field(
         None, description="Asterisk AudioSocket over TCP on its own port; absent = none"
