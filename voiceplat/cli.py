@@ -1,4 +1,4 @@
-"""voiceplat: serve | call | check | migrate | models | web."""
+"""voiceplat: serve | call | check | migrate | models | forget | calls | web."""
 
 from __future__ import annotations
 
@@ -80,6 +80,10 @@ async def _serve(
     from voiceplat.telephony.server import RobotServer
 
     robot = load_robot(robot_dir)
+    if robot.config.privacy.mask_caller_in_logs:  # before the first call can log a number
+        from voiceplat.privacy.masking import mask_caller_numbers_in_logs
+
+        mask_caller_numbers_in_logs()
     problems = robot.problems()
     if web_port is not None:  # before anything starts: a web service that may not listen there
         from voiceplat.web.settings import WebSettings
@@ -103,6 +107,9 @@ async def _serve(
     from voiceplat.recording.call import start_retention
 
     retention = start_retention(robot)  # old recordings are deleted now, then hourly
+    from voiceplat.privacy.retention import start_record_retention
+
+    records_retention = start_record_retention(robot)  # privacy.retention_days: old records
     # What startup made (modules, models) lives as long as the process: out of the garbage
     # collector's sight, a full collection scans only what calls make, a pause of ~1 ms rather
     # than ~30 ms in the middle of the calls' audio (it showed as jitter in benchmarks/storage.py).
@@ -140,6 +147,8 @@ async def _serve(
     await asyncio.gather(server.shutdown(grace_s), *listeners)
     if retention is not None:
         retention.cancel()
+    if records_retention is not None:
+        records_retention.cancel()
     await robot.after_call.aclose()
     await recorder.aclose()
     await robot.aclose()
@@ -314,6 +323,22 @@ def build_parser() -> argparse.ArgumentParser:
         "voiceplat.models.cli",
         "add_models_arguments",
         "run_models_command",
+    )
+    _add_module_command(
+        commands,
+        "forget",
+        "delete one caller's calls everywhere: JSON records, stores, recordings",
+        "voiceplat.privacy.cli",
+        "add_forget_arguments",
+        "run_forget_command",
+    )
+    _add_module_command(
+        commands,
+        "calls",
+        "the calls in progress in every robot process (Redis); --live follows them",
+        "voiceplat.live_cli",
+        "add_calls_arguments",
+        "run_calls_command",
     )
     _add_module_command(
         commands,
