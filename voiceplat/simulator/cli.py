@@ -10,9 +10,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from voiceplat.audio.wav import WavError
 from voiceplat.simulator.caller import run_call
@@ -84,6 +86,25 @@ def _metadata(text: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError("--metadata must be a JSON object, e.g. '{\"a\": 1}'")
     return value
+
+
+def with_credentials(url: str, auth: str | None, token: str | None) -> str:
+    """The URL the caller connects to: `auth` (user:password) as its user info, which websockets
+    sends as Basic auth (as mod_audio_fork does), and `token` as its ?token= query."""
+    parts = urlsplit(url)
+    netloc, query = parts.netloc, parts.query
+    if auth is not None:
+        user, _, password = auth.partition(":")
+        netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{netloc.rpartition('@')[2]}"
+    if token is not None:
+        query = "&".join(q for q in (query, f"token={quote(token, safe='')}") if q)
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+def _hide_credentials(result: Any, secret_url: str, shown_url: str) -> None:
+    """The report names the URL as typed: never the password or token it was sent with."""
+    result.url = shown_url
+    result.errors = [line.replace(secret_url, shown_url) for line in result.errors]
 
 
 def add_call_arguments(parser: argparse.ArgumentParser) -> None:
@@ -194,6 +215,19 @@ def add_call_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="MS",
         help="delay of that echo (ms, default 120)",
     )
+    credentials = parser.add_argument_group(
+        "credentials (ws:// and wss://: the robot's media_auth)"
+    )
+    credentials.add_argument(
+        "--auth", metavar="USER:PASSWORD", help="Basic auth, as mod_audio_fork sends it"
+    )
+    credentials.add_argument("--token", help="a token, sent as ?token=<token>")
+    credentials.add_argument(
+        "--ca",
+        type=Path,
+        metavar="PEM",
+        help="wss://: trust this CA file (a self-signed robot certificate) besides the system's",
+    )
     parser.add_argument(
         "--calls", type=_positive_int, default=1, help="place N calls at once (percentiles)"
     )
@@ -257,6 +291,13 @@ def run_call_command(args: argparse.Namespace) -> int:
     if sip_only:
         print(f"voiceplat call: {', '.join(sip_only)}: only for sip: URIs", file=sys.stderr)
         return 2
+    url = with_credentials(args.url, getattr(args, "auth", None), getattr(args, "token", None))
+    if getattr(args, "ca", None) is not None:
+        if not args.ca.is_file():
+            print(f"voiceplat call: --ca: {args.ca} is not a file", file=sys.stderr)
+            return 2
+        # Read by the default TLS context websockets makes for wss:// (OpenSSL's own variable).
+        os.environ["SSL_CERT_FILE"] = str(args.ca)
     steps = steps_from_args(args.steps)
     options: dict[str, Any] = {
         "metadata": args.metadata,
@@ -274,10 +315,12 @@ def run_call_command(args: argparse.Namespace) -> int:
     }
     try:
         if args.calls == 1:
-            result = asyncio.run(run_call(args.url, steps, **options))
+            result = asyncio.run(run_call(url, steps, **options))
+            _hide_credentials(result, url, args.url)
             print(result.model_dump_json(indent=2) if args.json else format_call(result))
             return 0 if result.ok else 1
-        multi = asyncio.run(run_calls(args.url, steps, args.calls, ramp_s=args.ramp, **options))
+        multi = asyncio.run(run_calls(url, steps, args.calls, ramp_s=args.ramp, **options))
+        multi.errors = [line.replace(url, args.url) for line in multi.errors]
     except (WavError, ValueError, OSError) as exc:
         print(f"voiceplat call: {exc}", file=sys.stderr)
         return 2
