@@ -93,7 +93,9 @@ class WsTlsSettings(BaseModel):
 
     def problems(self, robot_dir: Path) -> list[str]:
         named = zip(("cert_file", "key_file"), self.paths(robot_dir), strict=True)
-        return [f"tls.{key}: {path} is not a readable file" for key, path in named if not _is_file(path)]
+        return [
+            f"tls.{key}: {path} is not a readable file" for key, path in named if not _is_file(path)
+        ]
 
     def context(self, robot_dir: Path) -> ssl.SSLContext:
         """The server's TLS context; RobotError naming the files when they do not load."""
