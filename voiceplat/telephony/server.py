@@ -16,6 +16,8 @@ from voiceplat.robot import Robot
 from voiceplat.sessions.base import Session
 from voiceplat.storage.live import LiveCalls
 from voiceplat.storage.recorder import Recorder
+from voiceplat.telephony.admission import ADMITTED, Decision, admission_for
+from voiceplat.telephony.busy import refuse_call
 from voiceplat.telephony.channel import CallChannel
 from voiceplat.telephony.connection import CallConnection, ConnectionSettings
 from voiceplat.telephony.http_routes import RobotHttp
@@ -113,14 +115,28 @@ class RobotServer:
 
     def _start_call(self, connection: CallConnection) -> None:
         # Registered here, in the reader callback, so that shutdown sees every call at once.
-        task = asyncio.get_running_loop().create_task(self._run_call(connection))
+        # Admission decides here too: two handshakes cannot both take the last place.
+        decision = admission_for(self.robot).admit()
+        task = asyncio.get_running_loop().create_task(self._run_call(connection, decision))
         self.calls.add(task)
         task.add_done_callback(self.calls.discard)
 
-    async def _run_call(self, connection: CallConnection) -> None:
-        code = 1000
+    async def _run_call(self, connection: CallConnection, decision: Decision = ADMITTED) -> None:
+        code, reason = 1000, ""
+        admission, reserved = admission_for(self.robot), decision.admitted
         try:
             channel = channel_for(connection, self.ingress, self.paths)
+            if not decision.admitted:
+                # 1013 Try Again Later after the handshake, not 503 in it: mod_audio_fork makes
+                # either an event for the dialplan (connect_failed with libwebsockets' text, or
+                # disconnect), but only an open socket brings the caller's metadata (for the
+                # record) and can carry the busy phrase.
+                code, reason = 1013, f"busy: {decision.reason}"
+                source = str(getattr(channel, "source", "freeswitch"))
+                await refuse_call(self.robot, channel, self.recorder, decision, source)
+                return
+            reserved = False
+            admission.starting()  # the session counts itself from its first step on
             await self.session_cls(self.robot, channel, self.recorder).run()
         except asyncio.CancelledError:
             code = 1001  # going away: the server is shutting down
@@ -129,7 +145,9 @@ class RobotServer:
             log.exception("call failed")
             code = 1011
         finally:
-            await connection.close(code)  # a no-op when the session has closed it
+            if reserved:  # ended before its session started
+                admission.abandon()
+            await connection.close(code, reason)  # a no-op when the session has closed it
 
     async def shutdown(self, grace_s: float = 30.0) -> None:
         """Stops accepting calls, lets live calls finish up to grace_s, then ends the rest."""
