@@ -1,16 +1,23 @@
-"""A short filler ("Так…") that covers a gap the caller would hear inside an answer, once.
+"""A short filler ("Так…") that covers a gap the caller would hear in an answer, once.
 
-The answer's audio runs out at a time the playout clock knows (`TurnAudio.runs_dry_in_s`); the
-next chunk can be heard no sooner than the TTS's measured time to first audio after its text is
-in. When the text comes too late for that, or TTS would take longer than what is left to play,
-the filler (synthesised once when the robot starts) is queued first. Never more than once per
-answer, never as its first audio, never while it is paused.
+Inside an answer: its audio runs out at a time the playout clock knows
+(`TurnAudio.runs_dry_in_s`); the next chunk can be heard no sooner than the TTS's measured time
+to first audio after its text is in. When the text comes too late for that, or TTS would take
+longer than what is left to play, the filler (synthesised once when the robot starts) is queued
+first.
+
+Before an answer (`first_audio_after_s`, the robot's `admission.filler_after_ms`): when the
+answer's first text has not come in time to be heard within that long of the caller's end of
+speech (its LLM job waits in a queue behind other calls' answers, or the model is slow), the
+filler is said first: an overloaded robot sounds busy, never dead.
+
+Never more than once per answer, never while it is paused.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from voiceplat.audio.pcm import Pcm
 from voiceplat.sessions.speech_rates import SpeechRates
@@ -24,12 +31,24 @@ FILLER_LEAD_S = 0.12
 
 class Fillers:
     def __init__(
-        self, filler: tuple[str, Pcm] | None, rates: SpeechRates, audio: TurnAudio, call: CallLog
+        self,
+        filler: tuple[str, Pcm] | None,
+        rates: SpeechRates,
+        audio: TurnAudio,
+        call: CallLog,
+        *,
+        first_audio_after_s: float | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self._filler = filler
         self._rates = rates
         self._audio = audio
         self._call = call
+        self.first_audio_after_s = first_audio_after_s
+        """Silence after the caller's turn beyond which the filler opens the answer (None: no
+        filler before the answer's first audio)."""
+        self._clock = clock or asyncio.get_running_loop().time
+        """The session's clock (`RobotTurn.user_speech_ended` is on it)."""
 
     def gap_coming(self, turn: RobotTurn, next_audio_in_s: float) -> bool:
         """The caller will hear silence inside the turn: its audio runs out before the next
@@ -57,18 +76,35 @@ class Fillers:
         """The answer's next chunk; if it comes too late to be heard before the audio runs out,
         the filler covers the gap first."""
         left = self._audio.runs_dry_in_s(turn)
-        if self._filler is None or turn.filler is not None or left is None:
+        first = self._opens_answer(turn)
+        if self._filler is None or turn.filler is not None or (left is None and first is None):
             return await anext(sentences)
         waiting = asyncio.ensure_future(anext(sentences))
         try:
-            # Text that comes later than this cannot be heard before the audio runs out.
-            budget = left - self._rates.tts_first_audio_s - FILLER_LEAD_S
+            # Text that comes later than this cannot be heard before the audio runs out (or,
+            # before the first audio, within first_audio_after_s of the caller's turn).
+            tts_s = self._rates.tts_first_audio_s
+            budget = left - tts_s - FILLER_LEAD_S if left is not None else (first or 0.0) - tts_s
             done, _ = await asyncio.wait({waiting}, timeout=max(0.0, budget))
-            if not done and self.gap_coming(turn, self._rates.tts_first_audio_s):
-                self.say(turn)
+            if not done:
+                if left is not None and self.gap_coming(turn, tts_s):
+                    self.say(turn)
+                elif left is None and self._still_silent(turn):
+                    self.say(turn)
             return await waiting
         finally:
             if not waiting.done():
                 # Let the generator finish its step before anyone closes it.
                 waiting.cancel()
                 await asyncio.wait({waiting})
+
+    def _opens_answer(self, turn: RobotTurn) -> float | None:
+        """Seconds left until the silence after the caller's turn is `first_audio_after_s`, while
+        the answer has no audio yet; else None."""
+        after = self.first_audio_after_s
+        if after is None or turn.first_audio_at is not None or turn.user_speech_ended is None:
+            return None
+        return turn.user_speech_ended + after - self._clock()
+
+    def _still_silent(self, turn: RobotTurn) -> bool:
+        return turn.first_audio_at is None and turn.filler is None and not self._audio.paused

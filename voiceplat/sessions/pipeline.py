@@ -20,6 +20,7 @@ from voiceplat.sessions.dtmf import KeyActions, SpeakerKeyActions
 from voiceplat.sessions.listening import ListeningSession
 from voiceplat.sessions.reply_writer import ReplyWriter
 from voiceplat.sessions.turn import RobotTurn
+from voiceplat.telephony.events import CallMetadata
 
 
 class PipelineSession(ListeningSession):
@@ -51,6 +52,13 @@ class PipelineSession(ListeningSession):
 
     def key_actions(self) -> KeyActions:
         return PipelineKeyActions(self)
+
+    def _open_record(self, metadata: CallMetadata) -> None:
+        super()._open_record(metadata)
+        # An answer whose LLM job waits in a queue (other calls' answers first) must not leave
+        # the caller in silence: the filler opens it (admission.filler_after_ms).
+        after_ms = self.config.admission.filler_after_ms
+        self.fillers.first_audio_after_s = None if after_ms is None else after_ms / 1000
 
     def _writer(
         self, messages: list[Message], turn_idx: int, *, speculative: bool = False

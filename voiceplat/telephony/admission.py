@@ -206,3 +206,11 @@ def current() -> Admission | None:
     the one of the robot that took a call last. A process serves one robot."""
     with _registry_lock:
         return _current() if _current is not None else None
+
+
+def clear() -> None:
+    """Forgets every robot's Admission (tests; a process that loads its robot anew)."""
+    global _current
+    with _registry_lock:
+        _by_robot.clear()
+        _current = None

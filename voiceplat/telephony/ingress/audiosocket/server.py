@@ -35,6 +35,8 @@ from urllib.parse import parse_qs, urlsplit
 from voiceplat.robot import Robot
 from voiceplat.sessions.base import Session
 from voiceplat.storage.recorder import Recorder
+from voiceplat.telephony.admission import ADMITTED, Decision, admission_for
+from voiceplat.telephony.busy import refuse_call
 from voiceplat.telephony.channel import CallChannel
 from voiceplat.telephony.events import CallMetadata
 from voiceplat.telephony.ingress.audiosocket.channel import AudioSocketChannel
@@ -223,6 +225,7 @@ class AudioSocketServer:
         self.calls: set[asyncio.Task[None]] = set()
         self.first_data_timeout_s = FIRST_DATA_TIMEOUT_S
         self._server: asyncio.Server | None = None
+        admission_for(robot)  # the process's admission control exists from the start (SIP's too)
 
     def allowed(self, host: str) -> bool:
         try:
@@ -255,17 +258,30 @@ class AudioSocketServer:
             lambda call_id: self.directory.metadata(call_id, peer),
             lead_ms=self.settings.lead_ms,
         )
-        task = asyncio.get_running_loop().create_task(self._run_call(channel))
+        # Admission decides in the reader callback: two connections cannot both take the
+        # last place.
+        decision = admission_for(self.robot).admit()
+        task = asyncio.get_running_loop().create_task(self._run_call(channel, decision))
         self.calls.add(task)
         task.add_done_callback(self.calls.discard)
         return channel
 
-    async def _run_call(self, channel: AudioSocketChannel) -> None:
+    async def _run_call(self, channel: AudioSocketChannel, decision: Decision = ADMITTED) -> None:
+        admission, reserved = admission_for(self.robot), decision.admitted
         try:
+            if not decision.admitted:
+                # AudioSocket's only way to say no: the hangup frame (after the busy phrase).
+                await refuse_call(self.robot, channel, self.recorder, decision, SOURCE)
+                await channel.disconnect()
+                return
+            reserved = False
+            admission.starting()  # the session counts itself from its first step on
             await self.session_cls(self.robot, channel, self.recorder).run()
         except Exception:  # Session.run() never raises; this is a bug, kept to this call
             log.exception("audiosocket call failed")
         finally:
+            if reserved:  # ended before its session started
+                admission.abandon()
             await channel.close()
 
     async def shutdown(self, grace_s: float = 30.0) -> None:

@@ -7,7 +7,9 @@ SIP scanners find an open port 5060 within minutes, so a refusal must be cheap a
 2. each source (an IPv4 address, or an IPv6 /64, what one host can easily spread over) has a
    token bucket of `invite_burst` INVITEs refilled at `invites_per_s`; beyond it 503 with
    Retry-After;
-3. with `max_calls` calls up, 486 Busy Here; 503 when the caller says the models are overloaded.
+3. with `max_calls` calls up, 486 Busy Here; 503 when the caller says the models are overloaded;
+   then the process's own admission control (`admission` in config.json, all ingresses
+   together): 486 at its max_calls, 503 with Retry-After when the model queues are over budget.
 
 The rate is checked before the digest, so nobody can guess passwords faster than the bucket
 allows. Sources refused by `allow_from` get no bucket: they cost neither memory nor time. The
@@ -27,6 +29,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from voiceplat.telephony import admission
 from voiceplat.telephony.ingress.sip.digest import DigestAuthenticator
 from voiceplat.telephony.ingress.sip.settings import SipSettings
 
@@ -191,8 +194,31 @@ class Admission:
                 "model queues full",
                 retry_after_s=OVERLOAD_RETRY_S,
             )
+        verdict = self._process_verdict()
+        if verdict is not None:
+            return verdict
         self._count("accepted")
         return ACCEPTED
+
+    def _process_verdict(self) -> Verdict | None:
+        """The process's admission control (telephony/admission.py: all ingresses' calls, the
+        model queues' wait): 486 at its max_calls, 503 + Retry-After over its queue budget."""
+        process = admission.current()
+        if process is None:
+            return None
+        decision = process.decide()
+        if decision.admitted:
+            return None
+        process.count_refusal(decision)
+        if decision.reason == "max_calls":
+            return self._refuse("rejected_busy", 486, "Busy Here", decision.detail)
+        return self._refuse(
+            "rejected_overload",
+            503,
+            "Service Unavailable",
+            decision.detail,
+            retry_after_s=decision.retry_after_s or OVERLOAD_RETRY_S,
+        )
 
     def _authenticate(self, method: str, authorization: str | None) -> Verdict | None:
         """None when the credentials are good; else the 401 or 403 to send."""
