@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
@@ -143,3 +144,34 @@ def test_tls_files_are_relative_to_the_robot_folder(tmp_path: Path) -> None:
 
     with pytest.raises(RobotError, match="tls: cannot load"):
         tls.context(tmp_path)
+
+
+def check_output(robot: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    import argparse
+
+    from voiceplat.cli import cmd_check
+
+    code = cmd_check(argparse.Namespace(robot=str(robot)))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_voiceplat_check_warns_of_an_open_port_and_names_an_unset_secret(
+    make_robot: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, out, _ = check_output(make_robot("open", ws_host="0.0.0.0"), capsys)
+    assert code == 0
+    assert "warning: ws_host 0.0.0.0 is reachable from other machines and media_auth is off" in out
+    code, out, _ = check_output(make_robot("local", ws_host="127.0.0.1"), capsys)
+    assert code == 0 and "warning" not in out
+    monkeypatch.delenv("UNSET_MEDIA_SECRET", raising=False)
+    guarded = make_robot("guarded", media_auth={"password_env": "UNSET_MEDIA_SECRET"})
+    code, _, err = check_output(guarded, capsys)
+    assert code == 1
+    assert "media_auth.password_env: the variable UNSET_MEDIA_SECRET is not set" in err
+    monkeypatch.setenv("UNSET_MEDIA_SECRET", "now-set")
+    tls = {"cert_file": "robot.pem", "key_file": "robot.key"}
+    code, out, err = check_output(
+        make_robot("tls", media_auth={"password_env": "UNSET_MEDIA_SECRET"}, tls=tls), capsys
+    )
+    assert code == 1 and "tls.cert_file:" in err and "robot.pem is not a readable file" in err

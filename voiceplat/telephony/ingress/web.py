@@ -14,7 +14,9 @@ Protocol (ours; the page is voiceplat/web/static/talk.js):
 
 The browser answers no marks, so what the caller has heard is the playout clock alone
 (`PlayoutModel`): the page plays audio as it arrives, a few tens of ms of output latency later.
-Origin headers are accepted from anywhere; who may call is issue 15's (authentication).
+Origin headers are accepted from anywhere; who may call is `media_auth`'s (telephony/media_auth.py):
+with it on, the page's socket carries `?token=<token>` (a browser's WebSocket cannot set headers),
+checked in the handshake.
 """
 
 from __future__ import annotations

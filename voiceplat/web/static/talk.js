@@ -64,9 +64,12 @@
     meterTimer = setInterval(measure, 50);
 
     const host = root.dataset.wsHost || location.hostname;
-    // Behind a TLS proxy the page is https: its socket must be wss (the proxy's port, then).
-    const scheme = location.protocol === "https:" ? "wss" : "ws";
-    ws = new WebSocket(`${scheme}://${host}:${root.dataset.wsPort}/web`);
+    // Behind a TLS proxy the page is https: its socket must be wss (the proxy's port, then);
+    // a robot with its own certificate (tls in its config) speaks wss whatever the page is.
+    const scheme = location.protocol === "https:" || root.dataset.wsTls ? "wss" : "ws";
+    // media_auth: a browser's WebSocket cannot send headers, so its token rides in the query.
+    const token = root.dataset.wsToken ? `?token=${encodeURIComponent(root.dataset.wsToken)}` : "";
+    ws = new WebSocket(`${scheme}://${host}:${root.dataset.wsPort}/web${token}`);
     ws.binaryType = "arraybuffer";
     ws.onopen = () => {
       const caller = $("caller").value.trim();
