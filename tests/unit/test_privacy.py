@@ -8,7 +8,7 @@ import io
 import json
 import logging
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -101,11 +101,11 @@ def test_a_selection_of_every_call_is_refused() -> None:
 
 
 def write_record(
-    logs: Path, call_id: str, caller: str, started: datetime, **fields: object
+    logs: Path, call_id: str, caller: str, started: datetime, robot: str = "robot", **fields: object
 ) -> Path:
     sink = JsonFileSink(logs)
     call = CallRecord(
-        call_id=call_id, robot="robot", mode="pipeline", caller=caller, started_at=started, **fields
+        call_id=call_id, robot=robot, mode="pipeline", caller=caller, started_at=started, **fields
     )
     asyncio.run(sink.write(CallSnapshot(call=call)))
     return sink.path_for(call)
@@ -210,3 +210,61 @@ def test_forget_reports_a_folder_that_is_not_a_robot(
 def test_safe_url_hides_the_password_only() -> None:
     assert safe_url("postgresql://u:pw@h:5432/db") == "postgresql://u:***@h:5432/db"
     assert safe_url("redis://h:6379/0") == "redis://h:6379/0"
+
+
+def _unmask_root() -> None:
+    for handler in logging.getLogger().handlers:
+        for masking in [f for f in handler.filters if isinstance(f, MaskCallerFilter)]:
+            handler.removeFilter(masking)
+
+
+@pytest.mark.parametrize("masked", [True, False])
+def test_serve_masks_caller_numbers_when_the_robot_says_so(
+    masked: bool,
+    make_robot: Callable[..., Path],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    robot = make_robot(privacy={"mask_caller_in_logs": masked})
+    monkeypatch.delenv("VOICEPLAT_WEB_TOKEN", raising=False)
+    try:
+        # A web service on 0.0.0.0 without a token: serve stops before anything listens, after
+        # reading the robot's config (and installing the mask when it asks for one).
+        assert main(["serve", str(robot), "--web-port", "1", "--web-host", "0.0.0.0"]) == 1
+        logging.getLogger("voiceplat.test").warning("SIP INVITE from %s", ALICE)
+    finally:
+        _unmask_root()
+    expected = "SIP INVITE from +7***67" if masked else f"SIP INVITE from {ALICE}"
+    assert expected in caplog.text
+
+
+async def test_the_robots_record_retention_starts_only_when_configured(
+    make_robot: Callable[..., Path],
+) -> None:
+    from voiceplat.privacy.retention import start_record_retention
+    from voiceplat.robot import load_robot
+
+    assert start_record_retention(load_robot(make_robot("keeps"))) is None
+    robot = load_robot(make_robot("forgets", privacy={"retention_days": 30}))
+    old = await asyncio.to_thread(
+        write_record,
+        robot.logs_dir,
+        "old",
+        ALICE,
+        datetime.now(UTC) - timedelta(days=31),
+        robot.name,
+    )
+    swept = asyncio.Event()
+
+    async def sleep(seconds: float) -> None:  # after the first sweep: until cancelled
+        swept.set()
+        await asyncio.Event().wait()
+
+    task = start_record_retention(robot, sleep=sleep)
+    assert task is not None
+    try:
+        async with asyncio.timeout(60):
+            await swept.wait()
+    finally:
+        task.cancel()
+    assert not old.exists()

@@ -64,12 +64,15 @@ async def keep_records(
         await sleep(interval_s)
 
 
-def start_record_retention(robot: Robot) -> asyncio.Task[None] | None:
+def start_record_retention(
+    robot: Robot, *, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+) -> asyncio.Task[None] | None:
     """The robot's hourly sweep of old records (first one now), when `privacy.retention_days`
     is set; cancel the task when the robot stops."""
     days = robot.config.privacy.retention_days
     if days is None:
         return None
     return asyncio.create_task(
-        keep_records(robot.name, robot.logs_dir, robot.env, days), name=f"records-{robot.name}"
+        keep_records(robot.name, robot.logs_dir, robot.env, days, sleep=sleep),
+        name=f"records-{robot.name}",
     )
