@@ -59,7 +59,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"  {config.audiosocket.summary()}")
     from voiceplat.telephony.media_auth import exposure_warnings
 
-    for warning in exposure_warnings(config.ws_host, config.media_auth, config.tls):
+    for warning in exposure_warnings(config.ws_host, config.media_auth, config.tls, robot.env):
         print(f"  warning: {warning}")
     return 0
 
