@@ -82,7 +82,7 @@ class RobotServer:
         loop = asyncio.get_running_loop()
         config = self.robot.config
         tls = config.tls.context(self.robot.directory) if config.tls is not None else None
-        for warning in exposure_warnings(host, config.media_auth, config.tls):
+        for warning in exposure_warnings(host, config.media_auth, config.tls, self.robot.env):
             log.warning("robot %s: %s", self.robot.name, warning)
         try:
             self._server = await loop.create_server(self._new_connection, host, port, ssl=tls)
