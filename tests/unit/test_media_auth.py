@@ -132,6 +132,15 @@ def test_exposure_warnings_name_the_setting_to_add() -> None:
     assert exposure_warnings("10.0.0.5", BOTH, tls) == []
 
 
+def test_basic_credentials_too_long_for_mod_audio_fork_are_warned_of() -> None:
+    settings = MediaAuthSettings(username="freeswitch", password_env="FORK_PASSWORD")
+    tls = WsTlsSettings(cert_file="robot.pem", key_file="robot.key")
+    fits = {"FORK_PASSWORD": "p" * (89 - len("freeswitch"))}
+    assert exposure_warnings("127.0.0.1", settings, tls, fits) == []
+    (warning,) = exposure_warnings("127.0.0.1", settings, tls, {"FORK_PASSWORD": "p" * 80})
+    assert "90 bytes" in warning and "mod_audio_fork" in warning
+
+
 def test_tls_files_are_relative_to_the_robot_folder(tmp_path: Path) -> None:
     (tmp_path / "robot.pem").write_text("not a certificate")
     tls = WsTlsSettings(cert_file="robot.pem", key_file="robot.key")

@@ -7,7 +7,8 @@ one line without the secret):
 - Basic, as mod_audio_fork sends it: the channel variables `MOD_AUDIO_BASIC_AUTH_USERNAME` and
   `MOD_AUDIO_BASIC_AUTH_PASSWORD` become `Authorization: Basic base64(user:password)` (its
   audio_pipe.cpp, LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER; both must be non-empty, and
-  user + password must stay under ~90 characters or the module silently sends no header);
+  user + password at most 89 bytes: the header is built in a 128-byte buffer, and past that the
+  module sends no header, or a cut one);
 - `Authorization: Bearer <token>`, or `?token=<token>` in the URL for peers that cannot set
   headers (a browser's WebSocket).
 
@@ -210,10 +211,33 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
+MOD_AUDIO_FORK_MAX_CREDENTIALS = 89
+"""Bytes of user name + password mod_audio_fork can send (see the module docstring)."""
+
+
 def exposure_warnings(
+    host: str,
+    media_auth: MediaAuthSettings,
+    tls: WsTlsSettings | None,
+    env: Mapping[str, str] | None = None,
+) -> list[str]:
+    """What `voiceplat check` and the start warn of for a robot listening on `host` (with `env`:
+    Basic credentials too long for mod_audio_fork)."""
+    found = []
+    secret = env.get(media_auth.password_env) if env and media_auth.password_env else None
+    if secret and media_auth.username:
+        size = len(media_auth.username.encode()) + len(secret.encode())
+        if size > MOD_AUDIO_FORK_MAX_CREDENTIALS:
+            found.append(
+                f"media_auth: username + password are {size} bytes; mod_audio_fork sends no "
+                f"Basic credentials past {MOD_AUDIO_FORK_MAX_CREDENTIALS} (use a shorter password)"
+            )
+    return found + _open_port_warnings(host, media_auth, tls)
+
+
+def _open_port_warnings(
     host: str, media_auth: MediaAuthSettings, tls: WsTlsSettings | None
 ) -> list[str]:
-    """What `voiceplat check` and the start warn of for a robot listening on `host`."""
     if is_loopback_host(host):
         return []
     if not media_auth.enabled:
