@@ -168,7 +168,7 @@ def test_forget_deletes_one_callers_json_records_and_recordings(
     assert main(["forget", ALICE, str(robot)]) == 0
     out = capsys.readouterr().out
     assert f"json records {robot / 'logs'}: 2 call(s) deleted" in out
-    assert "2 call(s) deleted (recording files)" in out
+    assert f"recordings {robot.absolute() / 'recordings'}: 2 recording file(s) deleted" in out
     assert f"forgot 2 call(s) of {ALICE}" in out
     assert not a1.exists() and not a2.exists() and b1.exists()
     assert not (day / "a1.wav").exists() and not (day / "a2.flac").exists()

@@ -33,7 +33,7 @@ STORE_DELETERS = {
     "REDIS_URL": delete_redis,
 }
 _SUFFIXES = (".wav", ".flac")
-RECORDINGS = "recording files"
+RECORDINGS = "recording file(s)"
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ def run_forget_command(args: argparse.Namespace) -> int:
     places = asyncio.run(forget(args.caller, folders, robots))
     for place in places:
         print(place.line())
-    total = len({call for place in places if place.details != RECORDINGS for call in place.calls})
+    total = len({call for place in places if place.unit != RECORDINGS for call in place.calls})
     print(f"forgot {total} call(s) of {args.caller}")
     return 1 if problems or any(place.error for place in places) else 0
 
@@ -153,7 +153,7 @@ def delete_recordings(folders: list[RobotFolder], places: list[Deleted]) -> list
     ids = {safe_call_id(call) for place in places for call in place.calls}
     result: list[Deleted] = []
     for folder in folders:
-        deleted = Deleted(f"recordings {folder.recordings_dir}")
+        deleted = Deleted(f"recordings {folder.recordings_dir}", unit=RECORDINGS)
         root = folder.recordings_dir.resolve()
         targets = {p for p in named if p.suffix in _SUFFIXES and p.resolve().is_relative_to(root)}
         if root.is_dir():
@@ -167,6 +167,5 @@ def delete_recordings(folders: list[RobotFolder], places: list[Deleted]) -> list
                     deleted.calls.append(path.stem)
             except OSError as exc:
                 deleted.error = f"{path}: {type(exc).__name__}: {exc}"
-        deleted.details = RECORDINGS
         result.append(deleted)
     return result

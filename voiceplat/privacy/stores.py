@@ -58,12 +58,14 @@ class Deleted:
     details: str = ""
     """What else went with the calls (PostgreSQL: their turns)."""
     error: str | None = None
+    unit: str = "call(s)"
+    """What `calls` counts (the recordings' place counts files)."""
 
     def line(self) -> str:
         if self.error is not None:
             return f"{self.place}: NOT cleaned: {self.error}"
         extra = f" ({self.details})" if self.details else ""
-        return f"{self.place}: {len(self.calls)} call(s) deleted{extra}"
+        return f"{self.place}: {len(self.calls)} {self.unit} deleted{extra}"
 
 
 def _time(value: Any) -> datetime | None:
