@@ -287,3 +287,26 @@ async def test_live_events_stream_calls_from_the_in_process_live_calls(
     ]
     assert seen[1]["turn"]["text"] == "Алло"
     assert after["calls"] == []
+
+
+async def test_talk_page_carries_the_robots_media_token_and_tls(
+    make_robot: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Browsers cannot send Basic on a WebSocket: the talk page gets media_auth's token."""
+    monkeypatch.setenv("TALK_MEDIA_TOKEN", "s3cret-media-token-123")
+    guarded = make_robot(
+        "guarded",
+        media_auth={"token_env": "TALK_MEDIA_TOKEN"},
+        tls={"cert_file": "robot.pem", "key_file": "robot.key"},  # the page only needs to know
+        ws_port=free_port(),
+    )
+    open_robot = make_robot("open", ws_port=free_port())
+    robots = load_robots([guarded, open_robot])
+    transport = httpx.ASGITransport(make_app(robots))
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+        page = (await client.get("/talk/guarded")).text
+        plain = (await client.get("/talk/open")).text
+    assert 'data-ws-token="s3cret-media-token-123"' in page
+    assert 'data-ws-tls="true"' in page
+    assert 'data-ws-token=""' in plain
+    assert 'data-ws-tls=""' in plain

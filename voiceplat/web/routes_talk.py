@@ -48,6 +48,10 @@ async def talk_pick(request: Request, context: Context) -> HTMLResponse:
 async def talk(request: Request, robot: str, context: Context) -> HTMLResponse:
     found = context.robot(robot)  # 404 with the known names
     host, port = ws_address(context, robot, found)
+    # Browsers cannot send Basic credentials on a WebSocket: the page gets media_auth's token
+    # (the page itself is behind the web service's own auth).
+    auth = found.config.media_auth
+    ws_token = (found.env.get(auth.token_env) or "") if auth.token_env else ""
     return render(
         request,
         "talk.html",
@@ -57,4 +61,6 @@ async def talk(request: Request, robot: str, context: Context) -> HTMLResponse:
         greeting=found.config.greeting_text,
         ws_host=host,
         ws_port=port,
+        ws_token=ws_token,
+        ws_tls=found.config.tls is not None,
     )
