@@ -268,3 +268,32 @@ async def test_the_robots_record_retention_starts_only_when_configured(
     finally:
         task.cancel()
     assert not old.exists()
+
+
+def test_forget_says_when_a_spool_still_holds_the_callers_calls(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from voiceplat.storage.clean import encode_item
+    from voiceplat.storage.records import CallOpened
+
+    for variable in ("POSTGRES_DSN", "MONGO_URI", "REDIS_URL"):
+        monkeypatch.delenv(variable, raising=False)
+    robot = robot_folder(tmp_path)
+    spool = robot / "spool"
+    spool.mkdir()
+
+    def line(call_id: str, caller: str) -> bytes:
+        call = CallRecord(call_id=call_id, robot="robot", mode="pipeline", caller=caller)
+        return encode_item(CallOpened(call=call)).line
+
+    written = line("a-written", ALICE)  # before the offset: the store has it
+    (spool / "postgres.jsonl").write_bytes(written + line("a-pending", ALICE) + line("b", BOB))
+    (spool / "postgres.offset").write_text(str(len(written)).zfill(20))
+
+    assert main(["forget", ALICE, str(robot)]) == 1
+    out = capsys.readouterr().out
+    assert (
+        f"spool {spool / 'postgres.jsonl'}: NOT cleaned: 1 call(s) of this caller not yet "
+        "written to the store there; run forget again once the store has them"
+    ) in out
+    assert "a-written" not in out and f"forgot 0 call(s) of {ALICE}" in out

@@ -5,8 +5,9 @@ names (POSTGRES_DSN, MONGO_URI, REDIS_URL; each store once however many robots s
 no folder given, every robot under ./robots is searched and the caller's calls are deleted from
 the stores whatever robot they were made to; naming folders narrows the stores to those robots.
 The caller is matched exactly as the records hold it (the `caller` field: `+79161234567`).
-It prints one line per place; a place it could not clean (a store that is down) is one of those
-lines, and the command then exits 1, so a script can try again.
+It prints one line per place; a place it could not clean (a store that is down, or a spool that
+still holds items of the caller's calls a store has not written) is one of those lines, and the
+command then exits 1, so a script can try again.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from voiceplat.privacy.stores import (
     delete_mongo,
     delete_postgres,
     delete_redis,
+    spooled_calls,
 )
 
 STORE_DELETERS = {
@@ -41,6 +43,7 @@ class RobotFolder:
     name: str
     logs_dir: Path
     recordings_dir: Path
+    spool_dir: Path
     env: dict[str, str]
 
 
@@ -66,7 +69,14 @@ def run_forget_command(args: argparse.Namespace) -> int:
     places = asyncio.run(forget(args.caller, folders, robots))
     for place in places:
         print(place.line())
-    total = len({call for place in places if place.unit != RECORDINGS for call in place.calls})
+    total = len(
+        {
+            call
+            for place in places
+            if place.unit != RECORDINGS and not place.place.startswith("spool ")
+            for call in place.calls
+        }
+    )
     print(f"forgot {total} call(s) of {args.caller}")
     return 1 if problems or any(place.error for place in places) else 0
 
@@ -100,6 +110,7 @@ def read_folders(dirs: list[Path]) -> tuple[list[RobotFolder], list[str]]:
                 directory.absolute().name,
                 directory / config.logs_dir,
                 recordings_dir(directory, config.recording),
+                directory / "spool",
                 env,
             )
         )
@@ -128,6 +139,8 @@ async def forget(
             work.append(STORE_DELETERS[variable](url, Selection(caller=caller, robot=robot)))
     places += merge_by_place(await asyncio.gather(*work))
     places += await asyncio.to_thread(delete_recordings, folders, places)
+    for folder in folders:  # what a store has not yet got would bring the calls back
+        places += await asyncio.to_thread(spooled_calls, folder.spool_dir, caller)
     return places
 
 

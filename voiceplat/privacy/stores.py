@@ -145,6 +145,58 @@ def _selected_record(path: Path, selection: Selection) -> dict[str, Any] | None:
     return record
 
 
+# --- spools ------------------------------------------------------------------------------------
+
+
+def spooled_calls(spool_dir: Path, caller: str) -> list[Deleted]:
+    """Items of the caller's calls a store sink has not written yet (`<sink>.jsonl` past its
+    offset), or that a store refused (`<sink>.rejected.jsonl`). They are not deleted: the robot
+    that owns the spool may be appending to it; the pending ones reach the store when it is
+    back, so `forget` says to run it again then."""
+    found: list[Deleted] = []
+    try:
+        paths = sorted(spool_dir.glob("*.jsonl"))
+    except OSError:
+        return found
+    for path in paths:
+        offset = 0
+        if not path.name.endswith(".rejected.jsonl"):
+            try:
+                raw = path.with_suffix(".offset").read_text().strip()
+                offset = int(raw) if raw.isdigit() else 0
+            except OSError:
+                offset = 0
+        try:
+            with path.open("rb") as file:
+                file.seek(offset)
+                calls = sorted(
+                    {c for line in file if (c := _spooled_call(line, caller)) is not None}
+                )
+        except OSError as exc:
+            found.append(Deleted(f"spool {path}", error=_failure(exc)))
+            continue
+        if calls:
+            rejected = path.name.endswith(".rejected.jsonl")
+            what = "refused by the store" if rejected else "not yet written to the store"
+            found.append(
+                Deleted(
+                    f"spool {path}",
+                    calls=[str(c) for c in calls],
+                    error=f"{len(calls)} call(s) of this caller {what} there; "
+                    "run forget again once the store has them",
+                )
+            )
+    return found
+
+
+def _spooled_call(line: bytes, caller: str) -> str | None:
+    try:
+        call = json.loads(line).get("call") or {}
+    except (ValueError, AttributeError):
+        return None
+    return str(call.get("call_id")) if call.get("caller") == caller else None
+
+
 # --- PostgreSQL ----------------------------------------------------------------------------------
 
 _PG_WHERE = """($1::text IS NULL OR c.caller = $1) AND ($2::text IS NULL OR c.robot = $2)
