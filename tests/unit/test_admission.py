@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -205,7 +206,7 @@ async def test_an_answer_stuck_in_the_queue_opens_with_the_filler() -> None:
         await asyncio.sleep(0)
     assert not next_text.done()
     assert audio.queued == [FILLER[1].data] and turn.filler == "Так…"
-    assert call.events == [("filler", {"turn": 2, "text": "Так…"})]
+    assert call.events == [("filler", {"turn": 2, "text": "Так…", "opening": True})]
     released.set()
     assert await next_text == "Ответ."
 
@@ -230,3 +231,15 @@ async def test_no_opening_filler_when_switched_off_or_for_the_greeting() -> None
         released.set()
         assert await waiting == "Ответ."
         assert audio.queued == [] and turn.filler is None
+
+
+def test_settings_take_one_phrase_and_name_a_missing_wav(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="busy_phrase or busy_wav, not both"):
+        AdmissionSettings(busy_phrase="Заняты", busy_wav="busy.wav")
+    settings = AdmissionSettings(busy_wav="busy.wav")
+    assert settings.problems(tmp_path) == [
+        f"admission.busy_wav: {tmp_path / 'busy.wav'} does not exist"
+    ]
+    (tmp_path / "busy.wav").write_bytes(b"RIFF")
+    assert settings.problems(tmp_path) == []
+    assert AdmissionSettings().problems(tmp_path) == []

@@ -62,10 +62,13 @@ class Fillers:
         assert self._filler is not None
         text, audio = self._filler
         turn.filler = text
+        opening = turn.first_audio_at is None  # before the answer's first words
         self._audio.queue(turn, audio.data, None)
         if turn.planner is not None:
             turn.planner.audio_queued(audio.duration_s, of_chunk=False)
-        self._call.event("filler", turn=turn.idx, text=text)
+        self._call.event(
+            "filler", turn=turn.idx, text=text, **({"opening": True} if opening else {})
+        )
 
     def before_synthesis(self, turn: RobotTurn, text: str) -> None:
         """`text` is about to be synthesised: if its audio cannot come in time, fill first."""

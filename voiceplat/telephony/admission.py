@@ -25,10 +25,11 @@ import threading
 import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from prometheus_client import Counter
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from voiceplat.providers import worker
 
@@ -71,6 +72,18 @@ class AdmissionSettings(BaseModel):
         description="an answer not started this long after the caller's turn is preceded by "
         "filler_text (None: only gaps inside an answer get it)",
     )
+
+    @model_validator(mode="after")
+    def _one_phrase(self) -> AdmissionSettings:
+        if self.busy_phrase is not None and self.busy_wav is not None:
+            raise ValueError("set busy_phrase or busy_wav, not both")
+        return self
+
+    def problems(self, robot_dir: Path) -> list[str]:
+        """`voiceplat check` / start: a busy_wav that is not there."""
+        if self.busy_wav is not None and not (robot_dir / self.busy_wav).is_file():
+            return [f"admission.busy_wav: {robot_dir / self.busy_wav} does not exist"]
+        return []
 
     @property
     def limits(self) -> bool:
