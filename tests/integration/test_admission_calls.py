@@ -133,6 +133,29 @@ async def test_a_refused_call_hears_the_busy_phrase_then_is_closed(
     assert record["turns"] == []
 
 
+async def test_a_call_over_the_queue_budget_is_refused_while_the_models_are_busy(
+    make_robot: Callable[..., Path], robot_server: Callable[..., Any]
+) -> None:
+    robot = make_robot(admission={"max_queue_wait_ms": 2000})
+    url, server, _ = await robot_server(robot)
+    control = admission.admission_for(server.robot)
+    queued = [admission.QueueView("llama", 4, 0.9)]  # 3.6 s of LLM jobs ahead of a new call
+    control._queues = lambda: queued  # the fake providers have no model workers
+    before = refused_total("queue_wait")
+
+    code, reason, heard = await refused_ws_call(url, {"callId": "late"})
+
+    assert (code, reason, heard) == (1013, "busy: queue_wait", 0)
+    assert refused_total("queue_wait") - before == 1
+    queued = [admission.QueueView("llama", 1, 0.9)]  # the queue drained
+    taken, reading = await live_call(url, "in-time")
+    await taken.close()
+    await reading
+    records = await final_records(robot, 2)
+    assert record_of(records, "late")["call"]["metadata"]["refused"] == "queue_wait"
+    assert record_of(records, "in-time")["call"]["end_reason"] == "caller_hangup"
+
+
 @pytest.fixture
 async def audiosocket(make_robot: Callable[..., Path]) -> AsyncIterator[Callable[..., Any]]:
     started: list[tuple[AudioSocketServer, Recorder]] = []
