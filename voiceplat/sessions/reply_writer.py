@@ -141,6 +141,12 @@ async def _timed(
             pending = None
             yield item
     finally:
-        if pending is not None and not pending.done():
-            pending.cancel()
-            await asyncio.wait({pending})
+        if pending is not None:
+            if not pending.done():
+                pending.cancel()
+                await asyncio.wait({pending})
+            # Read what it ended with: the stream may have ended (StopAsyncIteration) or failed
+            # in the loop turn this reader was cancelled in, and an exception nobody reads is
+            # logged as an error when the task is freed.
+            if not pending.cancelled():
+                pending.exception()

@@ -1,0 +1,109 @@
+"""What benchmarks/soak.py found, pinned so it stays fixed.
+
+1. "Task exception was never retrieved ... StopAsyncIteration" in the robot's log, a few per
+   thousand calls: the LLM's stream ended in the same loop turn as the answer was cancelled
+   (a barge-in, a caller gone). The task waiting for the stream's next token then held the
+   StopAsyncIteration nobody read, and asyncio logged it as an ERROR when the task was freed.
+2. "recorder: sink jsonfile is behind, queue full; dropped N item(s)" at 50 calls on a starved
+   CPU: the JSON file sink writes a call only when it opens and ends, but its queue held every
+   turn and event too, so a slow disk filled it with items it ignores and calls' ends were
+   dropped (records left `in_progress`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from collections.abc import AsyncIterator
+from typing import Any
+
+from voiceplat.sessions.reply_writer import _timed
+from voiceplat.storage.recorder import Recorder, Sink
+from voiceplat.storage.records import CallRecord, CallSnapshot, RecordItem, TurnRecord, utcnow
+
+
+async def test_a_stream_ending_as_its_reader_is_cancelled_leaves_no_unread_exception() -> None:
+    loop = asyncio.get_running_loop()
+    unread: list[dict[str, Any]] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: unread.append(context))
+    waiting, release = asyncio.Event(), asyncio.Event()
+
+    async def tokens() -> AsyncIterator[str]:
+        yield "first"
+        waiting.set()
+        await release.wait()  # ... then the stream ends
+
+    async def reader() -> list[str | None]:
+        return [item async for item in _timed(tokens(), lambda: None)]
+
+    try:
+        task = asyncio.create_task(reader())
+        await waiting.wait()
+        release.set()  # the stream's end and the cancel land in the same loop turn
+        task.cancel()
+        await asyncio.wait({task})
+        assert task.cancelled()
+        del task
+        gc.collect()  # a task that holds an unread exception logs it when it is freed
+        await asyncio.sleep(0)  # the handler is called from the loop
+    finally:
+        loop.set_exception_handler(previous)
+    assert [c.get("message") for c in unread] == []
+
+
+async def test_the_stream_still_gives_every_item_and_ends() -> None:
+    async def tokens() -> AsyncIterator[str]:
+        for token in ("a", "b", "c"):
+            yield token
+
+    assert [item async for item in _timed(tokens(), lambda: None)] == ["a", "b", "c"]
+
+
+class SlowWholeCallSink(Sink):
+    """The JSON file sink's shape: `write` per call open and end, each waiting on the disk."""
+
+    def __init__(self) -> None:
+        self.disk = asyncio.Event()
+        self.written: dict[str, str] = {}
+
+    async def write(self, snapshot: CallSnapshot) -> None:
+        await self.disk.wait()
+        self.written[snapshot.call.call_id] = snapshot.call.status
+
+
+class EveryItemSink(Sink):
+    def __init__(self) -> None:
+        self.items: list[RecordItem] = []
+
+    async def handle(self, item: RecordItem) -> None:
+        self.items.append(item)
+
+
+def busy_call(recorder: Recorder, n: int) -> None:
+    start = utcnow()
+    call = recorder.open_call(
+        CallRecord(call_id=f"c{n}", robot="soak", mode="pipeline", started_at=start)
+    )
+    for idx in range(4):
+        call.event("tts_first_audio", turn=idx)
+        call.add_turn(
+            TurnRecord(
+                call_id=f"c{n}", idx=idx, role="robot" if idx % 2 else "user", started_at=start
+            )
+        )
+    call.finish("completed", "caller_hangup")
+
+
+async def test_a_slow_whole_call_sink_loses_no_call_end_to_turns_and_events() -> None:
+    slow, every = SlowWholeCallSink(), EveryItemSink()
+    recorder = Recorder([slow, every], queue_size=8)  # 2 calls' open and end; 1 call's items
+    await recorder.start()
+    for n in range(4):
+        busy_call(recorder, n)
+    slow.disk.set()
+    await recorder.aclose()
+    assert slow.written == {f"c{n}": "completed" for n in range(4)}
+    # A sink that takes every item still gets them all, up to its queue's size.
+    assert len(every.items) == 8
+    assert recorder.dropped == 4 * 10 - 8
