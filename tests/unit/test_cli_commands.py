@@ -10,7 +10,7 @@ import pytest
 
 from voiceplat.cli import build_parser, main
 
-COMMANDS = {"serve", "check", "migrate", "call", "models", "web"}
+COMMANDS = {"serve", "check", "migrate", "call", "models", "web", "forget", "calls"}
 MODULES = {"call": "voiceplat.simulator.cli", "models": "voiceplat.models.cli"}
 
 
@@ -25,7 +25,13 @@ def test_every_subcommand_is_registered() -> None:
 
 
 @pytest.mark.parametrize(
-    ("command", "option"), [("call", "--barge-in"), ("models", "--no-progress")]
+    ("command", "option"),
+    [
+        ("call", "--barge-in"),
+        ("models", "--no-progress"),
+        ("forget", "ROBOT_DIR"),
+        ("calls", "--live"),
+    ],
 )
 def test_every_module_command_is_available(command: str, option: str, capsys) -> None:
     with pytest.raises(SystemExit) as exited:
