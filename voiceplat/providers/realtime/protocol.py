@@ -22,6 +22,8 @@ from voiceplat.audio.g711 import ulaw_decode, ulaw_encode
 FormatType = Literal["audio/pcm", "audio/pcmu"]
 Modality = Literal["text", "audio"]
 G711_RATE = 8000
+MAX_RATE = 384_000
+"""The highest PCM rate a server may announce (soxr's and any sound card's range)."""
 
 
 class RealtimeProtocolError(ValueError):
@@ -59,7 +61,9 @@ class AudioFormat:
             return cls("audio/pcmu", G711_RATE)
         if kind == "audio/pcm":
             rate = value.get("rate", 24000)
-            return cls("audio/pcm", rate if isinstance(rate, int) and rate > 0 else 24000)
+            # (a JSON true is an int to isinstance; a rate past MAX_RATE no resampler takes)
+            usable = type(rate) is int and 0 < rate <= MAX_RATE
+            return cls("audio/pcm", rate if usable else 24000)
         return None
 
     def decode(self, wire: bytes) -> bytes:

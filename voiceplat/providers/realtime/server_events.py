@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -162,7 +163,8 @@ def parse_server_event(message: str | bytes) -> ServerEvent:
     """One server message → a typed event; raises RealtimeProtocolError for garbage."""
     try:
         data = json.loads(message)
-    except (ValueError, UnicodeDecodeError) as exc:
+    # RecursionError: JSON nested deeper than the stack (a peer can send "[" * 10**5).
+    except (ValueError, RecursionError) as exc:
         raise RealtimeProtocolError(f"not JSON: {str(message)[:80]!r}") from exc
     if not isinstance(data, dict) or not isinstance(data.get("type"), str):
         raise RealtimeProtocolError(f"not an event object: {str(message)[:80]!r}")
@@ -241,7 +243,10 @@ def _str(data: dict[str, Any], key: str) -> str | None:
 
 def _int(data: dict[str, Any], key: str) -> int | None:
     value = data.get(key)
-    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    # JSON's Infinity and NaN (Python's json reads them) are no count: int() would raise.
+    return int(value) if math.isfinite(value) else None
 
 
 def _b64(value: Any) -> bytes:

@@ -30,7 +30,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qsl
 
 from voiceplat.config import DTMF_KEYS
 from voiceplat.telephony.events import AudioIn, CallMetadata, CallProtocolError, DtmfIn, MarkReply
@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 SUBPROTOCOL = "media"
 MAX_CALL_ID = 128
 MAX_FIELD = 128
+MAX_QUERY_FIELDS = 32
 MAX_COMMAND_BYTES = 128
 """chan_websocket.c MAX_TEXT_MESSAGE_LEN: a longer TEXT message is ignored."""
 MAX_MARK_ID = 64
@@ -101,7 +102,8 @@ def _parse_plain(message: str) -> tuple[str, str, dict[str, str]]:
 def _parse_json(message: str) -> tuple[str, dict[str, Any]]:
     try:
         data = json.loads(message)
-    except ValueError:
+    # RecursionError: JSON nested deeper than the stack (a peer can send "[" * 10**5).
+    except (ValueError, RecursionError):
         raise CallProtocolError(f"TEXT message is not JSON: {message[:80]!r}") from None
     if not isinstance(data, dict) or not isinstance(data.get("event"), str):
         raise CallProtocolError(f'JSON control message without "event": {message[:80]!r}')
@@ -112,7 +114,7 @@ def _int_field(fields: dict[str, Any], key: str, low: int, high: int) -> int:
     value = fields.get(key)
     try:
         number = int(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: JSON's Infinity
         raise CallProtocolError(f"MEDIA_START {key} must be a number, got {value!r}") from None
     if not low <= number <= high:
         raise CallProtocolError(f"MEDIA_START {key} {number} is out of range {low}..{high}")
@@ -150,9 +152,14 @@ def parse_media_start(message: str) -> MediaStart:
 
 
 def query_params(path: str) -> dict[str, str]:
-    """The request URI's query (what `v(...)` in the dial string added): first value each."""
-    query = parse_qs(urlsplit(path).query, max_num_fields=32)
-    return {key: values[0][:MAX_FIELD] for key, values in query.items() if values}
+    """The request URI's query (what `v(...)` in the dial string added): first value each, of
+    the first MAX_QUERY_FIELDS. Never raises: the path is whatever the client sent (urlsplit
+    refuses "//[x", parse_qs's own field limit raises)."""
+    pairs = parse_qsl(path.partition("?")[2].partition("#")[0])[:MAX_QUERY_FIELDS]
+    params: dict[str, str] = {}
+    for key, value in pairs:
+        params.setdefault(key, value[:MAX_FIELD])
+    return params
 
 
 def call_metadata(start: MediaStart, params: dict[str, str]) -> CallMetadata:

@@ -53,7 +53,8 @@ class AudioStreamDecoder:
             return []
         try:
             data: Any = json.loads(message)
-        except ValueError:
+        # RecursionError: JSON nested deeper than the stack (a peer can send "[" * 10**5).
+        except (ValueError, RecursionError):
             raise CallProtocolError(f"metadata is not JSON: {message[:80]!r}") from None
         if not isinstance(data, dict):
             raise CallProtocolError(f"metadata must be a JSON object, got {type(data).__name__}")
@@ -103,7 +104,8 @@ def play_file(event: EslEvent) -> str | None:
         return None
     try:
         data = json.loads(event.body)
-    except ValueError:
+    # RecursionError: JSON nested deeper than the stack (a peer can send "[" * 10**5).
+    except (ValueError, RecursionError):
         return None
     path = data.get("file") if isinstance(data, dict) else None
     if not isinstance(path, str) or not path or any(c.isspace() for c in path):

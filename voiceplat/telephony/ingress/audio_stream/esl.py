@@ -70,6 +70,11 @@ def _headers(block: str, *, decode: bool) -> dict[str, str]:
     return headers
 
 
+def _is_length(value: str) -> bool:
+    # str.isdigit() is true of "²" and "٣" too, which int() refuses.
+    return value.isascii() and value.isdigit()
+
+
 class EslParser:
     """Splits the byte stream into messages, however it was cut into reads."""
 
@@ -92,7 +97,7 @@ class EslParser:
                 del self._buffer[: end + 2]
                 headers = _headers(block.replace("\r", ""), decode=False)
                 length = headers.get("Content-Length", "0")
-                if not length.isdigit() or int(length) > MAX_BODY_BYTES:
+                if not _is_length(length) or int(length) > MAX_BODY_BYTES:
                     raise EslProtocolError(f"bad Content-Length {length[:20]!r}")
                 self._pending, self._body_length = headers, int(length)
             if len(self._buffer) < self._body_length:
@@ -108,7 +113,7 @@ def parse_event(message: EslMessage) -> EslEvent:
     head, _, rest = message.body.partition("\n\n")
     headers = _headers(head, decode=True)
     length = headers.get("Content-Length")
-    body = rest[: int(length)] if length and length.isdigit() else rest
+    body = rest[: int(length)] if length and _is_length(length) else rest
     return EslEvent(headers, body)
 
 

@@ -60,8 +60,8 @@ def restrict(local_sdp: str, codec: str) -> str:
             if in_audio:
                 line = " ".join(parts[:3] + [pt for pt in parts[3:] if pt in keep])
         elif in_audio and line.startswith(("a=rtpmap:", "a=fmtp:", "a=rtcp-fb:")):
-            payload = line.split(":", 1)[1].split(None, 1)[0]
-            if payload not in keep:
+            fields = line.split(":", 1)[1].split(None, 1)
+            if not fields or fields[0] not in keep:  # ("a=rtpmap:" alone names no format)
                 continue
         out.append(line)
     return "\r\n".join(out) + "\r\n"

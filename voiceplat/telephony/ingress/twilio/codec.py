@@ -89,7 +89,8 @@ class TwilioDecoder:
     def text(self, message: str) -> list[Event]:
         try:
             data = json.loads(message)
-        except ValueError:
+        # RecursionError: JSON nested deeper than the stack (a peer can send "[" * 10**5).
+        except (ValueError, RecursionError):
             raise CallProtocolError(f"message is not JSON: {message[:80]!r}") from None
         data = _object(data, "a message")
         event = data.get("event")
