@@ -2,12 +2,15 @@
 
 `<spool_dir>/<sink>.jsonl` holds one clean JSON line per record item (`clean.encode_item`), in the
 order the sink was handed them; `<sink>.offset` holds the byte offset up to which the lines are
-written to the store (acknowledged), as 20 ASCII digits. So:
+written to the store (acknowledged), as 20 ASCII digits. So a crash at any byte of any write loses
+no line that was acknowledged to the sink and replays none that was acknowledged by the store:
 
 - `append` is one write(2) and no fsync: the line is in the OS's page cache when it returns, so it
   survives a crash of the robot (not of the machine); `close` fsyncs both files;
 - `read` returns the pending lines in order, in batches, and `ack` moves the offset past them; once
   nothing is pending both files are truncated, so the spool only grows while a store is behind;
+- the offset is written whole or not at all: to `<sink>.offset.tmp`, then renamed over the old one
+  (a torn 20-digit offset could point anywhere, past lines never written or into a line);
 - the writer acknowledges a batch only once the store has it: a robot that dies in between replays
   that batch at the next start (stores upsert, so that is harmless), and never skips a line;
 - `open` drops a torn last line (a robot killed in the middle of a write);
@@ -41,25 +44,26 @@ class Spool:
         self.path = Path(path)
         self.offset_path = self.path.with_suffix(".offset")
         self.rejected_path = self.path.with_suffix(".rejected.jsonl")
+        self._offset_tmp_path = self.path.with_suffix(".offset.tmp")
         self.offset = 0
         self.pending = 0
         self._size = 0
         self._fd: int | None = None
-        self._offset_fd: int | None = None
 
     def open(self) -> int:
         """Opens (or creates) the spool; returns the items left by a previous run."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
-        self._offset_fd = os.open(self.offset_path, os.O_RDWR | os.O_CREAT, 0o644)
         self._size = os.fstat(self._fd).st_size
         self._repair_torn_tail()
-        raw = os.pread(self._offset_fd, _OFFSET_WIDTH, 0).strip()
-        self.offset = int(raw) if raw.isdigit() else 0
+        self.offset = self._read_offset()
         if self.offset > self._size:
-            log.warning(
-                "spool %s: offset %d beyond the file; replaying all", self.path, self.offset
-            )
+            # An empty file with an old offset: a crash between the two truncations (the file
+            # goes first), every line was written. Anything else is a damaged spool.
+            if self._size:
+                log.warning(
+                    "spool %s: offset %d beyond the file; replaying all", self.path, self.offset
+                )
             self.offset = 0
         self.pending = self._count_lines(self.offset)
         if not self.pending:
@@ -100,14 +104,14 @@ class Spool:
 
     def ack(self, offset: int, count: int) -> None:
         """`count` lines up to `offset` are written; when nothing is left, the file is emptied."""
-        assert self._offset_fd is not None, "spool not open"
-        self.offset = offset
-        self.pending -= count
-        if self.pending <= 0:
+        assert self._fd is not None, "spool not open"
+        if self.pending - count <= 0:
             self.pending = 0
             self._truncate()
         else:
-            os.pwrite(self._offset_fd, str(offset).zfill(_OFFSET_WIDTH).encode(), 0)
+            self._write_offset(offset)
+            self.offset = offset
+            self.pending -= count
 
     def reject(self, line: bytes, reason: str) -> None:
         """Keeps a line a store refused, with the reason, in `<sink>.rejected.jsonl`."""
@@ -120,20 +124,52 @@ class Spool:
             file.write(json.dumps(record, ensure_ascii=False) + "\n")
 
     def close(self) -> None:
-        for fd in (self._fd, self._offset_fd):
-            if fd is not None:
-                os.fsync(fd)
-                os.close(fd)
-        self._fd = self._offset_fd = None
+        if self._fd is not None:
+            os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = None
+            try:
+                offset_fd = os.open(self.offset_path, os.O_RDONLY)
+            except FileNotFoundError:
+                return
+            try:
+                os.fsync(offset_fd)
+            finally:
+                os.close(offset_fd)
+
+    def _read_offset(self) -> int:
+        try:
+            raw = self.offset_path.read_bytes()
+        except FileNotFoundError:
+            return 0
+        if len(raw) != _OFFSET_WIDTH or not raw.isdigit():  # bytes.isdigit: ASCII only
+            if raw:
+                log.warning("spool %s: unreadable offset %r; replaying all", self.path, raw[:40])
+            return 0
+        return int(raw)
+
+    def _write_offset(self, offset: int) -> None:
+        """Whole or not at all: a crash in the middle leaves the old offset (that batch is
+        replayed, and stores upsert), never a torn one."""
+        data = str(offset).zfill(_OFFSET_WIDTH).encode()
+        fd = os.open(self._offset_tmp_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            written = os.write(fd, data)
+        finally:
+            os.close(fd)
+        if written != len(data):  # a full disk: keep the old offset
+            raise OSError(f"spool {self.offset_path}: short write ({written} of {len(data)})")
+        os.replace(self._offset_tmp_path, self.offset_path)
 
     def _truncate(self) -> None:
-        assert self._fd is not None and self._offset_fd is not None
-        # The offset goes first: if the robot dies between the two, the next start replays
-        # lines already written (harmless), never skips new ones.
-        os.ftruncate(self._offset_fd, 0)
+        assert self._fd is not None
+        # The file goes first: if the robot dies between the two, the next start finds an
+        # empty file and an offset past it, and replays nothing (see `open`). Offset first
+        # would replay every line of the file, all of them already in the store.
         os.ftruncate(self._fd, 0)
         self._size = 0
         self.offset = 0
+        self._write_offset(0)
 
     def _repair_torn_tail(self) -> None:
         """A robot killed in the middle of a write may leave half a line: drop it."""
