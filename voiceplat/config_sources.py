@@ -78,6 +78,8 @@ def read_config_json(path: Path) -> dict[str, Any]:
         raise RobotError(
             f"{path}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from None
+    except RecursionError:
+        raise RobotError(f"{path}: nested too deeply to read (thousands of levels)") from None
     if not isinstance(data, dict):
         raise RobotError(f"{path}: must hold a JSON object {{...}}, not {format_value(data)}")
     return data
