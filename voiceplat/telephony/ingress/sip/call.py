@@ -134,6 +134,17 @@ class SipCall(pj.Call):
         audio.startTransmit(self.port)
         self.port.startTransmit(audio)
 
+    def retire(self) -> None:
+        """Drops what refers back to this call (its media port, whose callback holds the call;
+        reports waiting for a channel), so that the call and its port are freed by reference
+        counting where this runs, in the PJSIP thread. Left in a reference cycle they would be
+        freed by Python's cyclic garbage collector in whichever thread it runs, and pjlib aborts
+        the process when called from a thread it does not know (pj_thread_this assertion)."""
+        self.port = None
+        self.playout = None
+        self.channel = None
+        self._pending.clear()
+
     def rtp_packets(self) -> int | None:
         """RTP packets received so far on the audio stream (None: no stream now)."""
         if self.audio_index is None or self.gone:

@@ -126,8 +126,7 @@ class SipServer:
     def _destroy(self) -> None:
         endpoint = self.endpoint
         if endpoint is not None and self._live:
-            for call in list(self._live.values()):
-                call.hangup_now(503)
+            self._hang_up_all()
             deadline = time.monotonic() + DESTROY_WAIT_S
             while self._live and time.monotonic() < deadline:
                 endpoint.poll(10)  # let the BYEs go out and the calls disconnect
@@ -136,6 +135,7 @@ class SipServer:
         if endpoint is not None and endpoint.endpoint is not None:
             with contextlib.suppress(pj.Error):
                 endpoint.endpoint.audDevManager().setNoDev()
+        self._retire_all()
         self._live.clear()
         self._ringing.clear()
         self._graveyard.clear()
@@ -144,6 +144,16 @@ class SipServer:
             endpoint.destroy()
         self.thread.set_poll(None)
 
+    # Methods of their own: a loop variable in _destroy would keep the last call alive past
+    # endpoint.destroy(), and a Call destroyed after the library asserts.
+    def _hang_up_all(self) -> None:
+        for call in list(self._live.values()):
+            call.hangup_now(503)
+
+    def _retire_all(self) -> None:
+        for call in [*self._live.values(), *(call for _, call in self._graveyard)]:
+            call.retire()
+
     # -- PJSIP thread ---------------------------------------------------------------------------
     def _poll(self, timeout_ms: int) -> None:
         assert self.endpoint is not None
@@ -151,7 +161,7 @@ class SipServer:
         now = time.monotonic()
         graveyard = self._graveyard
         while graveyard and graveyard[0][0] <= now:
-            graveyard.popleft()
+            graveyard.popleft()[1].retire()  # freed here, in the PJSIP thread
         if self._ringing:
             self._answer_due(now)
         if now >= self._next_rtp_check:
