@@ -3,7 +3,7 @@
 Each test takes the active profile as a decorator (`@FUZZ`) rather than `settings.load_profile`:
 loading a profile would change every other hypothesis test of the suite run in the same process.
 `VOICEPLAT_FUZZ_PROFILE=long` (benchmarks/fuzz.py sets it before importing the tests) picks the
-long one.
+long one, `VOICEPLAT_FUZZ_EXAMPLES` its examples per property.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import os
 from hypothesis import HealthCheck, settings
 
 PROFILE_VARIABLE = "VOICEPLAT_FUZZ_PROFILE"
+EXAMPLES_VARIABLE = "VOICEPLAT_FUZZ_EXAMPLES"
 
 settings.register_profile(
     "fuzz-ci",
@@ -27,7 +28,7 @@ settings.register_profile(
 settings.register_profile(
     "fuzz-long",
     parent=settings.get_profile("fuzz-ci"),
-    max_examples=20_000,
+    max_examples=int(os.environ.get(EXAMPLES_VARIABLE) or 5000),
 )
 
 PROFILES = {"ci": "fuzz-ci", "long": "fuzz-long"}
