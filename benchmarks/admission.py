@@ -28,6 +28,8 @@ import json
 import os
 import shutil
 import tempfile
+import time
+import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -111,25 +113,53 @@ async def run_level(robot: RobotProcess, n: int, turns: int, ramp_s: float, offs
 
 
 def _collect(level: Level, robot: RobotProcess, calls: list[CallResult]) -> Level:
-    ids = {c.call_id for c in calls}
-    # Every call of the level has ended on the caller's side; the robot's records follow.
-    total = len(call_records(robot.robot, 0, timeout_s=0))
-    records = call_records(robot.robot, total, timeout_s=60)
-    found = {k: v for k, v in records.items() if k in ids}
+    found = records_of(robot, {c.call_id for c in calls})
     for call in calls:
         record = found.get(call.call_id)
-        if record is not None and record["call"]["end_reason"] == "refused":
+        if record is None:
+            level.errors.append(f"call {call.call_id}: no final record within the timeout")
+            continue
+        if record["call"]["end_reason"] == "refused":
             level.refused += 1
             continue
         level.admitted += 1
         level.heard_v2v += call.v2v_ms
         level.answers_missing += sum(1 for u in call.utterances if not u.answered)
         level.errors += call.errors
-        if record is not None:
-            said, opening = fillers_of(record)
-            level.fillers += said
-            level.opening_fillers += opening
+        said, opening = fillers_of(record)
+        level.fillers += said
+        level.opening_fillers += opening
     return level
+
+
+def records_of(robot: RobotProcess, ids: set[str], timeout_s: float = 120.0) -> dict[str, dict]:
+    """The final records of these calls (the JSON sink writes them in its own time)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        records = call_records(robot.robot, 0, timeout_s=0)
+        final = {
+            k: r for k, r in records.items() if k in ids and r["call"]["status"] != "in_progress"
+        }
+        if len(final) == len(ids) or time.monotonic() > deadline:
+            return final
+        time.sleep(0.5)
+
+
+def wait_queues_empty(robot: RobotProcess, timeout_s: float = 180.0) -> None:
+    """Until the robot's model queues are empty (the last level's jobs finished): each level
+    starts on an idle robot. Reads its /metrics (voiceplat_model_queue_depth)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(f"http://127.0.0.1:{robot.port}/metrics", timeout=10) as page:
+            text = page.read().decode()
+        depths = [
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("voiceplat_model_queue_depth{")
+        ]
+        if not any(depths):
+            return
+        time.sleep(0.5)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -141,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--max-queue-wait-ms", type=int, default=1500, help="admission.max_queue_wait_ms"
     )
-    parser.add_argument("--filler-after-ms", type=int, default=1500)
+    parser.add_argument("--filler-after-ms", type=int, default=2500)
     parser.add_argument("--no-admission", action="store_true", help="take every call")
     parser.add_argument(
         "--robot",
@@ -172,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         with RobotProcess(robot_dir, start_timeout_s=300, stop_timeout_s=60) as robot:
             offset = 0
             for n in [int(x) for x in args.levels.split(",")]:
+                wait_queues_empty(robot)
                 level = asyncio.run(run_level(robot, n, args.turns, args.ramp, offset))
                 offset += n * args.turns
                 levels.append(level)

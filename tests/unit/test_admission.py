@@ -91,6 +91,23 @@ def test_queue_wait_is_pending_jobs_times_their_measured_run_time() -> None:
     assert within.admit().admitted
 
 
+def test_jobs_queued_now_run_while_the_new_caller_hears_the_greeting() -> None:
+    calls = Calls()
+    queues = [QueueView("llama", 3, 1.0)]
+    for budget_ms, admitted in ((500, False), (1500, True)):
+        control = Admission(
+            AdmissionSettings(max_queue_wait_ms=budget_ms), calls, lambda: queues, lambda: 2.0
+        )
+        decision = control.decide()  # 3 s queued, 1 s of it left after a 2 s greeting
+        assert decision.admitted is admitted, decision.detail
+    assert (
+        "~1000 ms after the greeting"
+        in Admission(AdmissionSettings(max_queue_wait_ms=0), calls, lambda: queues, lambda: 2.0)
+        .decide()
+        .detail
+    )
+
+
 def test_workers_measure_their_jobs_run_time(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = SimpleNamespace(now=100.0)
     monkeypatch.setattr(worker, "time", SimpleNamespace(monotonic=lambda: clock.now))
@@ -116,7 +133,7 @@ class Robot:
     """What admission_for reads of a robot."""
 
     def __init__(self, settings: AdmissionSettings) -> None:
-        self.config = SimpleNamespace(admission=settings)
+        self.config = SimpleNamespace(admission=settings, greeting_text=None)
         self.calls_in_progress = 0
 
 
@@ -209,6 +226,17 @@ async def test_an_answer_stuck_in_the_queue_opens_with_the_filler() -> None:
     assert call.events == [("filler", {"turn": 2, "text": "Так…", "opening": True})]
     released.set()
     assert await next_text == "Ответ."
+
+
+async def test_text_whose_synthesis_would_come_too_late_is_opened_by_the_filler() -> None:
+    made, audio, call = fillers(now=102.4, after_s=2.5)  # 0.1 s left: no TTS is that fast
+    turn = RobotTurn(idx=3, user_speech_ended=100.0)
+    made.before_synthesis(turn, "Ответ на вопрос.")
+    assert audio.queued == [FILLER[1].data]
+    assert call.events == [("filler", {"turn": 3, "text": "Так…", "opening": True})]
+    in_time, audio, _ = fillers(now=100.2, after_s=2.5)
+    in_time.before_synthesis(RobotTurn(idx=3, user_speech_ended=100.0), "Ответ на вопрос.")
+    assert audio.queued == []
 
 
 async def test_an_answer_in_time_has_no_filler() -> None:

@@ -71,9 +71,16 @@ class Fillers:
         )
 
     def before_synthesis(self, turn: RobotTurn, text: str) -> None:
-        """`text` is about to be synthesised: if its audio cannot come in time, fill first."""
-        if self.gap_coming(turn, self._rates.first_audio_s(len(text))):
+        """`text` is about to be synthesised: if its audio cannot come in time, fill first
+        (inside the answer: before the audio runs out; before it: within first_audio_after_s)."""
+        first_audio_s = self._rates.first_audio_s(len(text))
+        if self.gap_coming(turn, first_audio_s):
             self.say(turn)
+            return
+        opens = self._opens_answer(turn)
+        if self._filler is not None and opens is not None and opens < first_audio_s:
+            if self._still_silent(turn):
+                self.say(turn)
 
     async def next_sentence(self, turn: RobotTurn, sentences: AsyncIterator[str]) -> str:
         """The answer's next chunk; if it comes too late to be heard before the audio runs out,

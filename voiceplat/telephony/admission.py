@@ -6,17 +6,21 @@ Two limits, both off by default (today's behaviour: every call is taken):
   `sip.max_calls` too; the lower one refuses first);
 - `admission.max_queue_wait_ms`: a budget for the local models' queues. A new call's first answer
   needs a job on each model worker (ASR, LLM); a job waits behind the jobs queued there, each
-  taking the worker's measured run time (`SingleWorker.service_s`), so the wait is estimated as
-  the sum over workers of `pending * service_s`. Above the budget the call is refused: it could
-  not be answered within the latency goal, and taking it would slow every call in progress.
+  taking the worker's measured run time (`SingleWorker.service_s`), so the queue is the sum
+  over workers of `pending * service_s`. The new caller first hears the greeting: the jobs
+  queued now run meanwhile, so its first answer waits for what is left of them after the
+  greeting (`lead_s`). Above the budget the call is refused: it could not be answered within the
+  latency goal, and taking it would slow every call in progress.
 
 The decision is sans-I/O (`Admission.decide`: counts and queue snapshots in, a `Decision` out);
 each ingress refuses the way its protocol allows (telephony/busy.py, the servers) and may answer
 with `busy_phrase` / `busy_wav` first. Refusals are counted: `voiceplat_calls_refused_total{reason}`.
 
-`filler_after_ms` is the in-call side of the same overload: an answer whose first words have not
-come this long after the caller's turn ended (its LLM job waits in the queue) is preceded by the
-robot's filler, so the caller never hears silence (sessions/fillers.py).
+`filler_after_ms` is the in-call side of the same overload: an answer whose first words could not
+be heard this long after the caller stopped speaking (its LLM job waits in the queue behind other
+calls' answers, or TTS is slow) is opened by the robot's filler, so the caller never hears a
+silence longer than that (sessions/fillers.py). Its default is the latency goal, 2.5 s: a robot
+that answers within the goal says no more fillers than before.
 """
 
 from __future__ import annotations
@@ -67,7 +71,7 @@ class AdmissionSettings(BaseModel):
     )
     retry_after_s: int = Field(5, ge=1, le=3600, description="SIP 503's Retry-After")
     filler_after_ms: int | None = Field(
-        1500,
+        2500,
         ge=0,
         description="an answer not started this long after the caller's turn is preceded by "
         "filler_text (None: only gaps inside an answer get it)",
@@ -136,10 +140,13 @@ class Admission:
         settings: AdmissionSettings,
         calls_in_progress: Callable[[], int],
         queues: Callable[[], list[QueueView]] = model_queues,
+        lead_s: Callable[[], float] = lambda: 0.0,
     ) -> None:
         self.settings = settings
         self._calls_in_progress = calls_in_progress
         self._queues = queues
+        self._lead_s = lead_s
+        """Time from a call's start to its first model job (its greeting plays meanwhile)."""
         self._starting = 0
         """Calls admitted whose session has not started yet (not in calls_in_progress)."""
         self._lock = threading.Lock()
@@ -170,11 +177,12 @@ class Admission:
                 detail = f"{active} calls in progress (max_calls {settings.max_calls})"
                 return Decision(False, "max_calls", detail)
         if settings.max_queue_wait_ms is not None:
-            wait_ms = queue_wait_s(self._queues()) * 1000
+            queued_s = queue_wait_s(self._queues())
+            wait_ms = max(0.0, queued_s - self._lead_s()) * 1000
             if wait_ms > settings.max_queue_wait_ms:
                 detail = (
-                    f"model queues ~{wait_ms:.0f} ms (max_queue_wait_ms "
-                    f"{settings.max_queue_wait_ms})"
+                    f"model queues ~{queued_s * 1000:.0f} ms, ~{wait_ms:.0f} ms after the "
+                    f"greeting (max_queue_wait_ms {settings.max_queue_wait_ms})"
                 )
                 return Decision(False, "queue_wait", detail, retry_after_s=settings.retry_after_s)
         return ADMITTED
@@ -195,6 +203,16 @@ class Admission:
         REFUSED.labels(decision.reason).inc()
 
 
+def greeting_s(robot: Robot) -> float:
+    """How long the robot's greeting plays: its WAV, or its text at the measured speech rate."""
+    audio = getattr(robot, "greeting_audio", None)
+    if audio is not None:
+        return float(audio.duration_s)
+    text = robot.config.greeting_text
+    rates = getattr(robot, "rates", None)
+    return rates.speech_s(len(text)) if text and rates is not None else 0.0
+
+
 # -- one Admission per robot, shared by its ingresses -------------------------------------------
 _by_robot: dict[int, Admission] = {}
 _current: weakref.ref[Admission] | None = None
@@ -207,7 +225,11 @@ def admission_for(robot: Robot) -> Admission:
     with _registry_lock:
         found = _by_robot.get(id(robot))
         if found is None:
-            found = Admission(robot.config.admission, lambda: robot.calls_in_progress)
+            found = Admission(
+                robot.config.admission,
+                lambda: robot.calls_in_progress,
+                lead_s=lambda: greeting_s(robot),
+            )
             _by_robot[id(robot)] = found
             weakref.finalize(robot, _by_robot.pop, id(robot), None)
         _current = weakref.ref(found)
