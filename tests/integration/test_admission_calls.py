@@ -139,7 +139,8 @@ async def test_a_call_over_the_queue_budget_is_refused_while_the_models_are_busy
     robot = make_robot(admission={"max_queue_wait_ms": 2000})
     url, server, _ = await robot_server(robot)
     control = admission.admission_for(server.robot)
-    queued = [admission.QueueView("llama", 4, 0.9)]  # 3.6 s of LLM jobs ahead of a new call
+    # 7.2 s of LLM jobs ahead of a new call: ~4.6 s of them still there after its greeting.
+    queued = [admission.QueueView("llama", 8, 0.9)]
     control._queues = lambda: queued  # the fake providers have no model workers
     before = refused_total("queue_wait")
 
