@@ -13,8 +13,10 @@ one line without the secret):
   headers (a browser's WebSocket).
 
 An ingress with credentials of its own configured (asterisk_ws.password_env, audio_stream.token_env,
-twilio.auth_token_env / token_env) keeps its own check; `media_auth` covers every other one:
-mod_audio_fork's default path, `/web`, and the others while they have none.
+twilio.auth_token_env / token_env) keeps its own check, run in the same handshake hook (same 401,
+counter and log line, with that ingress's name); `media_auth` covers every other one:
+mod_audio_fork's default path, `/web`, and the others while they have none. Which check guards
+which path is `ingress/paths.py`'s `media_auth`.
 """
 
 from __future__ import annotations
@@ -46,6 +48,10 @@ REFUSED = Counter(
     ["ingress", "reason"],
 )
 REALM = 'Basic realm="voiceplat", Bearer realm="voiceplat"'
+BASIC_REALM = 'Basic realm="voiceplat"'
+BEARER_REALM = 'Bearer realm="voiceplat"'
+UNSET_MESSAGE = "media auth is configured but its secret is not set\n"
+"""A stranger reads this, not which variable is missing (that goes to the log)."""
 
 
 class MediaAuthSettings(BaseModel):
@@ -123,6 +129,8 @@ class Refusal:
     """The metric's label: missing, malformed, wrong, unset."""
     message: str
     """What the peer reads in the 401's body (never a secret)."""
+    detail: str = ""
+    """For the log line only: what the operator must fix (a variable's name, never its value)."""
 
 
 def _matches(given: str, secret: str | None) -> bool:
@@ -142,7 +150,8 @@ def check(
     password = (env.get(settings.password_env) or None) if settings.password_env else None
     token = (env.get(settings.token_env) or None) if settings.token_env else None
     if password is None and token is None:
-        return Refusal("unset", "media auth is configured but its secret is not set\n")
+        names = " / ".join(n for n in (settings.password_env, settings.token_env) if n)
+        return Refusal("unset", UNSET_MESSAGE, f"media_auth: the variable {names} is not set")
     query = _query_token(path)
     if not authorization:
         if query is None:
@@ -170,9 +179,51 @@ IngressOf = Callable[[str], str | None]
 """The ingress a request path opens (`audio_fork`, `web`, ...), or None where the ingress checks
 credentials of its own."""
 
+Check = Callable[[Request], Refusal | None]
+"""One ingress's credentials check of a handshake request; None: let in."""
 
-class MediaAuth:
-    """The connection's `authorize` hook: a 401 response for a refused handshake, else None."""
+
+@dataclass(frozen=True, slots=True)
+class Guard:
+    """Who guards one request path: the ingress's name (the metric's label), its check, and the
+    `WWW-Authenticate` challenge naming the schemes that check takes."""
+
+    ingress: str
+    check: Check
+    challenge: str = REALM
+
+
+class HandshakeAuth:
+    """The connection's `authorize` hook: a 401 response for a refused handshake, else None.
+    `guard_of(path)` says which check guards a request path (None: an open path)."""
+
+    def __init__(self, guard_of: Callable[[str], Guard | None]) -> None:
+        self.guard_of = guard_of
+
+    def __call__(self, request: Request, peer: str | None) -> Response | None:
+        path = request.path.split("?", 1)[0]
+        guard = self.guard_of(path)
+        if guard is None:
+            return None
+        refusal = guard.check(request)
+        if refusal is None:
+            return None
+        REFUSED.labels(ingress=guard.ingress, reason=refusal.reason).inc()
+        log.info(
+            "media auth: refused a %s handshake from %s on %s: %s%s",
+            guard.ingress,
+            peer or "?",
+            path,  # (never the query: it may hold a token)
+            refusal.message.strip(),
+            f" ({refusal.detail})" if refusal.detail else "",
+        )
+        from voiceplat.telephony.http_routes import response  # (it imports the recorder)
+
+        return response(401, refusal.message, WWW_Authenticate=guard.challenge)
+
+
+class MediaAuth(HandshakeAuth):
+    """`media_auth`'s check on every path `ingress_of` names an ingress for."""
 
     def __init__(
         self, settings: MediaAuthSettings, env: Mapping[str, str], ingress_of: IngressOf
@@ -180,26 +231,15 @@ class MediaAuth:
         self.settings = settings
         self.env = env
         self.ingress_of = ingress_of
+        super().__init__(self._guard)
 
-    def __call__(self, request: Request, peer: str | None) -> Response | None:
-        path = request.path.split("?", 1)[0]
+    def check_request(self, request: Request) -> Refusal | None:
+        authorization = request.headers.get("Authorization")
+        return check(self.settings, self.env, authorization, request.path)
+
+    def _guard(self, path: str) -> Guard | None:
         ingress = self.ingress_of(path)
-        if ingress is None:
-            return None
-        refusal = check(self.settings, self.env, request.headers.get("Authorization"), request.path)
-        if refusal is None:
-            return None
-        REFUSED.labels(ingress=ingress, reason=refusal.reason).inc()
-        log.info(
-            "media auth: refused a %s handshake from %s on %s: %s",
-            ingress,
-            peer or "?",
-            path,  # (never the query: it may hold a token)
-            refusal.message.strip(),
-        )
-        from voiceplat.telephony.http_routes import response  # (it imports the recorder)
-
-        return response(401, refusal.message, WWW_Authenticate=REALM)
+        return None if ingress is None else Guard(ingress, self.check_request)
 
 
 def is_loopback_host(host: str) -> bool:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from websockets.http11 import Request
+
 from voiceplat.robot import Robot
 from voiceplat.storage.live import LiveCalls
 from voiceplat.telephony.channel import CallChannel
@@ -21,10 +23,18 @@ from voiceplat.telephony.ingress.audio_fork.channel import AudioForkChannel
 from voiceplat.telephony.ingress.audio_fork.codec import SUBPROTOCOL as AUDIO_FORK_SUBPROTOCOL
 from voiceplat.telephony.ingress.audio_stream.channel import AudioStreamChannel
 from voiceplat.telephony.ingress.twilio.auth import check_request as twilio_auth
+from voiceplat.telephony.ingress.twilio.auth import handshake_check as twilio_handshake
 from voiceplat.telephony.ingress.twilio.channel import TwilioChannel
 from voiceplat.telephony.ingress.web import PATH as WEB_PATH
 from voiceplat.telephony.ingress.web import WebChannel
-from voiceplat.telephony.media_auth import MediaAuth
+from voiceplat.telephony.media_auth import (
+    BASIC_REALM,
+    BEARER_REALM,
+    REALM,
+    Guard,
+    HandshakeAuth,
+    MediaAuth,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +72,9 @@ def _web(connection: CallConnection, context: IngressContext) -> CallChannel:
 
 
 def _twilio(connection: CallConnection, context: IngressContext) -> CallChannel:
-    verdict = twilio_auth(context.robot.config.twilio, connection.request)
+    # The handshake hook (`media_auth` below) has refused bad credentials already; the verdict
+    # still says whether the start message must bring customParameters.token.
+    verdict = twilio_auth(context.robot.config.twilio, connection.request, context.robot.env)
     return TwilioChannel(
         connection, verdict=verdict, lead_ms=context.lead_ms, chunk_ms=context.chunk_ms
     )
@@ -74,6 +86,7 @@ def _asterisk_ws(connection: CallConnection, context: IngressContext) -> CallCha
     return AsteriskWsChannel(
         connection,
         params=query_params(request.path) if request else {},
+        # (a second look: the handshake hook has refused bad credentials with a 401 already)
         refused=settings.refusal(
             request.headers.get("Authorization") if request else None, context.robot.env
         ),
@@ -91,6 +104,7 @@ def _audio_stream(connection: CallConnection, context: IngressContext) -> CallCh
         esl_password=settings.esl_password(env),
     )
     request = connection.request
+    # (a second look: the handshake hook has refused bad credentials with a 401 already)
     refused = settings.refusal(request.headers.get("Authorization") if request else None, env)
     if refused is not None:
         channel.refuse(refused)
@@ -109,32 +123,59 @@ def ingress_paths(robot: Robot) -> dict[str, ChannelFactory]:
     return paths
 
 
-def media_auth(robot: Robot) -> MediaAuth | None:
-    """The handshake check of `media_auth` for this robot's port; None when it is off."""
+def _own_guards(robot: Robot, paths: dict[str, ChannelFactory]) -> dict[str, Guard]:
+    """The ingresses that check credentials of their own, by path: each check runs in the
+    handshake, so a refused peer gets the same 401 as `media_auth`'s, before any call exists."""
+    config, env = robot.config, robot.env
+
+    def authorization(request: Request) -> str | None:
+        return request.headers.get("Authorization")
+
+    guards = {}
+    if config.twilio.auth_token_env or config.twilio.token_env:
+        twilio = config.twilio
+        guards[twilio.path] = Guard(
+            "twilio", lambda request: twilio_handshake(twilio, request, env), REALM
+        )
+    if config.asterisk_ws.password_env is not None:
+        asterisk = config.asterisk_ws
+        guards[asterisk.path] = Guard(
+            "asterisk_ws", lambda request: asterisk.check(authorization(request), env), BASIC_REALM
+        )
+    if config.audio_stream.token_env is not None:
+        stream = config.audio_stream
+        guards[stream.path] = Guard(
+            "audio_stream", lambda request: stream.check(authorization(request), env), BEARER_REALM
+        )
+    return {path: guard for path, guard in guards.items() if path in paths}
+
+
+def media_auth(robot: Robot) -> HandshakeAuth | None:
+    """The handshake check of this robot's port: each ingress's own credentials where it has
+    them, `media_auth`'s on every other path; None when neither is configured."""
+    paths = ingress_paths(robot)
+    own = _own_guards(robot, paths)
     settings = robot.config.media_auth
-    if not settings.enabled:
+    if not own and not settings.enabled:
         return None
-    config, paths = robot.config, ingress_paths(robot)
     names = {WEB_PATH: "web"}
-    own: set[str] = set()  # paths whose ingress checks credentials of its own
-    for name, path, has_own in (
-        (
-            "twilio",
-            config.twilio.path,
-            bool(config.twilio.auth_token_env or config.twilio.token_env),
-        ),
-        ("asterisk_ws", config.asterisk_ws.path, config.asterisk_ws.password_env is not None),
-        ("audio_stream", config.audio_stream.path, config.audio_stream.token_env is not None),
-    ):
-        if path in paths:
-            names[path] = name
-            if has_own:
-                own.add(path)
+    names.update(
+        (path, name)
+        for name, path in (
+            ("twilio", robot.config.twilio.path),
+            ("asterisk_ws", robot.config.asterisk_ws.path),
+            ("audio_stream", robot.config.audio_stream.path),
+        )
+        if path in paths
+    )
+    shared = MediaAuth(settings, robot.env, lambda path: names.get(path, "audio_fork"))
 
-    def ingress_of(path: str) -> str | None:
-        return None if path in own else names.get(path, "audio_fork")
+    def guard_of(path: str) -> Guard | None:
+        if path in own:
+            return own[path]
+        return shared.guard_of(path) if settings.enabled else None
 
-    return MediaAuth(settings, robot.env, ingress_of)
+    return HandshakeAuth(guard_of)
 
 
 def subprotocols(robot: Robot) -> tuple[str, ...]:

@@ -7,8 +7,11 @@ from collections.abc import Mapping
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from voiceplat.telephony.media_auth import UNSET_MESSAGE, Refusal
+
 DEFAULT_ESL_PASSWORD = "ClueCon"
 """FreeSWITCH's own default (event_socket.conf.xml); change it on any reachable FreeSWITCH."""
+BEARER_REQUIRED = "unauthorized: 'Authorization: Bearer <token>' required (STREAM_EXTRA_HEADERS)\n"
 
 
 class AudioStreamSettings(BaseModel):
@@ -40,16 +43,24 @@ class AudioStreamSettings(BaseModel):
             return env.get(self.esl_password_env) or DEFAULT_ESL_PASSWORD
         return DEFAULT_ESL_PASSWORD
 
-    def refusal(self, authorization: str | None, env: Mapping[str, str]) -> str | None:
-        """Why a WebSocket with this Authorization header is refused; None: let in."""
+    def check(self, authorization: str | None, env: Mapping[str, str]) -> Refusal | None:
+        """The handshake's refusal (a 401: `media_auth.HandshakeAuth`) for this Authorization
+        header; None: let in."""
         if self.token_env is None:
             return None
         token = env.get(self.token_env) or None
         if token is None:
-            return f"audio_stream.token_env: the variable {self.token_env} is not set"
-        given = authorization[7:].strip() if authorization else ""
-        if not authorization or not authorization.lower().startswith("bearer "):
-            return "unauthorized: 'Authorization: Bearer <token>' required (STREAM_EXTRA_HEADERS)"
-        if not hmac.compare_digest(given.encode(), token.encode()):
-            return "unauthorized: wrong token"
+            detail = f"audio_stream.token_env: the variable {self.token_env} is not set"
+            return Refusal("unset", UNSET_MESSAGE, detail)
+        scheme, _, given = (authorization or "").strip().partition(" ")
+        if scheme.lower() != "bearer":  # none at all, or another scheme
+            return Refusal("malformed" if scheme else "missing", BEARER_REQUIRED)
+        if not hmac.compare_digest(given.strip().encode(), token.encode()):
+            return Refusal("wrong", "unauthorized: wrong token\n")
         return None
+
+    def refusal(self, authorization: str | None, env: Mapping[str, str]) -> str | None:
+        """Why a WebSocket with this Authorization header is refused (the text a channel ends
+        with, where no handshake hook ran); None: let in."""
+        found = self.check(authorization, env)
+        return None if found is None else (found.detail or found.message.strip())

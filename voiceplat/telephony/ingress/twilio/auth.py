@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from websockets.http11 import Request
 
 from voiceplat.telephony.ingress.twilio.settings import TwilioSettings
+from voiceplat.telephony.media_auth import UNSET_MESSAGE, Refusal
 
 SIGNATURE_HEADER = "X-Twilio-Signature"
 
@@ -64,33 +65,40 @@ class Verdict:
     """Not decided yet: the start message's customParameters.token must equal this."""
     failed: str = ""
     """What the handshake's own credentials lacked (said too if the start's token fails)."""
+    reason: str = ""
+    """With `refused`, the metric's label: unset (no method's secret is set: nobody gets in),
+    wrong (a credential was sent and is not right), else missing."""
 
 
-def _secret(env: str) -> str | None:
-    return os.environ.get(env) or None
-
-
-def check_request(settings: TwilioSettings, request: Request | None) -> Verdict:
-    """Whether this handshake may stream; either configured method admits it."""
+def check_request(
+    settings: TwilioSettings, request: Request | None, env: Mapping[str, str] | None = None
+) -> Verdict:
+    """Whether this handshake may stream; either configured method admits it. `env`: the
+    robot's (its .env and the environment); None: the process environment."""
     if settings.auth_token_env is None and settings.token_env is None:
         return Verdict()  # no auth configured: open, as mod_audio_fork's path is
     if request is None:
-        return Verdict(refused="no handshake request")
-    reasons = []
+        return Verdict(refused="no handshake request", reason="missing")
+    env = os.environ if env is None else env
+    reasons, labels = [], set()
     if settings.auth_token_env is not None:
-        auth_token = _secret(settings.auth_token_env)
+        auth_token = env.get(settings.auth_token_env) or None
+        given_signature = request.headers.get(SIGNATURE_HEADER)
         if auth_token is None:
             reasons.append(f"the Auth Token variable {settings.auth_token_env} is not set")
+            labels.add("unset")
         else:
             path = request.path.split("?")[0]
             url = settings.public_url or f"wss://{request.headers.get('Host', '')}{path}"
-            if signature_valid(auth_token, url, request.headers.get(SIGNATURE_HEADER)):
+            if signature_valid(auth_token, url, given_signature):
                 return Verdict()
             reasons.append(f"{SIGNATURE_HEADER} missing or not valid for {url}")
+            labels.add("missing" if given_signature is None else "wrong")
     if settings.token_env is not None:
-        token = _secret(settings.token_env)
+        token = env.get(settings.token_env) or None
         if token is None:
             reasons.append(f"the token variable {settings.token_env} is not set")
+            labels.add("unset")
         else:
             given = _header_token(request)
             if given is None:
@@ -99,7 +107,23 @@ def check_request(settings: TwilioSettings, request: Request | None) -> Verdict:
             if hmac.compare_digest(given.encode(), token.encode()):
                 return Verdict()
             reasons.append("the Authorization token is wrong")
-    return Verdict(refused="; ".join(reasons))
+            labels.add("wrong")
+    reason = "unset" if labels == {"unset"} else "wrong" if "wrong" in labels else "missing"
+    return Verdict(refused="; ".join(reasons), reason=reason)
+
+
+def handshake_check(
+    settings: TwilioSettings, request: Request, env: Mapping[str, str]
+) -> Refusal | None:
+    """The handshake's refusal (a 401: `media_auth.HandshakeAuth`); None: let in, a token still
+    awaited in the start message included (the channel checks it: the stream is open then)."""
+    verdict = check_request(settings, request, env)
+    if verdict.refused is None:
+        return None
+    if verdict.reason == "unset":
+        return Refusal("unset", UNSET_MESSAGE, f"twilio: {verdict.refused}")
+    # (the reasons name a header and the signed URL, never a secret)
+    return Refusal(verdict.reason, f"not authorised: {verdict.refused}\n")
 
 
 def start_token_valid(expected: str, custom_parameters: Mapping[str, object]) -> bool:
