@@ -18,7 +18,7 @@ from voiceplat.simulator.driver import CallDriver, CallOptions
 from voiceplat.simulator.multi import numbered
 from voiceplat.simulator.peers import peer_module
 from voiceplat.simulator.peers.base import CallInfo, PeerCall, PeerStep
-from voiceplat.simulator.peers.transports import TransportError
+from voiceplat.simulator.peers.transports import TransportError, WebSocketTransport
 from voiceplat.simulator.report import CallResult, MultiResult
 from voiceplat.simulator.script import ScriptItem
 from voiceplat.simulator.ticker import get_ticker
@@ -37,12 +37,17 @@ async def play_peer_call(
     hangup_after_s: float | None = None,
     record: Path | str | None = None,
     keep_audio: bool = True,
+    headers: dict[str, str] | None = None,
 ) -> CallResult:
     """One call to `url` (a scheme of `peers.SCHEMES`); what goes wrong is in the result's
-    errors. Raises ValueError for a URL no peer handles."""
+    errors. `headers`: sent with a WebSocket peer's handshake, over the URL's own (credentials:
+    `voiceplat call --auth / --token`). Raises ValueError for a URL no peer handles, or headers
+    for a peer without a handshake."""
     meta: dict[str, Any] = {"callId": str(uuid.uuid4()), **DEFAULT_METADATA, **(metadata or {})}
     call = CallInfo(str(meta["callId"]), str(meta["from"]), str(meta["to"]), meta)
     codec, transport = peer_module(url).make_peer(url, call)
+    if headers:
+        _add_headers(transport, headers, url)
     options = replace(options, marks=codec.marks, prebuffer=codec.prebuffer)
     driver = CallDriver(script, options, keep_audio=keep_audio or record is not None)
     ticker = get_ticker(options.frame_ms)
@@ -96,6 +101,14 @@ async def play_peer_call(
     if record is not None:
         write_stereo_wav(record, result.caller_audio, result.robot_heard)
     return result
+
+
+def _add_headers(transport: object, headers: dict[str, str], url: str) -> None:
+    # A peer's transport is a WebSocket, or wraps one as `.ws` (audio_stream's: plus its ESL).
+    ws = transport if isinstance(transport, WebSocketTransport) else getattr(transport, "ws", None)
+    if not isinstance(ws, WebSocketTransport):
+        raise ValueError(f"{url.partition('://')[0]}:// has no handshake to carry credentials")
+    ws.headers = {**ws.headers, **headers}
 
 
 async def run_peer_call(
