@@ -4,12 +4,15 @@ and the event socket the robot connects to) played by `voiceplat call audio_stre
 (simulator/peers/audio_stream.py), all on 127.0.0.1.
 
 The common checks are tests/integration/ingress_checks.py; below them what is this ingress's own:
-robot audio played only by uuid_broadcast, barge-in by uuid_break, the Bearer token, and an event
-socket that refuses the robot.
+robot audio played only by uuid_broadcast, barge-in by uuid_break, the Bearer token (a missing or
+wrong one is a 401 in the handshake, counted, and makes no call), and an event socket that refuses
+the robot.
 """
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -18,11 +21,14 @@ from typing import Any
 import pytest
 
 from tests.integration import ingress_checks
+from tests.integration.handshake_refusals import Counted, handshake_refused
 from tests.integration.ingress_checks import call, final_records
 from tests.sip_tools import free_port
+from voiceplat.simulator.cli import add_call_arguments, run_call_command
 from voiceplat.simulator.script import Pause
 
 SOURCE = "freeswitch"
+HANG_S = 60  # only a hang reaches this
 
 
 @pytest.fixture
@@ -81,21 +87,59 @@ async def test_robot_hangs_up_by_uuid_kill(stream_robot, start) -> None:
     await ingress_checks.robot_hangs_up(stream_robot, start, source=SOURCE)
 
 
-async def test_a_wrong_token_is_refused(
+async def test_a_missing_or_wrong_token_is_a_401_before_any_call(
+    stream_robot,
+    start,
+    robot_server,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level("INFO", logger="voiceplat.telephony.media_auth")
+    monkeypatch.setenv("AS_TOKEN", "the-token")
+    robot = stream_robot(audio_stream={"token_env": "AS_TOKEN"})
+    peer_url = await start(robot)
+    ws = "ws://" + peer_url.split("://", 1)[1].split("?", 1)[0]
+    counted = Counted("audio_stream", ("missing", "wrong", "malformed"))
+    async with asyncio.timeout(HANG_S):
+        # websockets' client as mod_audio_stream: refused in the HTTP handshake.
+        missing = await handshake_refused(ws)
+        wrong = await handshake_refused(ws, {"Authorization": "Bearer guessed-token"})
+        basic = await handshake_refused(ws, {"Authorization": "Basic dTp0aGUtdG9rZW4="})
+        by_peer = await call(peer_url + "&bearer=guess", [Pause(1)])  # the simulated FreeSWITCH
+        good = await call(peer_url + "&bearer=the-token", [Pause(0.5)])
+    assert [r.status for r in (missing, wrong, basic)] == [401] * 3
+    assert missing.challenge == 'Bearer realm="voiceplat"'
+    assert "'Authorization: Bearer <token>' required" in missing.body
+    assert wrong.body == "unauthorized: wrong token\n"
+    assert counted.added() == {"missing": 1, "wrong": 2, "malformed": 1}
+    assert not by_peer.answers and any("HTTP 401" in e for e in by_peer.errors), by_peer.errors
+    assert good.ok and good.answers and good.answers[0].bytes > 0, good.errors
+    lines = [r.getMessage() for r in caplog.records if "audio_stream handshake" in r.getMessage()]
+    assert len(lines) == 4 and all("from 127.0.0.1 on /audio_stream:" in line for line in lines)
+    assert "guessed-token" not in caplog.text
+    # Only the admitted call has a record: a refused handshake never made a session.
+    (record,) = await final_records(robot)
+    assert record["call"]["source"] == SOURCE and record["call"]["end_reason"] == "caller_hangup"
+
+
+async def test_voiceplat_call_token_is_mod_audio_streams_bearer(
     stream_robot, start, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("AS_TOKEN", "the-token")
     robot = stream_robot(audio_stream={"token_env": "AS_TOKEN"})
-    result = await call(await start(robot, "&bearer=guess"), [Pause(1)])
-    assert not result.answers
-    assert any("1008" in e for e in result.errors), result.errors
-    (record,) = await final_records(robot)
-    assert record["call"]["end_reason"] == "protocol_error"
-    assert "unauthorized: wrong token" in json.dumps(record, ensure_ascii=False)
+    peer_url = await start(robot)
+    async with asyncio.timeout(HANG_S):
+        refused = await asyncio.to_thread(call_command, peer_url, "--token", "guess")
+        admitted = await asyncio.to_thread(call_command, peer_url, "--token", "the-token")
+    assert refused == 1 and admitted == 0  # (1: a call failed)
+    assert [r["call"]["source"] for r in await final_records(robot)] == [SOURCE]
 
-    robot = stream_robot(name="second", audio_stream={"token_env": "AS_TOKEN"})
-    result = await call(await start(robot, "&bearer=the-token"), [Pause(0.5)])
-    assert result.ok and result.answers and result.answers[0].bytes > 0, result.errors
+
+def call_command(url: str, *extra: str) -> int:
+    parser = argparse.ArgumentParser()
+    add_call_arguments(parser)
+    args = parser.parse_args([url, *extra, "--wait-quiet", "0.5", "--timeout", "60", "--json"])
+    return run_call_command(args)
 
 
 async def test_an_event_socket_that_refuses_the_robot_ends_the_call_with_why(

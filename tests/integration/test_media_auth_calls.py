@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosedError, InvalidStatus
+from websockets.exceptions import InvalidStatus
 
 from tests.integration.fake_http import make_certs
 from tests.integration.test_calls import final_records
@@ -118,16 +118,22 @@ async def test_an_ingress_with_credentials_of_its_own_keeps_its_own_check(
         make_robot, asterisk_ws={"username": "asterisk", "password_env": "TEST_FORK_PASSWORD"}
     )
     url, _, _ = await robot_server(robot)
+    before = refused("asterisk_ws", "wrong"), refused("audio_fork", "wrong")
     async with asyncio.timeout(HANG_S):
-        # Not media_auth's 401: asterisk_ws's own check lets the handshake through and ends
-        # the call with its reason (tests/integration/test_asterisk_ws_calls.py).
-        with pytest.raises(ConnectionClosedError) as closed:
-            async with connect(url + "asterisk", additional_headers=basic("asterisk", "no")) as ws:
-                async for _ in ws:
+        # media_auth's user does not open /asterisk: asterisk_ws's own check guards it, in the
+        # same handshake hook (its 401, counted under its name; test_asterisk_ws_calls.py).
+        for headers in (basic("freeswitch", PASSWORD), basic("asterisk", "no")):
+            with pytest.raises(InvalidStatus) as refusal:
+                async with connect(url + "asterisk", additional_headers=headers):
                     pass
-    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
-    (record,) = await final_records(robot)
-    assert "unauthorized: wrong username or password" in json.dumps(record, ensure_ascii=False)
+            assert refusal.value.response.status_code == 401
+            assert refusal.value.response.body == b"unauthorized: wrong username or password\n"
+        async with connect(url + "asterisk", additional_headers=basic("asterisk", PASSWORD)):
+            pass  # its own credentials open it
+    assert (refused("asterisk_ws", "wrong"), refused("audio_fork", "wrong")) == (
+        before[0] + 2,
+        before[1],
+    )
 
 
 @needs_openssl
