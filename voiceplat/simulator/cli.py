@@ -216,12 +216,15 @@ def add_call_arguments(parser: argparse.ArgumentParser) -> None:
         help="delay of that echo (ms, default 120)",
     )
     credentials = parser.add_argument_group(
-        "credentials (ws:// and wss://: the robot's media_auth)"
+        "credentials (ws://, wss://: media_auth; twilio+ws://, asterisk+ws://, audio_stream+ws://: "
+        "the ingress's own or media_auth)"
     )
     credentials.add_argument(
         "--auth", metavar="USER:PASSWORD", help="Basic auth, as mod_audio_fork sends it"
     )
-    credentials.add_argument("--token", help="a token, sent as ?token=<token>")
+    credentials.add_argument(
+        "--token", help="a token: ?token=<token> for ws://, Authorization: Bearer for the PBX peers"
+    )
     credentials.add_argument(
         "--ca",
         type=Path,

@@ -76,7 +76,8 @@ class RobotServer:
         # Plain HTTP on the same port: /metrics, /health, /ready, /live (http_routes.py).
         self.http = RobotHttp(robot, recorder, live, accepting=lambda: self._accepting)
         self.authorize = media_auth(robot)
-        """`media_auth`'s handshake check (None: off); a refused handshake never makes a call."""
+        """The handshake check: each ingress's own credentials, media_auth's elsewhere (None: none
+        configured); a refused handshake never makes a call."""
 
     async def start(self, host: str, port: int) -> asyncio.Server:
         loop = asyncio.get_running_loop()
