@@ -46,7 +46,8 @@ class AsteriskWsChannel(MarkedChannel):
         refused: str | None = None,
         **pacing: Unpack[Pacing],
     ) -> None:
-        """`params`: the request URI's query; `refused`: why the connection is not let in (auth)."""
+        """`params`: the request URI's query; `refused`: why the connection is not let in (auth
+        that no handshake check refused first: the handshake's 401 normally comes before)."""
         super().__init__(transport, **pacing)
         self._decoder = codec.AsteriskWsDecoder(params)
         self._encoder = codec.AsteriskWsEncoder(json_format=False)

@@ -72,7 +72,8 @@ class AudioStreamChannel(WebChannel):
         """Files handed to uuid_broadcast (for tests and the benchmark)."""
 
     def refuse(self, reason: str) -> None:
-        """Ends the call before it starts (bad credentials): closed 1008 with `reason`."""
+        """Ends the call before it starts, closed 1008 with `reason`: bad credentials that no
+        handshake check refused first (the handshake's 401 normally comes before any channel)."""
         self._fail(CallProtocolError(reason))
 
     # -- inbound --------------------------------------------------------------------------

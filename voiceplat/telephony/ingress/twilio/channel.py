@@ -10,8 +10,9 @@ pre-buffer and no marker samples, so none of mod_audio_fork's padding applies. B
 `clear`: every mark sent is "cleared" then (Twilio answers them too; those echoes change nothing).
 The pacing, the playout clock and the marks' bookkeeping are `paced.MarkedChannel`'s.
 
-Auth (`auth.py`) is decided on the handshake, or by the start message's token; a refused stream
-ends as `protocol_error` with close code 1008 and the reason. Media Streams has no transfer
+Auth (`auth.py`): the signature or a Bearer token is checked in the handshake (401, no call);
+only the start message's `customParameters.token` arrives after it: a wrong one ends the stream as
+`protocol_error` with close code 1008 and the reason. Media Streams has no transfer
 (that takes Twilio's REST API), and the robot hanging up closes the socket: Twilio then goes on
 with the TwiML after <Connect> (none: the call ends).
 """
