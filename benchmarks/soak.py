@@ -33,6 +33,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import tempfile
 import time
 from dataclasses import asdict
@@ -44,6 +45,7 @@ from benchmarks.soak_report import (
     Idle,
     Sample,
     growth,
+    objects_growth,
     record_check,
     sample_row,
     samples_table,
@@ -56,6 +58,7 @@ from benchmarks.soak_robot import ProbedRobot
 from benchmarks.soak_stores import STORES, StoreName, Stores
 
 PROBE_PERIOD_S = 1.0
+QUICK_ROBOT = {"tts": {"ms_per_char": 30}}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -71,6 +74,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--warmup-s", type=float, default=180.0, help="growth is measured after it")
     p.add_argument("--drain-timeout-s", type=float, default=300.0)
     p.add_argument("--seed", type=int, default=15)
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="short calls (a 0.7 s utterance, the fake TTS at 30 ms per character) and a "
+        "fast probe: the test's mini soak",
+    )
+    p.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        help="scheduling priority of the script, the robot and the stores (negative: ahead of "
+        "other work on a shared machine, so what is measured is the robot, not the neighbours; "
+        "needs root)",
+    )
     p.add_argument("--json", type=Path, help="also write the report to this file")
     p.add_argument("--keep", action="store_true", help="keep the robot's folder and the stores'")
     args = p.parse_args(argv)
@@ -94,7 +111,9 @@ class Soak:
         self.robot: ProbedRobot | None = None
         self.tally = Tally()
         self.samples: list[Sample] = []
+        self.robot_died = asyncio.Event()
         self.zero = time.monotonic()
+        self.probe_period_s = PROBE_PERIOD_S / 4 if args.quick else PROBE_PERIOD_S
 
     # --- what is read while it runs -------------------------------------------------------
 
@@ -145,16 +164,17 @@ class Soak:
         assert self.robot is not None
         deadline = time.monotonic() + timeout_s
         while True:
+            self.robot.ask_objects()
             seen = self.robot.probes()
             # A probe taken wholly after now; another process's file: nothing to await.
-            while self.robot.probes() <= seen + 1:  # noqa: ASYNC110
-                await asyncio.sleep(PROBE_PERIOD_S / 4)
+            while self.robot.probes() <= seen + 1 and self.robot.proc.poll() is None:  # noqa: ASYNC110
+                await asyncio.sleep(self.probe_period_s / 4)
             s = self.robot.sample()
-            idle = Idle(s.rss_mb, s.fds, s.threads, s.tasks, s.top_tasks)
+            idle = Idle(s.rss_mb, s.fds, s.threads, s.tasks, s.top_tasks, self.robot.last_objects())
             settled = reference is None or (
                 s.fds <= reference.fds and (s.tasks or 0) <= (reference.tasks or 0)
             )
-            if settled or time.monotonic() > deadline:
+            if settled or time.monotonic() > deadline or self.robot.proc.poll() is not None:
                 return idle
 
     # --- phases ---------------------------------------------------------------------------
@@ -166,6 +186,12 @@ class Soak:
             self.samples.append(sample)
             cells = [str(c) for c in sample_row(sample, stores)]
             print("| " + " | ".join(cells) + " |", flush=True)
+            if self.robot is not None and self.robot.proc.poll() is not None:
+                print(
+                    f"- the robot exited ({self.robot.proc.returncode}): callers stop", flush=True
+                )
+                self.robot_died.set()
+                return
             await asyncio.sleep(self.args.sample_s)
 
     async def outages(self) -> None:
@@ -197,7 +223,7 @@ class Soak:
         """Waits until every record is written everywhere (bounded); seconds it took."""
         started = time.monotonic()
         while time.monotonic() - started < self.args.drain_timeout_s:
-            if await asyncio.to_thread(self.all_written):
+            if self.robot_died.is_set() or await asyncio.to_thread(self.all_written):
                 break
             await asyncio.sleep(2.0)
         return round(time.monotonic() - started, 1)
@@ -205,10 +231,14 @@ class Soak:
     async def run(self) -> dict[str, Any]:
         args, loop = self.args, asyncio.get_running_loop()
         await asyncio.to_thread(self.stores.start)
-        echo_robot(self.robot_dir)
+        echo_robot(self.robot_dir, QUICK_ROBOT if args.quick else {})
         env = self.stores.env()
         (self.robot_dir / ".env").write_text("".join(f"{k}={v}\n" for k, v in env.items()))
-        self.robot = ProbedRobot(self.robot_dir, probe_period_s=PROBE_PERIOD_S)
+        self.robot = ProbedRobot(
+            self.robot_dir,
+            probe_period_s=self.probe_period_s,
+            objects_period_s=self.probe_period_s * 4 if args.quick else 60.0,
+        )
         await asyncio.to_thread(self.robot.wait_listening)
         # One call of each kind first, so that lazily made things (connection pools, caches)
         # exist before the idle baseline.
@@ -221,11 +251,16 @@ class Soak:
             self.tally,
             ramp_s=0,
             seed=args.seed,
+            quick=args.quick,
             first=first,
         )
         await self.drain()
         before = await self.idle()
-        print(f"idle before: {before}\n", flush=True)
+        print(
+            f"idle before: {before.rss_mb} MB, {before.fds} fds, {before.tasks} tasks "
+            f"({before.top_tasks}), {before.threads} threads\n",
+            flush=True,
+        )
         stores = ["json", *args.store_names]
         header = samples_table([], stores)
         print(header, flush=True)
@@ -241,6 +276,8 @@ class Soak:
             self.tally,
             ramp_s=args.ramp_s,
             seed=args.seed,
+            quick=args.quick,
+            stop=self.robot_died,
         )
         await outages
         sampling.cancel()
@@ -258,6 +295,7 @@ class Soak:
             "idle_before": asdict(before),
             "idle_after": asdict(after),
             "growth": growth(self.samples, args.warmup_s),
+            "objects_growth": objects_growth(before, after),
             "drain_s": drain_s,
             "calls": {
                 "placed": dict(self.tally.placed),
@@ -327,13 +365,18 @@ def run_soak(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # Stopped by a TERM too (a background job ignores Ctrl-C's SIGINT): the robot and the
+    # stores are stopped on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     logging.basicConfig(level=logging.ERROR)
     load = os.getloadavg()
     print(
         f"# voiceplat soak\n\nmachine: {os.cpu_count()} CPUs, load average at start "
-        f"{load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}\n",
+        f"{load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}; nice {args.nice}\n",
         flush=True,
     )
+    if args.nice:
+        os.setpriority(os.PRIO_PROCESS, 0, args.nice)  # the robot and the stores inherit it
     report = run_soak(args)
     print_report(report)
     if args.json is not None:

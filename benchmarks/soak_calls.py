@@ -77,16 +77,18 @@ class Tally:
 
 
 class Scripts:
-    def __init__(self) -> None:
+    def __init__(self, *, quick: bool = False) -> None:
+        question = SHORT if quick else QUESTION  # quick: the test's mini soak
         self.by_kind: dict[Kind, tuple[ScriptItem, ...]] = {
-            "normal": compile_script([Say(QUESTION), Say(SHORT)], FRAME_MS),
-            "barge_in": compile_script([Say(QUESTION), BargeIn(QUESTION)], FRAME_MS),
+            "normal": compile_script([Say(question), Say(SHORT)], FRAME_MS),
+            "barge_in": compile_script([Say(question), BargeIn(question)], FRAME_MS),
             "hangup": compile_script([Pause(1.0)], FRAME_MS),
         }
         self.talk = compile_script([Say(QUESTION)], FRAME_MS)[0].clip.frames
 
 
-async def scripted_call(url: str, kind: Kind, scripts: Scripts, tally: Tally) -> None:
+async def scripted_call(url: str, kind: Kind, scripts: Scripts, tally: Tally) -> bool:
+    """One call of `kind`; whether it reached the robot."""
     call_id = str(uuid.uuid4())
     result = await play_script(
         url, scripts.by_kind[kind], OPTIONS, metadata={"callId": call_id}, keep_audio=False
@@ -96,6 +98,7 @@ async def scripted_call(url: str, kind: Kind, scripts: Scripts, tally: Tally) ->
         tally.connected[call_id] = kind
     if result.errors:
         tally.error(call_id, kind, "; ".join(result.errors))
+    return result.frames_sent > 0
 
 
 def reset(ws: object) -> None:
@@ -107,8 +110,9 @@ def reset(ws: object) -> None:
     transport.abort()
 
 
-async def abrupt_call(url: str, scripts: Scripts, tally: Tally, talk_s: float) -> None:
-    """Waits for the greeting's first audio (the session exists), talks `talk_s`, resets."""
+async def abrupt_call(url: str, scripts: Scripts, tally: Tally, talk_s: float) -> bool:
+    """Waits for the greeting's first audio (the session exists), talks `talk_s`, resets;
+    whether it reached the robot."""
     call_id = str(uuid.uuid4())
     meta = {"callId": call_id, **DEFAULT_METADATA}
     ws = None
@@ -137,6 +141,7 @@ async def abrupt_call(url: str, scripts: Scripts, tally: Tally, talk_s: float) -
     finally:
         if ws is not None:
             reset(ws)
+    return call_id in tally.connected
 
 
 async def callers(
@@ -149,12 +154,15 @@ async def callers(
     ramp_s: float,
     seed: int,
     first: Sequence[Kind] = (),
+    quick: bool = False,
+    stop: asyncio.Event | None = None,
 ) -> None:
     """`concurrency` callers, each placing calls one after another until loop time `until`
     (a call in progress is finished, not cut); caller i's first call is of kind `first[i]`,
-    placed whatever the time."""
+    placed whatever the time. `quick`: short caller utterances (the test's mini soak). `stop`
+    set: no new call (the robot died)."""
     loop = asyncio.get_running_loop()
-    scripts = Scripts()
+    scripts = Scripts(quick=quick)
     kinds = list(mix)
     weights = [mix[k] for k in kinds]
 
@@ -162,16 +170,18 @@ async def callers(
         rng = random.Random(seed * 1000 + i)
         await asyncio.sleep(ramp_s * i / concurrency)
         forced = [first[i]] if i < len(first) else []
-        while forced or loop.time() < until:
+        while forced or (loop.time() < until and not (stop is not None and stop.is_set())):
             kind = forced.pop() if forced else rng.choices(kinds, weights)[0]
             tally.placed[kind] += 1
             tally.in_flight += 1
             try:
                 if kind == "abrupt":
-                    await abrupt_call(url, scripts, tally, talk_s=rng.uniform(0.2, 2.5))
+                    reached = await abrupt_call(url, scripts, tally, talk_s=rng.uniform(0.2, 2.5))
                 else:
-                    await scripted_call(url, kind, scripts, tally)
+                    reached = await scripted_call(url, kind, scripts, tally)
             finally:
                 tally.in_flight -= 1
+            if not reached:  # a robot that refuses calls must not make the callers spin
+                await asyncio.sleep(1.0)
 
     await asyncio.gather(*(caller(i) for i in range(concurrency)))

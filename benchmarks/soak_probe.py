@@ -1,11 +1,13 @@
 """Runs `voiceplat serve` with a probe that reports what only the robot's own process can see: how
 many asyncio tasks its event loop holds (and of which coroutines), threads, and GC counts.
 
-    python benchmarks/soak_probe.py <probe.jsonl> <period_s> serve <robot> --port ...
+    python benchmarks/soak_probe.py <probe.jsonl> <period_s> <objects_period_s> serve <robot> ...
 
 A daemon thread asks the loop every `period_s` (through `call_soon_threadsafe`, so the count is
 taken on the loop's own thread, never while it changes) and appends one JSON line to
-`probe.jsonl`. The soak reads the file's last line; RSS and file descriptors it reads itself from
+`probe.jsonl`; every `objects_period_s` the line also counts the live objects by type, so a leak
+shows as the type that grows (and at once when the file `probe.objects` appears: the soak asks
+for a count when the robot is idle). The soak reads the file's last line; RSS and file descriptors it reads itself from
 /proc (psutil). The probe must not change what it measures: one small callback per period.
 """
 
@@ -39,29 +41,42 @@ def task_name(task: asyncio.Task[Any]) -> str:
     return getattr(coro, "__qualname__", None) or type(coro).__name__
 
 
-def snapshot() -> dict[str, Any]:
-    """Taken on the loop's thread."""
+def snapshot(objects: bool) -> dict[str, Any]:
+    """Taken on the loop's thread. `objects`: also count the live objects the garbage collector
+    tracks, by type (a few tens of ms on a big heap: only every `objects_period_s`)."""
     tasks = asyncio.all_tasks()
     kinds = Counter(task_name(t) for t in tasks)
-    return {
+    sample = {
         "t": time.time(),
         "tasks": len(tasks),
         "top_tasks": kinds.most_common(8),
         "threads": threading.active_count(),
         "gc_counts": gc.get_count(),
     }
+    if objects:
+        by_type = Counter(type(o).__qualname__ for o in gc.get_objects())
+        sample["objects"] = dict(by_type.most_common(200))
+    return sample
 
 
-def _sample_forever(path: Path, period_s: float) -> None:
+def _sample_forever(path: Path, period_s: float, objects_period_s: float) -> None:
     while not _loops:
         time.sleep(0.05)
     loop = _loops[-1]
+    objects_due = 0.0
     while not loop.is_closed():
         future: concurrent.futures.Future[dict[str, Any]] = concurrent.futures.Future()
+        request = path.with_suffix(".objects")  # the soak asks for a count now (at idle)
+        objects = time.monotonic() >= objects_due or request.exists()
+        if objects:
+            objects_due = time.monotonic() + objects_period_s
+            request.unlink(missing_ok=True)
 
-        def take(future: concurrent.futures.Future[dict[str, Any]] = future) -> None:
+        def take(
+            future: concurrent.futures.Future[dict[str, Any]] = future, objects: bool = objects
+        ) -> None:
             try:
-                future.set_result(snapshot())
+                future.set_result(snapshot(objects))
             except Exception as exc:  # a probe failure must not become the robot's
                 future.set_exception(exc)
 
@@ -76,9 +91,13 @@ def _sample_forever(path: Path, period_s: float) -> None:
 
 
 def main(argv: list[str]) -> int:
-    path, period_s, serve = Path(argv[0]), float(argv[1]), argv[2:]
+    path, period_s, objects_period_s = Path(argv[0]), float(argv[1]), float(argv[2])
+    serve = argv[3:]
     asyncio.set_event_loop_policy(_RecordingPolicy())
-    threading.Thread(target=_sample_forever, args=(path, period_s), daemon=True).start()
+    sampler = threading.Thread(
+        target=_sample_forever, args=(path, period_s, objects_period_s), daemon=True
+    )
+    sampler.start()
     from voiceplat.cli import main as voiceplat_main
 
     return voiceplat_main(serve)

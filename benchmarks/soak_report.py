@@ -51,6 +51,20 @@ class Idle:
     threads: int
     tasks: int | None
     top_tasks: list[tuple[str, int]] = field(default_factory=list)
+    objects: dict[str, int] = field(default_factory=dict)
+    """Live objects the garbage collector tracks, by type (the 200 most common)."""
+
+
+def objects_growth(before: Idle, after: Idle, top: int = 12) -> list[tuple[str, int, int]]:
+    """The types whose live objects grew most from idle before to idle after: (type, before,
+    after); a leak shows here as the type that piles up."""
+    grown = [
+        (name, before.objects.get(name, 0), count)
+        for name, count in after.objects.items()
+        if count > before.objects.get(name, 0)
+    ]
+    grown.sort(key=lambda row: row[2] - row[1], reverse=True)
+    return grown[:top]
 
 
 def slope_per_10min(points: Sequence[tuple[float, float]]) -> float | None:
@@ -188,6 +202,11 @@ def summary_text(report: Mapping[str, Any]) -> str:
         f"{before['fds']} -> {after['fds']}, tasks {before['tasks']} -> {after['tasks']}, "
         f"threads {before['threads']} -> {after['threads']}",
     ]
+    grown = report.get("objects_growth") or []
+    lines.append(
+        "live objects grown, idle before -> after: "
+        + (", ".join(f"{name} {a} -> {b}" for name, a, b in grown) or "none")
+    )
     for store, check in report["records"].items():
         if not check.get("reachable"):
             lines.append(f"records {store}: unreachable at the end")

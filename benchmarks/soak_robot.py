@@ -42,7 +42,14 @@ class ProbedRobot:
     """The robot on a free port of 127.0.0.1, its output in `serve.log`, probed every
     `probe_period_s`."""
 
-    def __init__(self, robot: Path, *, probe_period_s: float, grace_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        robot: Path,
+        *,
+        probe_period_s: float,
+        objects_period_s: float = 60.0,
+        grace_s: float = 5.0,
+    ) -> None:
         self.robot = robot
         self.port = free_port()
         self.url = f"ws://127.0.0.1:{self.port}/"
@@ -50,6 +57,7 @@ class ProbedRobot:
         self.probe_path = robot / "probe.jsonl"
         self._log = self.log_path.open("ab")
         command = [sys.executable, str(PROBE), str(self.probe_path), f"{probe_period_s:g}"]
+        command.append(f"{objects_period_s:g}")
         command += ["serve", str(robot), "--host", "127.0.0.1", "--port", str(self.port)]
         command += ["--grace", f"{grace_s:g}"]
         # From the robot's parent folder: no .env of the checkout adds to the robot's env.
@@ -76,11 +84,14 @@ class ProbedRobot:
         raise RuntimeError(f"the robot did not listen within {timeout_s:g} s: {self.log_tail()}")
 
     def sample(self) -> ProcessSample:
-        with self.ps.oneshot():
-            rss = self.ps.memory_info().rss
-            cpu = self.ps.cpu_percent(interval=None)  # since the previous sample (100 = a core)
-            fds = self.ps.num_fds()
-            threads = self.ps.num_threads()
+        try:
+            with self.ps.oneshot():
+                rss = self.ps.memory_info().rss
+                cpu = self.ps.cpu_percent(interval=None)  # since the previous sample (100: a core)
+                fds = self.ps.num_fds()
+                threads = self.ps.num_threads()
+        except psutil.Error:  # it exited: the soak reports its exit code
+            rss, cpu, fds, threads = 0, 0.0, 0, 0
         probe = self.last_probe()
         return ProcessSample(
             round(rss / 2**20, 1),
@@ -102,6 +113,24 @@ class ProbedRobot:
             except ValueError:
                 continue  # the line being written
         return None
+
+    def ask_objects(self) -> None:
+        """The next probe counts the live objects by type."""
+        self.probe_path.with_suffix(".objects").touch()
+
+    def last_objects(self) -> dict[str, int]:
+        """The latest probe's live objects by type ({} before the first count)."""
+        try:
+            lines = self.probe_path.read_text(encoding="utf-8").splitlines()
+        except OSError:
+            return {}
+        for line in reversed(lines):
+            if '"objects"' in line:
+                try:
+                    return {str(k): int(v) for k, v in json.loads(line)["objects"].items()}
+                except (ValueError, KeyError):
+                    continue
+        return {}
 
     def probes(self) -> int:
         try:

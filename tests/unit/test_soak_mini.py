@@ -13,7 +13,7 @@ MINI = [
     "--duration-s", "2", "--concurrency", "3", "--ramp-s", "0",
     "--mix", "barge_in=1,hangup=1,abrupt=1",
     "--stores", "redis", "--outage-every-s", "1", "--outage-s", "0.3",
-    "--sample-s", "0.5", "--warmup-s", "0.5", "--drain-timeout-s", "60",
+    "--sample-s", "0.5", "--warmup-s", "0.5", "--drain-timeout-s", "60", "--quick",
 ]  # fmt: skip
 
 
@@ -52,6 +52,8 @@ def test_the_robot_was_sampled_and_stopped_cleanly(report: dict) -> None:
         assert sample["tasks"] is not None and sample["tasks"] > 0
     before, after = report["idle_before"], report["idle_after"]
     assert before["tasks"] > 0 and after["tasks"] <= before["tasks"], (before, after)
+    assert before["objects"]["dict"] > 0 and after["objects"]["dict"] > 0  # counted at idle
+    assert isinstance(report["objects_growth"], list)
     assert report["process_errors"] == 0, report["error_lines"]
     assert report["exit_code"] == 0
     assert report["verdict"]["0 records lost"] and report["verdict"]["0 process errors"]

@@ -8,8 +8,10 @@ import pytest
 
 from benchmarks.soak_calls import parse_mix
 from benchmarks.soak_report import (
+    Idle,
     Sample,
     growth,
+    objects_growth,
     record_check,
     samples_table,
     slope_per_10min,
@@ -133,3 +135,9 @@ def test_mix_parsing_names_an_unknown_kind() -> None:
         parse_mix("normal=1,reset=2")
     with pytest.raises(ValueError, match="no call kind a weight"):
         parse_mix("normal=0")
+
+
+def test_objects_growth_names_the_types_that_piled_up_most_first() -> None:
+    before = Idle(80, 13, 6, 9, objects={"dict": 1000, "Task": 9, "CallLog": 0, "list": 500})
+    after = Idle(90, 13, 6, 9, objects={"dict": 1010, "Task": 9, "CallLog": 4000, "list": 400})
+    assert objects_growth(before, after) == [("CallLog", 0, 4000), ("dict", 1000, 1010)]
