@@ -271,3 +271,24 @@ def test_settings_take_one_phrase_and_name_a_missing_wav(tmp_path: Path) -> None
     (tmp_path / "busy.wav").write_bytes(b"RIFF")
     assert settings.problems(tmp_path) == []
     assert AdmissionSettings().problems(tmp_path) == []
+
+
+# -- the busy phrase -----------------------------------------------------------------------
+async def test_busy_wav_is_read_once_and_a_broken_one_means_a_silent_refusal(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from voiceplat.audio.wav import write_wav
+    from voiceplat.telephony.busy import BusyPhrase
+
+    pcm = b"\x10\x00" * 4000  # 0.5 s at 8 kHz
+    write_wav(tmp_path / "busy.wav", Pcm(pcm, 8000))
+    robot = SimpleNamespace(directory=tmp_path)
+    phrase = BusyPhrase(robot, AdmissionSettings(busy_wav="busy.wav"))  # type: ignore[arg-type]
+    assert await phrase.audio() == pcm
+    (tmp_path / "busy.wav").unlink()
+    assert await phrase.audio() == pcm  # kept: read once
+    broken = BusyPhrase(robot, AdmissionSettings(busy_wav="none.wav"))  # type: ignore[arg-type]
+    assert await broken.audio() is None
+    assert "busy phrase unavailable" in caplog.text and "none.wav" in caplog.text
+    silent = BusyPhrase(robot, AdmissionSettings())  # type: ignore[arg-type]
+    assert await silent.audio() is None
