@@ -66,13 +66,6 @@ FORK_TEMPLATES = [
 FORK_TEXT = json_texts(FORK_WORDS, FORK_TEMPLATES)
 
 
-AUDIO_FORK_PENDING = (
-    "audio_fork/codec.py (H1's) is not fixed yet: a mark reply whose data is no object raises "
-    "AttributeError, JSON nested past the stack RecursionError"
-)
-
-
-@pytest.mark.xfail(reason=AUDIO_FORK_PENDING, strict=False)  # found by chance: may pass
 @FUZZ
 @given(
     first=st.just(json.dumps(FORK_METADATA)) | FORK_TEXT,
@@ -86,7 +79,6 @@ def test_audio_fork_any_messages(first: str, rest: list[str | bytes]) -> None:
             assert len(event.data) % 2 == 0 and event.data
 
 
-@pytest.mark.xfail(reason=AUDIO_FORK_PENDING, strict=True)
 def test_audio_fork_mark_reply_of_the_wrong_shape_is_ignored() -> None:
     decoder = audio_fork.AudioForkDecoder()
     decoder.text(json.dumps(FORK_METADATA))
@@ -355,10 +347,7 @@ def test_twilio_outbound_messages_decode_back(stream_sid: str, pcm: bytes, mark:
 @pytest.mark.parametrize(
     "decoder",
     [
-        pytest.param(
-            audio_fork.AudioForkDecoder,
-            marks=pytest.mark.xfail(reason=AUDIO_FORK_PENDING, strict=True),
-        ),
+        audio_fork.AudioForkDecoder,
         asterisk.AsteriskWsDecoder,
         audio_stream.AudioStreamDecoder,
         twilio.TwilioDecoder,

@@ -56,7 +56,8 @@ Event = CallMetadata | AudioIn | MarkReply
 def parse_metadata(text: str) -> CallMetadata:
     try:
         data = json.loads(text)
-    except ValueError:
+    # RecursionError: JSON nested deeper than the stack (a peer can send "[" * 10**5).
+    except (ValueError, RecursionError):
         raise CallProtocolError(f"metadata is not JSON: {text[:80]!r}") from None
     if not isinstance(data, dict):
         raise CallProtocolError(f"metadata must be a JSON object, got {type(data).__name__}")
@@ -87,10 +88,11 @@ class AudioForkDecoder:
             return [self.metadata]
         try:
             data: Any = json.loads(message)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than the stack
             raise CallProtocolError(f"TEXT message is not JSON: {message[:80]!r}") from None
         if isinstance(data, dict) and data.get("type") == "mark":
-            mark = data.get("data") or {}
+            mark = data.get("data")
+            mark = mark if isinstance(mark, dict) else {}
             event = mark.get("event")
             if event in ("playout", "cleared") and isinstance(mark.get("name"), str):
                 return [MarkReply(mark["name"], event)]
