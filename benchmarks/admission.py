@@ -11,7 +11,8 @@ benchmarks/data/asr/ru.tsv. Per level it prints the calls admitted and refused (
 end_reason "refused"), the voice-to-voice latency the admitted callers heard (end of their speech
 -> first robot audio, fillers included: that is what the caller hears), its p50/p95, and the
 fillers the robot said (record events) and how many of them opened an answer (before its first
-words). One uncounted call warms the robot up first.
+words). One uncounted call warms the robot up first; the after-call summaries are off unless
+`--summaries` (on the local LLM they queue with the calls' answers).
 """
 
 from __future__ import annotations
@@ -174,6 +175,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--filler-after-ms", type=int, default=2500)
     parser.add_argument("--no-admission", action="store_true", help="take every call")
     parser.add_argument(
+        "--summaries",
+        action="store_true",
+        help="keep the after-call summaries (they run on the same local LLM once no call is up, "
+        "and a call that comes meanwhile waits behind one: the first level's figures then "
+        "measure that)",
+    )
+    parser.add_argument(
         "--robot",
         type=Path,
         default=ROOT / "robots" / "pipeline_russian",
@@ -198,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
             args.robot,
             tmp / args.robot.name,
             {"ws_host": "127.0.0.1", "admission": settings},
+            {} if args.summaries else {"reports": {"summary": {"enabled": False}}},
         )
         with RobotProcess(robot_dir, start_timeout_s=300, stop_timeout_s=60) as robot:
             # One call first, not counted: the first answers after a start evaluate the whole
