@@ -8,6 +8,10 @@
    CPU: the JSON file sink writes a call only when it opens and ends, but its queue held every
    turn and event too, so a slow disk filled it with items it ignores and calls' ends were
    dropped (records left `in_progress`).
+3. "postgres: a batch was refused (cannot switch to state N; another operation (N) is in
+   progress); writing it item by item", after a write cut by the timeout on a starved CPU:
+   asyncpg's InternalClientError was taken for the data's fault, so had the connection stayed
+   busy, each item would have been set aside as refused (lost to the table).
 """
 
 from __future__ import annotations
@@ -15,11 +19,24 @@ from __future__ import annotations
 import asyncio
 import gc
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
+from asyncpg.exceptions._base import InternalClientError
+
 from voiceplat.sessions.reply_writer import _timed
+from voiceplat.storage.postgres import PostgresSink
 from voiceplat.storage.recorder import Recorder, Sink
-from voiceplat.storage.records import CallRecord, CallSnapshot, RecordItem, TurnRecord, utcnow
+from voiceplat.storage.records import (
+    CallOpened,
+    CallRecord,
+    CallSnapshot,
+    RecordItem,
+    TurnRecord,
+    utcnow,
+)
+from voiceplat.storage.spool import Entry
+from voiceplat.storage.spooled_sink import RetryPolicy
 
 
 async def test_a_stream_ending_as_its_reader_is_cancelled_leaves_no_unread_exception() -> None:
@@ -107,3 +124,39 @@ async def test_a_slow_whole_call_sink_loses_no_call_end_to_turns_and_events() ->
     # A sink that takes every item still gets them all, up to its queue's size.
     assert len(every.items) == 8
     assert recorder.dropped == 4 * 10 - 8
+
+
+class BusyConnectionSink(PostgresSink):
+    """PostgreSQL's sink with the server replaced: its first writes meet a connection still busy
+    with a cut operation, as asyncpg reports it."""
+
+    def __init__(self, spool_dir: Path, busy_writes: int) -> None:
+        super().__init__("postgresql://127.0.0.1:1/unused", spool_dir, FAST)
+        self.busy_writes = busy_writes
+        self.rows: list[str] = []
+
+    async def connect(self) -> None:
+        pass
+
+    async def write_batch(self, entries: list[Entry]) -> None:
+        if self.busy_writes:
+            self.busy_writes -= 1
+            raise InternalClientError(
+                "cannot switch to state 1; another operation (2) is in progress"
+            )
+        self.rows += [entry["call"]["call_id"] for entry in entries]
+
+
+FAST = RetryPolicy(first_delay_s=0.005, max_delay_s=0.02, op_timeout_s=5, close_timeout_s=5)
+
+
+async def test_a_busy_postgres_connection_is_retried_not_taken_for_bad_data(tmp_path: Path) -> None:
+    sink = BusyConnectionSink(tmp_path, busy_writes=2)  # the batch, then its one item
+    await sink.start()
+    await sink.handle(CallOpened(CallRecord(call_id="c1", robot="soak", mode="pipeline")))
+    async with asyncio.timeout(60):  # only a hang takes so long
+        await sink.drained()
+    await sink.aclose()
+    assert sink.rejected == 0
+    assert sink.rows == ["c1"]
+    assert not sink.spool.rejected_path.exists()

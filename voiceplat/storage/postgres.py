@@ -224,6 +224,11 @@ class PostgresSink(SpooledSink):
         if isinstance(exc, asyncpg.InterfaceError):
             # "connection is closed", "pool is closing": the link, not the data.
             return not isinstance(exc, asyncpg.DataError | ValueError)
+        if isinstance(exc, asyncpg.exceptions._base.InternalClientError):
+            # "cannot switch to state N; another operation is in progress": a connection still
+            # busy with a write cut by the timeout (seen in the soak). The link, not the data:
+            # taken for a refusal, its items would be set aside as bad.
+            return True
         return super().is_transient(exc)
 
     def needs_reconnect(self, exc: Exception) -> bool:
