@@ -187,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         default=ROOT / "robots" / "pipeline_russian",
         help="robot folder (a fake-provider one makes a smoke run of the script)",
     )
+    parser.add_argument("--keep", action="store_true", help="keep the robot's folder and logs")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
     settings: dict[str, Any] = {"filler_after_ms": args.filler_after_ms}
@@ -223,7 +224,10 @@ def main(argv: list[str] | None = None) -> int:
                 for error in level.errors[:3]:
                     print(f"  ERROR: {error}", flush=True)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if args.keep:
+            print(f"robot and call records kept in {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
     print("\n" + markdown(HEADER, [level.row() for level in levels]) + "\n")
     if args.json is not None:
         args.json.write_text(json.dumps([vars(level) for level in levels], indent=1))

@@ -18,8 +18,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
-from tests.integration.ingress_checks import final_records
+from tests.integration.ingress_checks import HELLO, final_records
 from voiceplat.robot import load_robot
+from voiceplat.simulator import Say, WaitQuiet, run_call
 from voiceplat.storage.recorder import Recorder
 from voiceplat.storage.sinks import sinks_from_env
 from voiceplat.telephony import admission
@@ -215,3 +216,33 @@ async def test_audiosocket_refuses_with_a_hangup_frame_after_the_busy_phrase(
         "refused",
         "refused",
     )
+
+
+async def test_an_answer_stuck_behind_the_llm_queue_opens_with_the_filler(
+    make_robot: Callable[..., Path], robot_server: Callable[..., Any]
+) -> None:
+    """The LLM's first token comes 3 s after it is asked (a queue of other calls' answers): the
+    filler is said first, once, and the answer follows whole (the caller waits on the line
+    through the gap after the filler)."""
+    reply = "Адрес клиники: улица Ленина, дом пять."
+    robot = make_robot(
+        asr={"provider": "fake", "texts": ["Какой у вас адрес?"]},
+        llm={"provider": "fake", "reply": reply, "delay_ms": 3000},
+        filler_text="Так…",
+        admission={"filler_after_ms": 1000},
+    )
+    url, _, _ = await robot_server(robot)
+    result = await run_call(url, [Say(HELLO), WaitQuiet(4.0)], answer_timeout_s=30)
+
+    assert result.ok, result.errors
+    (record,) = await final_records(robot)
+    answer = next(t for t in record["turns"] if t["role"] == "robot" and t["idx"] > 0)
+    assert answer["text"] == reply
+    fillers = [e for e in record["pipeline_log"] if e["event"] == "filler"]
+    assert [f["data"] for f in fillers] == [
+        {"turn": answer["idx"], "text": "Так…", "opening": True}
+    ]
+    # The caller heard the greeting, the filler alone, then (after the LLM's wait) the answer.
+    _greeting, filler, answered = result.answers
+    assert filler.bytes < answered.bytes and filler.end_ms is not None
+    assert answered.start_ms > filler.end_ms
