@@ -221,18 +221,18 @@ async def test_audiosocket_refuses_with_a_hangup_frame_after_the_busy_phrase(
 async def test_an_answer_stuck_behind_the_llm_queue_opens_with_the_filler(
     make_robot: Callable[..., Path], robot_server: Callable[..., Any]
 ) -> None:
-    """The LLM's first token comes 3 s after it is asked (a queue of other calls' answers): the
+    """The LLM's first token comes 2 s after it is asked (a queue of other calls' answers): the
     filler is said first, once, and the answer follows whole (the caller waits on the line
     through the gap after the filler)."""
     reply = "Адрес клиники: улица Ленина, дом пять."
     robot = make_robot(
         asr={"provider": "fake", "texts": ["Какой у вас адрес?"]},
-        llm={"provider": "fake", "reply": reply, "delay_ms": 3000},
+        llm={"provider": "fake", "reply": reply, "delay_ms": 2000},
         filler_text="Так…",
-        admission={"filler_after_ms": 1000},
+        admission={"filler_after_ms": 500},
     )
     url, _, _ = await robot_server(robot)
-    result = await run_call(url, [Say(HELLO), WaitQuiet(4.0)], answer_timeout_s=30)
+    result = await run_call(url, [Say(HELLO), WaitQuiet(3.0)], answer_timeout_s=30)
 
     assert result.ok, result.errors
     (record,) = await final_records(robot)
