@@ -102,6 +102,11 @@ async def _serve(
     await recorder.start()
     log.info("robot %s: loading providers", robot.name)
     await robot.start()
+    from voiceplat.telephony.admission import admission_for
+    from voiceplat.telephony.busy import busy_phrase_for
+
+    admission_for(robot)  # SIP sees the process's limits before the first WebSocket call
+    await busy_phrase_for(robot).audio()  # synthesised now, not while a caller waits
     robot.after_call = _after_call(robot, recorder)
     await robot.after_call.start()
     from voiceplat.recording.call import start_retention

@@ -168,6 +168,7 @@ class Robot:
         from voiceplat.telephony.ingress.paths import secret_problems  # (it imports Robot)
 
         found += [f"{config_file}: {p}" for p in secret_problems(self)]
+        found += [f"{config_file}: {p}" for p in self.config.admission.problems(self.directory)]
         return found
 
     async def start(self) -> None:

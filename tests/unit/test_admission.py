@@ -292,3 +292,11 @@ async def test_busy_wav_is_read_once_and_a_broken_one_means_a_silent_refusal(
     assert "busy phrase unavailable" in caplog.text and "none.wav" in caplog.text
     silent = BusyPhrase(robot, AdmissionSettings())  # type: ignore[arg-type]
     assert await silent.audio() is None
+
+
+def test_check_names_a_busy_wav_that_is_not_there(make_robot, capsys) -> None:
+    from voiceplat.cli import main
+
+    robot = make_robot(admission={"max_calls": 1, "busy_wav": "busy.wav"})
+    assert main(["check", str(robot)]) == 1
+    assert f"admission.busy_wav: {robot / 'busy.wav'} does not exist" in capsys.readouterr().err
