@@ -40,6 +40,17 @@ from voiceplat.providers.base import (
 )
 
 END_MARKER = "[END]"
+KEEP_RECENT = 1000
+"""The prompts a fake LLM remembers for tests: the last ones. One shared by all calls of a
+process for hours (benchmarks/soak.py) must not keep every call's history: it did, ~1 MB a
+minute at 50 calls."""
+
+
+def _keep_recent(records: list[Any], record: Any) -> None:
+    records.append(record)
+    if len(records) > 2 * KEEP_RECENT:  # trimmed now and then: appending stays O(1)
+        del records[:-KEEP_RECENT]
+
 
 Failure = Literal["none", "raise", "mid", "hang"]
 
@@ -129,18 +140,18 @@ class FakeLLM(LLM):
         self._calls_made = 0
 
     async def warm(self, prefix: list[Message], tools: list[ToolSpec] | None = None) -> None:
-        self.warmed.append((list(prefix), [tool.name for tool in tools or []]))
+        _keep_recent(self.warmed, (list(prefix), [tool.name for tool in tools or []]))
 
     async def prefill(self, messages: list[Message], tools: list[ToolSpec] | None = None) -> bool:
         """Takes `prefill_ms`, then remembers the prompt; 'hang' never finishes."""
         await _sleep_ms(self.settings.prefill_ms)
         if self.settings.fail == "hang":
             await asyncio.get_running_loop().create_future()
-        self.prefilled.append(list(messages))
+        _keep_recent(self.prefilled, list(messages))
         return True
 
     async def stream(self, messages: list[Message]) -> AsyncIterator[str]:
-        self.streamed.append(list(messages))
+        _keep_recent(self.streamed, list(messages))
         async for chunk in self._chunks(self.compose(messages)):
             yield chunk
 
@@ -148,11 +159,11 @@ class FakeLLM(LLM):
         self, messages: list[Message], tools: list[ToolSpec] | None = None
     ) -> AsyncIterator[str | ToolCall]:
         offered = [tool.name for tool in tools or []]
-        self.responded.append((list(messages), offered))
+        _keep_recent(self.responded, (list(messages), offered))
         if messages and messages[-1].role == "tool":
             # str.replace, not str.format: braces in a JSON result must not break the template.
             reply = self.settings.tool_reply.replace("{result}", messages[-1].content)
-            self.streamed.append(list(messages))
+            _keep_recent(self.streamed, list(messages))
             async for chunk in self._chunks(reply):
                 yield chunk
             return
