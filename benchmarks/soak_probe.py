@@ -7,7 +7,8 @@ A daemon thread asks the loop every `period_s` (through `call_soon_threadsafe`, 
 taken on the loop's own thread, never while it changes) and appends one JSON line to
 `probe.jsonl`; every `objects_period_s` the line also counts the live objects by type, so a leak
 shows as the type that grows (and at once when the file `probe.objects` appears: the soak asks
-for a count when the robot is idle). The soak reads the file's last line; RSS and file descriptors it reads itself from
+for a count when the robot is idle: a full collection first, so only what is kept counts). The
+soak reads the file's last line; RSS and file descriptors it reads itself from
 /proc (psutil). The probe must not change what it measures: one small callback per period.
 """
 
@@ -41,7 +42,7 @@ def task_name(task: asyncio.Task[Any]) -> str:
     return getattr(coro, "__qualname__", None) or type(coro).__name__
 
 
-def snapshot(objects: bool) -> dict[str, Any]:
+def snapshot(objects: bool, collect: bool = False) -> dict[str, Any]:
     """Taken on the loop's thread. `objects`: also count the live objects the garbage collector
     tracks, by type (a few tens of ms on a big heap: only every `objects_period_s`)."""
     tasks = asyncio.all_tasks()
@@ -53,6 +54,8 @@ def snapshot(objects: bool) -> dict[str, Any]:
         "threads": threading.active_count(),
         "gc_counts": gc.get_count(),
     }
+    if collect:  # at idle: garbage cycles not yet collected must not count as kept
+        gc.collect()
     if objects:
         by_type = Counter(type(o).__qualname__ for o in gc.get_objects())
         sample["objects"] = dict(by_type.most_common(200))
@@ -67,16 +70,19 @@ def _sample_forever(path: Path, period_s: float, objects_period_s: float) -> Non
     while not loop.is_closed():
         future: concurrent.futures.Future[dict[str, Any]] = concurrent.futures.Future()
         request = path.with_suffix(".objects")  # the soak asks for a count now (at idle)
-        objects = time.monotonic() >= objects_due or request.exists()
+        asked = request.exists()
+        objects = time.monotonic() >= objects_due or asked
         if objects:
             objects_due = time.monotonic() + objects_period_s
             request.unlink(missing_ok=True)
 
         def take(
-            future: concurrent.futures.Future[dict[str, Any]] = future, objects: bool = objects
+            future: concurrent.futures.Future[dict[str, Any]] = future,
+            objects: bool = objects,
+            asked: bool = asked,
         ) -> None:
             try:
-                future.set_result(snapshot(objects))
+                future.set_result(snapshot(objects, collect=asked))
             except Exception as exc:  # a probe failure must not become the robot's
                 future.set_exception(exc)
 
