@@ -107,6 +107,8 @@ class Fillers:
                 # Let the generator finish its step before anyone closes it.
                 waiting.cancel()
                 await asyncio.wait({waiting})
+            if not waiting.cancelled():
+                waiting.exception()  # read: a StopAsyncIteration left unread is logged as ERROR
 
     def _opens_answer(self, turn: RobotTurn) -> float | None:
         """Seconds left until the silence after the caller's turn is `first_audio_after_s`, while
