@@ -4,6 +4,9 @@ fail with what it printed rather than with the "connection refused" its absence 
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import threading
+import time
 from pathlib import Path
 
 START_TIMEOUT_S = 60.0
@@ -54,3 +57,64 @@ async def listening(port: int) -> bool:
     writer.close()
     await writer.wait_closed()
     return True
+
+
+class ChildOutput:
+    """What a child process (`subprocess.Popen`, stdout a pipe with stderr merged) prints: a reader
+    thread copies it to `log_path` and keeps its lines, which a test waits on (`wait_output`)
+    instead of sleeping until the child has done something."""
+
+    def __init__(self, process: subprocess.Popen[bytes], log_path: Path, name: str) -> None:
+        self.process, self.log_path, self.name = process, log_path, name
+        self._lines: list[str] = []
+        self._changed = threading.Condition()
+        self._ended = False
+        self._reader = threading.Thread(target=self._read, name=f"{name}-output", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        with self.log_path.open("w") as log:
+            for raw in self.process.stdout:
+                line = raw.decode(errors="replace")
+                log.write(line)
+                log.flush()
+                with self._changed:
+                    self._lines.append(line)
+                    self._changed.notify_all()
+        with self._changed:
+            self._ended = True
+            self._changed.notify_all()
+
+    @property
+    def text(self) -> str:
+        """Everything printed so far."""
+        with self._changed:
+            return "".join(self._lines)
+
+    def tail(self, limit: int = 6000) -> str:
+        return self.text[-limit:] or "(no output)"
+
+    def line_count(self) -> int:
+        """Lines printed so far: a later `wait_output(..., start=)` looks only after them."""
+        with self._changed:
+            return len(self._lines)
+
+    def wait_output(self, text: str, timeout: float, start: int = 0) -> str:
+        """The first line (from line `start` on) containing `text`; fails with the output if the
+        child exits first or prints none within `timeout`."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                for line in self._lines[start:]:
+                    if text in line:
+                        return line
+                left = deadline - time.monotonic()
+                if self._ended or left <= 0:
+                    break
+                self._changed.wait(left)
+        how = f"exited with {self.process.poll()}" if self._ended else f"ran {timeout:g} s"
+        raise AssertionError(f"{self.name} {how} without printing {text!r}; output:\n{self.tail()}")
+
+    def join(self, timeout: float) -> None:
+        self._reader.join(timeout)

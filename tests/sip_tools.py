@@ -14,7 +14,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from tests.child_process import ChildOutput
 from voiceplat.config_sources import deep_merge
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,9 +98,6 @@ class SipRobot:
     ) -> None:
         self.directory, self.host, self.port, self.ws_port = directory, host, port, ws_port
         self.log_path = directory / "serve.log"
-        self._lines: list[str] = []
-        self._changed = threading.Condition()
-        self._ended = False
         command = [sys.executable, "-m", "voiceplat.cli", "serve", str(directory)]
         command += ["--host", host, "--port", str(ws_port), "--grace", "5"]
         self.process = subprocess.Popen(
@@ -110,22 +107,7 @@ class SipRobot:
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
-        self._reader = threading.Thread(target=self._read, name="sip-robot-output", daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        with self.log_path.open("w") as log:
-            for raw in self.process.stdout:
-                line = raw.decode(errors="replace")
-                log.write(line)
-                log.flush()
-                with self._changed:
-                    self._lines.append(line)
-                    self._changed.notify_all()
-        with self._changed:
-            self._ended = True
-            self._changed.notify_all()
+        self.output = ChildOutput(self.process, self.log_path, "the robot")
 
     @property
     def target(self) -> str:
@@ -138,32 +120,19 @@ class SipRobot:
     @property
     def logs(self) -> str:
         """Everything the robot printed so far."""
-        with self._changed:
-            return "".join(self._lines)
+        return self.output.text
 
     def wait_output(self, text: str, timeout: float = HANG_S, start: int = 0) -> str:
         """The first line (from line `start` on) containing `text`; fails with the output if the
         robot exits first or prints none within `timeout`."""
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while True:
-                for line in self._lines[start:]:
-                    if text in line:
-                        return line
-                left = deadline - time.monotonic()
-                if self._ended or left <= 0:
-                    break
-                self._changed.wait(left)
-        how = f"exited with {self.process.poll()}" if self._ended else f"ran {timeout:g} s"
-        raise AssertionError(f"the robot {how} without printing {text!r}; output:\n{self.tail()}")
+        return self.output.wait_output(text, timeout, start)
 
     def line_count(self) -> int:
         """Lines printed so far: a later `wait_output(..., start=)` looks only after them."""
-        with self._changed:
-            return len(self._lines)
+        return self.output.line_count()
 
     def tail(self, limit: int = 6000) -> str:
-        return self.logs[-limit:] or "(no output)"
+        return self.output.tail(limit)
 
     def records(self, count: int = 0, timeout: float = HANG_S) -> list[dict[str, Any]]:
         """The call records in the logs folder, oldest first; with `count`, waits until at least
@@ -192,7 +161,7 @@ class SipRobot:
                 self.process.kill()
                 self.process.wait()
                 raise AssertionError(f"no exit after SIGTERM; output:\n{self.tail()}") from None
-        self._reader.join(timeout)
+        self.output.join(timeout)
         return self.process.returncode
 
 

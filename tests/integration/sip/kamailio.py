@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import re
 import subprocess
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.child_process import ChildOutput
 from tests.sip_tools import HANG_S, ROOT, free_port, require_tool
 
 KAMAILIO_CFG = ROOT / "deploy" / "kamailio" / "kamailio.cfg"
@@ -52,54 +52,25 @@ class Kamailio:
         command += ["-P", str(workdir / "kamailio.pid")]
         command += [f"-A{name}={value}" for name, value in defines.items()]
         self.log_path = workdir / "kamailio.log"
-        self._lines: list[str] = []
-        self._changed = threading.Condition()
-        self._ended = False
         self.process = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
         )
-        self._reader = threading.Thread(target=self._read, name="kamailio-output", daemon=True)
-        self._reader.start()
+        self.output = ChildOutput(self.process, self.log_path, "kamailio")
         try:
             self.wait_output(READY)
         except BaseException:
             self.stop()
             raise
 
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        with self.log_path.open("w") as log:
-            for raw in self.process.stdout:
-                line = raw.decode(errors="replace")
-                log.write(line)
-                log.flush()
-                with self._changed:
-                    self._lines.append(line)
-                    self._changed.notify_all()
-        with self._changed:
-            self._ended = True
-            self._changed.notify_all()
-
     @property
     def target(self) -> str:
         return f"127.0.0.1:{self.port}"
 
     def tail(self, limit: int = 6000) -> str:
-        with self._changed:
-            return "".join(self._lines)[-limit:] or "(no output)"
+        return self.output.tail(limit)
 
     def wait_output(self, text: str, timeout: float = HANG_S) -> str:
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while True:
-                for line in self._lines:
-                    if text in line:
-                        return line
-                left = deadline - time.monotonic()
-                if self._ended or left <= 0:
-                    break
-                self._changed.wait(left)
-        raise AssertionError(f"kamailio never printed {text!r}; output:\n{self.tail()}")
+        return self.output.wait_output(text, timeout)
 
     def states(self) -> dict[str, str]:
         """`kamcmd dispatcher.list`: each destination's URI -> its FLAGS (AP active and probed,
@@ -136,7 +107,7 @@ class Kamailio:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        self._reader.join(HANG_S)
+        self.output.join(HANG_S)
 
 
 # -- SIPp's message log, call by call -------------------------------------------------------------
