@@ -206,6 +206,13 @@ class RobotConfig(Strict):
     filler_text: str = Field(
         "Так…", description="said once in an answer to cover a gap the LLM would leave ('' = never)"
     )
+    hold_repeat_texts: list[str] = Field(
+        default_factory=lambda: ["Минутку…", "Ещё секунду…", "Почти готово…"],
+        description="said in turn while an answer is not yet started and the caller has heard "
+        "nothing for hold_repeat_ms ([] = never)",
+    )
+    hold_repeat_ms: int = Field(3000, ge=300, description="silence before a hold_repeat_texts one")
+    hold_repeat_max: int = Field(4, ge=0, description="hold_repeat_texts said at most per answer")
     no_input: NoInputSettings = Field(default_factory=NoInputSettings)
     playout: PlayoutSettings = Field(default_factory=PlayoutSettings)
     greeting_text: str | None = None
