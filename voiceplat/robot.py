@@ -74,6 +74,8 @@ class Robot:
     """The LLM's and TTS's measured speeds, shared by the robot's calls (answer chunk sizes)."""
     filler_audio: tuple[str, Pcm] | None = None
     """`filler_text` synthesised at start (8 kHz), ready to cover a gap inside an answer."""
+    hold_repeat_audio: list[tuple[str, Pcm]] = field(default_factory=list)
+    """`hold_repeat_texts` synthesised at start: said while an answer keeps the caller waiting."""
     end_of_turn_model: SmartTurn | None = None
     """Smart Turn v3, loaded at start when `end_of_turn.model` asks for it."""
     knowledge: KnowledgeBase | None = None
@@ -182,6 +184,16 @@ class Robot:
                 self.config.filler_text,
                 Pcm(await render(self.tts, self.config.filler_text), CALL_RATE),
             )
+        if (
+            "tts" in self.providers
+            and self.config.mode == "pipeline"
+            and self.config.hold_repeat_max
+        ):
+            self.hold_repeat_audio = [
+                (text, Pcm(await render(self.tts, text), CALL_RATE))
+                for text in self.config.hold_repeat_texts
+                if text.strip()
+            ]
 
     async def start_text(self, *, dry_run_tools: bool = True) -> None:
         """Starts only what a text dialog needs: the LLM, the knowledge, the tools (webhooks

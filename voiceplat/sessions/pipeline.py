@@ -19,6 +19,7 @@ from voiceplat.sessions.chunking import ChunkPlanner
 from voiceplat.sessions.dtmf import KeyActions, SpeakerKeyActions
 from voiceplat.sessions.listening import ListeningSession
 from voiceplat.sessions.reply_writer import ReplyWriter
+from voiceplat.sessions.still_working import StillWorking
 from voiceplat.sessions.turn import RobotTurn
 from voiceplat.telephony.events import CallMetadata
 
@@ -59,6 +60,16 @@ class PipelineSession(ListeningSession):
         # the caller in silence: the filler opens it (admission.filler_after_ms).
         after_ms = self.config.admission.filler_after_ms
         self.fillers.first_audio_after_s = None if after_ms is None else after_ms / 1000
+        # One that keeps them waiting longer still hears the robot now and then (hold_repeat_*).
+        self.fillers.still_working = StillWorking(
+            self.robot.hold_repeat_audio,
+            self.audio,
+            self.call,
+            repeat_s=self.config.hold_repeat_ms / 1000,
+            max_per_turn=self.config.hold_repeat_max,
+            clock=self.clock,
+            first_audio_after_s=self.fillers.first_audio_after_s,
+        )
 
     def _writer(
         self, messages: list[Message], turn_idx: int, *, speculative: bool = False
