@@ -111,7 +111,10 @@ def test_with_no_audio_yet_not_before_the_filler_s_moment() -> None:
     assert still_working(clock, after_s=5.0)[0].due_in_s(turn) == 5.0  # the filler comes first
     assert still_working(clock, after_s=None)[0].due_in_s(turn) == 3.0
     greeting = RobotTurn(0)  # no caller turn before it: not an answer that waits
-    assert still_working(clock)[0].due_in_s(greeting) is None
+    still, audio, _ = still_working(clock)
+    assert still.due_in_s(greeting) is None
+    audio.queue(greeting, b"\x00\x00" * 800, None)  # its sentences are known: none waits
+    assert still.due_in_s(greeting) is None
 
 
 def test_none_once_the_answer_s_own_words_are_in() -> None:

@@ -82,13 +82,15 @@ class StillWorking:
             return None
         if turn.llm_ttft_ms is not None:  # the answer's own words are in
             return None
+        if turn.user_speech_ended is None:
+            return None  # not an answer to the caller's words (a greeting, a reprompt)
         if turn_paused(self._audio, turn):
             return self.repeat_s
         left = self._audio.runs_dry_in_s(turn)
         if left is not None:  # silent since its audio ran out (left < 0), or will be
             return left + self.repeat_s
-        if turn.first_audio_at is not None or turn.user_speech_ended is None:
-            return None  # not an answer to the caller's words (a greeting, a reprompt)
+        if turn.first_audio_at is not None:
+            return None
         silent_s = max(self.repeat_s, self.first_audio_after_s or 0.0)
         return turn.user_speech_ended + silent_s - self._clock()
 
