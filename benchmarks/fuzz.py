@@ -59,19 +59,19 @@ def properties(filter_text: str | None) -> list[tuple[str, Callable[[], None], b
     return found
 
 
-def run(name: str, test: Callable[[], None], expected: bool) -> Outcome:
+def run(name: str, prop: Callable[[], None], expected: bool) -> Outcome:
     counter = {"examples": 0}
-    inner = test.hypothesis.inner_test  # type: ignore[attr-defined]
+    inner = prop.hypothesis.inner_test  # type: ignore[attr-defined]
 
     def counted(*args: Any, **kwargs: Any) -> Any:
         counter["examples"] += 1
         return inner(*args, **kwargs)
 
-    test.hypothesis.inner_test = counted  # type: ignore[attr-defined]
+    prop.hypothesis.inner_test = counted  # type: ignore[attr-defined]
     started = time.perf_counter()
     finding = None
     try:
-        test()
+        prop()
     except Exception as error:  # a property failed: hypothesis has printed the example
         finding = "".join(traceback.format_exception_only(error)).strip().splitlines()[0][:160]
     return Outcome(name, counter["examples"], time.perf_counter() - started, finding, expected)
