@@ -169,13 +169,15 @@ async def test_english_caller_gets_a_spoken_english_answer(english) -> None:
     url, robot_dir = english
     result = await run_call(
         url,
-        [Say(FIXTURES / "en_hello.wav")],
+        # On a busy machine the answer may open with the filler ("So…", admission.filler_after_ms)
+        # and "still working" phrases before its words: the caller stays until the robot is quiet.
+        [Say(FIXTURES / "en_hello.wav"), WaitQuiet(25.0)],
         metadata={"callId": "en-e2e"},
         answer_timeout_s=HANG_S,
         timeout_s=CALL_S,
     )
     assert result.ok, result.errors
-    assert (result.answers[-1].duration_ms or 0) > 500
+    assert sum(a.bytes for a in result.answers[1:]) / 16 > 500  # more than a filler's worth
     record = await record_of(robot_dir, "en-e2e")
     user, robot = record["turns"][1], record["turns"][2]
     assert "appointment" in user["text"].lower() or "book" in user["text"].lower()
