@@ -34,7 +34,7 @@ from typing import Any
 
 from voiceplat.knowledge.lemmas import lemma
 
-HALVES = ("tune", "heldout", "fresh", "fresh2", "fresh3")
+HALVES = ("tune", "heldout", "fresh", "fresh2", "fresh3", "fresh4")
 CATEGORIES = ("known", "unknown", "booking", "transfer", "smalltalk", "goodbye")
 WINDOW_SLACK = 3
 """How many other words a `must_not` phrase's words may have between them and still be one claim."""
