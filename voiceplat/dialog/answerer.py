@@ -6,7 +6,8 @@ it is written, and `Hold` items: words to say at once because the answer waits f
 webhook). In order:
 1. A form in progress (or one the caller's words start) asks for what is missing, confirms, and
    calls its tool when the caller agrees: no LLM, nothing invented.
-2. An FAQ passage that retrieval is confident about is said as written (`knowledge.direct_answers`).
+2. An FAQ passage that retrieval is confident about is said as written (`knowledge.direct_answers`),
+   else the knowledge sentences a question clearly points at (`knowledge.fact_answers`).
 3. Otherwise the LLM answers the caller's words with the passages retrieval found put in front of
    them, and may ask for a tool: a webhook runs under a spoken filler and its result goes back to the
    LLM, which answers from it; `transfer` and `end_call` become the session's markers (the turn's
@@ -165,6 +166,14 @@ class Answerer:
                 notes.passages = [hit.passage.source]
                 self._record("direct_answer", source=hit.passage.source, score=round(hit.score, 2))
                 yield hit.passage.answer
+                return
+        if self.knowledge is not None and text:
+            found = self.knowledge.fact_answer(text)
+            if found is not None:
+                notes.direct = True
+                notes.passages = found.sources
+                self._record("fact_answer", sources=found.sources, score=round(found.score, 2))
+                yield found.text
                 return
         async for piece in self._llm_answer(dialog, notes, speculative=speculative):
             yield piece

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,7 +29,18 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from voiceplat.errors import RobotError
-from voiceplat.knowledge.lemmas import STOP_LEMMAS, content_lemmas, is_noun, lemma, words
+from voiceplat.forms.numbers import tokenize
+from voiceplat.forms.state import is_question
+from voiceplat.knowledge.facts import FactAnswer, FactIndex
+from voiceplat.knowledge.lemmas import (
+    STOP_LEMMAS,
+    content_lemmas,
+    is_noun,
+    lemma,
+    lemma_candidates,
+    names_a_thing,
+    words,
+)
 from voiceplat.knowledge.passages import Passage, read_passages
 from voiceplat.knowledge.settings import KnowledgeSettings
 
@@ -38,7 +50,7 @@ if TYPE_CHECKING:
 IGNORED_LEMMAS = frozenset(
     "здравствуйте здравствовать привет алло добрый спасибо благодарить "
     "девушка извинить простить интересовать узнать уточнить вопрос спросить "
-    "есть сколько где когда куда откуда почему зачем кто чем чего нужно надо".split()
+    "есть сколько где когда куда откуда почему зачем кто чем чего нужно надо нужный".split()
 )
 """Words around a question rather than in it: greetings, "меня интересует", question words,
 "есть ли у вас" (the rare "есть" = eat is lost: "натощак" says it in a knowledge file)."""
@@ -87,6 +99,8 @@ class KnowledgeBase:
             for term in self._question_terms[i]:
                 self._asked_in.setdefault(term, []).append(i)
         self._last: tuple[str, list[str], np.ndarray] | None = None
+        self._known_forms: dict[str, str | None] = {}
+        self.facts = FactIndex(passages, self._terms)
 
     def __len__(self) -> int:
         return len(self.passages)
@@ -147,16 +161,79 @@ class KnowledgeBase:
         union = sum(self._idf.get(term, self._max_idf) for term in said | question)
         return sum(self._idf[term] for term in said & question) / union if union else 0.0
 
+    def fact_answer(self, text: str) -> FactAnswer | None:
+        """The knowledge sentences that answer the caller's words, or None (the LLM answers):
+        `facts_*` settings; voiceplat/knowledge/facts.py."""
+        settings = self.settings
+        if not settings.fact_answers or not is_question(text, tokenize(text)):
+            return None  # "Мне бы к неврологу на понедельник": a request, for the form or LLM
+        said = [term for term in dict.fromkeys(self.caller_terms(text)) if term]
+        found = self.facts.best(
+            said, min_score=settings.facts_min_score, min_coverage=settings.facts_min_coverage
+        )
+        if found is None:
+            return None
+        nouns = [self.known_form(word) or lemma(word) for word in self._things(text)]
+        if any(term not in self._vocabulary for term in nouns):
+            # The caller named something the files lack ("холтер", "сертификат"): only an
+            # answer about most of what they named is theirs ("папа … медсестра домой кровь").
+            covered = found.terms
+            share = sum(term in covered for term in nouns) / len(nouns)
+            if share <= settings.facts_unknown_noun_share:
+                return None
+        return found
+
+    def caller_terms(self, text: str) -> list[str]:
+        """The caller's content terms, each read as a word the knowledge files have where one of
+        its possible lemmas (or a near form: "щитовидка" → "щитовидный") is there."""
+        terms = []
+        for word in words(text):
+            term = self.known_form(word) or self._synonyms.get(lemma(word), lemma(word))
+            if term not in STOP_LEMMAS and term not in IGNORED_LEMMAS:
+                terms.append(term)
+        return terms
+
+    def known_form(self, word: str) -> str | None:
+        """The knowledge files' term for one said word, or None when they have none."""
+        if word in self._known_forms:
+            return self._known_forms[word]
+        found: str | None = None
+        candidates = lemma_candidates(word)
+        for candidate in candidates:
+            term = self._synonyms.get(candidate, candidate)
+            if term in self._vocabulary:
+                found = term
+                break
+        else:
+            found = self._near_term(candidates[0])
+        self._known_forms[word] = found
+        return found
+
+    def _near_term(self, term: str) -> str | None:
+        """A vocabulary term sharing all but a suffix with `term` ("справочка" ~ "справка" no:
+        "справоч"/"справк"; "щитовидка" ~ "щитовидный", "стоматолог" ~ "стоматология")."""
+        if len(term) < NEAR_MIN_PREFIX or not term.isalpha():
+            return None
+        best, best_length = None, 0
+        for known in self._vocabulary:
+            length = _common_prefix(term, known)
+            need = max(NEAR_MIN_PREFIX, min(len(term), len(known)) - NEAR_MAX_SUFFIX)
+            if length >= need and length > best_length:
+                best, best_length = known, length
+        return best
+
+    def _nouns(self, text: str) -> list[str]:
+        return _content_words(text, shortest=4, kind=is_noun)
+
+    def _things(self, text: str) -> list[str]:
+        """The words of `text` that name something, abbreviations ("ВИЧ") and words the
+        dictionary lacks ("холтер") included."""
+        return _content_words(text, shortest=3, kind=names_a_thing)
+
     def unknown_nouns(self, text: str) -> list[str]:
         """The caller's nouns that no knowledge file has (as said): "витамин" in "сколько стоит
         анализ на витамин Д?" — the files say nothing of it, whatever passages share the rest."""
-        found = []
-        for word in words(text):
-            term = self._synonyms.get(lemma(word), lemma(word))
-            if len(word) > 3 and term not in self._vocabulary and term not in IGNORED_LEMMAS:
-                if term not in STOP_LEMMAS and is_noun(word):
-                    found.append(word)
-        return list(dict.fromkeys(found))
+        return [word for word in self._nouns(text) if self.known_form(word) is None]
 
     def _terms(self, text: str) -> list[str]:
         terms = (self._synonyms.get(x, x) for x in content_lemmas(text))
@@ -174,6 +251,32 @@ class KnowledgeBase:
             scores = self._bm25.get_scores(known) * self._scale
         self._last = (text, said, scores)
         return said, scores
+
+
+def _content_words(text: str, *, shortest: int, kind: Callable[[str], bool]) -> list[str]:
+    """The words of `text` (as said, each once) of a kind, not shorter than `shortest`."""
+    found = []
+    for word in words(text):
+        term = lemma(word)
+        if len(word) >= shortest and term not in IGNORED_LEMMAS and term not in STOP_LEMMAS:
+            if kind(word):
+                found.append(word)
+    return list(dict.fromkeys(found))
+
+
+NEAR_MIN_PREFIX = 5
+NEAR_MAX_SUFFIX = 2
+"""A said word is a knowledge word when they share a prefix of at least 5 letters that is all
+but at most 2 letters of the shorter one."""
+
+
+def _common_prefix(a: str, b: str) -> int:
+    length = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        length += 1
+    return length
 
 
 def _synonym_map(groups: list[list[str]]) -> dict[str, str]:

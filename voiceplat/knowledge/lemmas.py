@@ -46,6 +46,21 @@ def lemma(word: str) -> str:
     return _analyzer().parse(word)[0].normal_form.replace("ё", "е")
 
 
+_PARTICLE = re.compile(r"-(?:то|ка|де|таки)$")
+
+
+@lru_cache(maxsize=65536)
+def lemma_candidates(word: str) -> tuple[str, ...]:
+    """Every normal form pymorphy3 thinks a lower-case word may have, likeliest first, without
+    a spoken particle ("приём-то" → "прием"): "мочу" is "моча" or "мочить", and a knowledge
+    file's "мочи" was read as the latter, so retrieval tries each against the file's words."""
+    word = _PARTICLE.sub("", word) or word
+    if not _CYRILLIC.search(word):
+        return (word,)
+    forms = (parse.normal_form.replace("ё", "е") for parse in _analyzer().parse(word))
+    return tuple(dict.fromkeys(forms))
+
+
 def lemmas(text: str) -> list[str]:
     """Every word of `text` as its lemma, in order."""
     return [lemma(w) for w in words(text)]
@@ -54,6 +69,16 @@ def lemmas(text: str) -> list[str]:
 def content_lemmas(text: str) -> list[str]:
     """The lemmas of `text` without stop words: what retrieval matches on."""
     return [x for x in lemmas(text) if x not in STOP_LEMMAS]
+
+
+@lru_cache(maxsize=65536)
+def names_a_thing(word: str) -> bool:
+    """A noun, or a word the dictionary does not know ("холтер", "фгдс"): pymorphy3 guesses
+    those, often as verbs, where a caller's unknown word is almost always a name of something."""
+    if not _CYRILLIC.search(word):
+        return False
+    analyzer = _analyzer()
+    return analyzer.parse(word)[0].tag.POS == "NOUN" or not analyzer.word_is_known(word)
 
 
 @lru_cache(maxsize=65536)

@@ -14,12 +14,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 DEFAULT_FILES = ["knowledge.md", "knowledge/*.md", "knowledge/*.txt"]
 
 DEFAULT_SYNONYMS = [
-    ["цена", "стоимость", "стоить", "прайс", "расценка"],
+    ["цена", "стоимость", "стоить", "прайс", "расценка", "почем", "рубль", "обойтись"],
     ["адрес", "находиться", "расположение", "добраться", "доехать", "проезд"],
     ["записаться", "запись", "записать"],
     ["отменить", "отмена", "перенести", "перенос"],
     ["ребенок", "детский"],
-    ["оплата", "оплатить", "платить"],
+    ["оплата", "оплатить", "платить", "платный"],
     ["парковка", "припарковаться", "стоянка"],
     ["график", "расписание", "режим"],
     ["прием", "принимать"],
@@ -118,6 +118,41 @@ class KnowledgeSettings(BaseModel):
         ge=0,
         le=1,
         description="Share of the FAQ question's content words the caller must have said.",
+    )
+    fact_answers: bool = Field(
+        False,
+        description=(
+            "Say the one or two sentences of the knowledge files that answer the caller, as "
+            "written, without the LLM, when the caller's words point at them clearly (the "
+            "facts_* settings). Suits files written as one fact per sentence or list line."
+        ),
+    )
+    facts_min_score: float = Field(
+        0.8,
+        ge=0,
+        description=(
+            "How well the best sentence must match the caller's words: the idf of the words "
+            "they share, over the largest (a word only one sentence has counts 1; a word of "
+            "its heading half)."
+        ),
+    )
+    facts_min_coverage: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description=(
+            "Share (idf-weighted) of the caller's words that the knowledge has which the "
+            "sentence (or its heading) must have."
+        ),
+    )
+    facts_unknown_noun_share: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description=(
+            'When the caller names something the knowledge lacks ("холтер"), the sentences must '
+            "hold more than this share of the nouns they said, or the LLM answers."
+        ),
     )
     synonyms: list[list[str]] = Field(
         default_factory=list,
