@@ -86,3 +86,21 @@ def test_split_sentences_after_terminal_marks() -> None:
     ]
     assert split_sentences("Раз, два, три.") == ["Раз, два, три."]
     assert split_sentences("") == []
+
+
+@pytest.mark.parametrize(
+    ("written", "said"),
+    [
+        ("с 9:00 до 15:00", "с девяти до пятнадцати"),
+        ("вторник с 8:00–20:00", "вторник с восьми до двадцати"),
+        ("не есть 8–12 часов", "не есть от восьми до двенадцати часов"),
+        ("за 2-3 дня", "за два или три дня"),
+        ("в 10:30", "в десять, тридцать"),
+    ],
+)
+def test_whole_hours_and_ranges_are_said_as_people_say_them(written: str, said: str) -> None:
+    assert normalize(written) == said
+
+
+def test_a_phone_number_is_not_taken_for_a_range() -> None:
+    assert "от" not in normalize("Телефон 123-45-67").split()

@@ -40,7 +40,33 @@ _SPACES = re.compile(r"\s+")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _HAS_LETTER = re.compile(rf"[{_LETTER}]")
 
+_WHOLE_HOUR = re.compile(r"(?<![\d:])(\d{1,2}):00(?![\d:])")
+_RANGE = re.compile(
+    r"(?:\b(через|за|на|по|в|во|с|со|до|от|около|после)\s+)?"
+    r"(?<![\d\-–—])(\d{1,3})\s*[–—-]\s*(\d{1,3})(?![\d\-–—])",
+    re.IGNORECASE,
+)
+
 _lock = threading.Lock()
+
+
+def _spoken_ranges(text: str) -> str:
+    """What a knowledge file writes for the eye, as a person says it: "с 9:00 до 15:00" is
+    "с девяти до пятнадцати" (not "девяти часов ноля минут"), "8–12 часов" is "от восьми до
+    двенадцати часов" (not "восемь, двенадцать"), "через 1–2 дня" "через один или два дня".
+    A phone number's "123-45-67" and a year's "2020-2021" are left alone."""
+    text = _WHOLE_HOUR.sub(r"\1", text)
+    return _RANGE.sub(_range_words, text)
+
+
+def _range_words(match: re.Match[str]) -> str:
+    preposition, low, high = match.groups()
+    # After a preposition "от … до" cannot follow: "через 1–2 дня" is "через один или два дня".
+    if not preposition:
+        return f"от {low} до {high}"
+    if preposition.lower() in ("с", "со", "от"):  # "с 8:00–20:00"
+        return f"{preposition} {low} до {high}"
+    return f"{preposition} {low} или {high}"
 
 
 @lru_cache(maxsize=1)
@@ -55,6 +81,7 @@ def expand(text: str) -> str:
     if not text.strip():
         return ""
     # One normaliser per process; the lock keeps its caches safe when calls share it.
+    text = _spoken_ranges(text)
     with _lock:
         return _normalizer().normalize(text)
 
