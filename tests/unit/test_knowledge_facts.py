@@ -143,3 +143,38 @@ async def test_without_fact_answers_the_llm_answers_from_the_passage(make: Calls
     pieces, notes = await call.say("А почём у вас приём терапевта?")
     assert not notes.direct and len(call.llm.responded) == 1
     assert "1500 рублей" in text(pieces)  # the fake LLM echoes the grounded message
+
+
+UNSURE = "Точно не подскажу. Соединить вас с администратором?"
+
+
+async def test_an_uncertain_question_gets_unsure_text_and_a_yes_transfers(make: Calls) -> None:
+    call = make(knowledge={"fact_answers": True, "unsure_text": UNSURE})
+    pieces, notes = await call.say("А холтер у вас ставят?")
+    assert pieces == [UNSURE] and call.llm.responded == []
+    assert call.event_names() == ["unsure_answer"]
+    pieces, notes = await call.say("Да, давайте.")
+    assert pieces == [call.config.transfer.marker] and notes.intent == "transfer"
+
+
+async def test_a_no_to_unsure_text_is_an_ordinary_turn(make: Calls) -> None:
+    call = make(knowledge={"unsure_text": UNSURE})
+    await call.say("А холтер у вас ставят?")
+    pieces, notes = await call.say("Нет, не надо, спасибо.")
+    assert notes.intent is None and call.config.transfer.marker not in text(pieces)
+    # and a yes later on is no longer an answer to the offer
+    pieces, notes = await call.say("Да.")
+    assert notes.intent is None
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "А можно помедленнее?",  # names nothing
+        "А парковка у вас во дворе?",  # names only what the knowledge has
+    ],
+)
+async def test_other_questions_still_go_to_the_llm(make: Calls, question: str) -> None:
+    call = make(knowledge={"unsure_text": UNSURE, "direct_answers": False})
+    pieces, _ = await call.say(question)
+    assert UNSURE not in text(pieces) and len(call.llm.responded) == 1

@@ -8,6 +8,8 @@ webhook). In order:
    calls its tool when the caller agrees: no LLM, nothing invented.
 2. An FAQ passage that retrieval is confident about is said as written (`knowledge.direct_answers`),
    else the knowledge sentences a question clearly points at (`knowledge.fact_answers`).
+   A question naming something the knowledge lacks, that neither answers, gets
+   `knowledge.unsure_text` (when set), and a «да» to it transfers the call.
 3. Otherwise the LLM answers the caller's words with the passages retrieval found put in front of
    them, and may ask for a tool: a webhook runs under a spoken filler and its result goes back to the
    LLM, which answers from it; `transfer` and `end_call` become the session's markers (the turn's
@@ -28,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from voiceplat.dialog.intents import caller_intent
+from voiceplat.dialog.intents import accepts, caller_intent
 from voiceplat.forms import state as forms
 from voiceplat.knowledge.grounding import grounded_message
 from voiceplat.knowledge.index import KnowledgeBase
@@ -86,6 +88,8 @@ class Answerer:
         self._record = record
         self.form = forms.FormState(config.form, now()) if config.form is not None else None
         self._caller_words = ""
+        self._offered_transfer = False
+        """The last answer was `knowledge.unsure_text`: a «да» to it asks for a person."""
         self.outcome: str | None = None
         """The outcome a succeeded tool declared (e.g. "booked"), the call's last one."""
 
@@ -126,6 +130,10 @@ class Answerer:
             goodbye_words=config.goodbye_words,
             goodbye=config.goodbye_text is not None,
         )
+        if self._offered_transfer and not speculative:
+            self._offered_transfer = False
+            if intent is None and text and accepts(text):
+                intent = "transfer"
         if intent is not None:
             if speculative:
                 raise Unspeculative(intent)
@@ -174,6 +182,13 @@ class Answerer:
                 notes.passages = found.sources
                 self._record("fact_answer", sources=found.sources, score=round(found.score, 2))
                 yield found.text
+                return
+            unsure = self.knowledge.settings.unsure_text
+            if unsure and self.knowledge.asks_about_the_unknown(text):
+                notes.direct = True
+                self._record("unsure_answer")
+                self._offered_transfer = self.config.transfer.target is not None
+                yield unsure
                 return
         async for piece in self._llm_answer(dialog, notes, speculative=speculative):
             yield piece

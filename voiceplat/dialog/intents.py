@@ -13,10 +13,11 @@ from typing import Literal
 
 from voiceplat.forms.match import find_phrase, phrase_tokens, says_any
 from voiceplat.forms.numbers import Token, tokenize
-from voiceplat.forms.state import is_question
+from voiceplat.forms.state import NO, YES, is_question
 
 Intent = Literal["transfer", "goodbye"]
 GOODBYE_TAIL_WORDS = 4
+ACCEPT_MAX_WORDS = 4
 COURTESY_LEMMAS = frozenset("спасибо вам тебе большой всего доброго хороший ну всё".split())
 """What may follow a goodbye in the same breath ("до свидания, спасибо вам большое")."""
 
@@ -49,3 +50,11 @@ def _ends_with_goodbye(tokens: list[Token], goodbye_words: list[str]) -> bool:
             if all(token.forms & COURTESY_LEMMAS for token in rest):
                 return True
     return False
+
+
+def accepts(text: str) -> bool:
+    """A short yes ("да, соедините", "давайте") with no no and no question of its own."""
+    tokens = tokenize(text)
+    if len(tokens) > ACCEPT_MAX_WORDS or is_question(text, tokens):
+        return False
+    return says_any(tokens, YES) and not says_any(tokens, NO)

@@ -183,6 +183,13 @@ class KnowledgeBase:
                 return None
         return found
 
+    def asks_about_the_unknown(self, text: str) -> bool:
+        """A question that names something no knowledge file has ("а холтер у вас ставят?"),
+        not "медленнее можно?" nor "терапевт в субботу принимает?"."""
+        if not is_question(text, tokenize(text)):
+            return False
+        return any(self.known_form(word) is None for word in self._things(text))
+
     def caller_terms(self, text: str) -> list[str]:
         """The caller's content terms, each read as a word the knowledge files have where one of
         its possible lemmas (or a near form: "щитовидка" → "щитовидный") is there."""

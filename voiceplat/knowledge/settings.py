@@ -154,6 +154,16 @@ class KnowledgeSettings(BaseModel):
             "hold more than this share of the nouns they said, or the LLM answers."
         ),
     )
+    unsure_text: str | None = Field(
+        None,
+        description=(
+            "Said instead of an LLM answer to a question that names something the knowledge "
+            "files never mention («холтер», «сертификат») when neither an FAQ answer nor a fact "
+            "answer is certain, e.g. «Точно не подскажу. "
+            "Соединить вас с администратором?». A «да» right after it transfers the call when "
+            "transfer.target is set. None: the LLM answers from the passages found."
+        ),
+    )
     synonyms: list[list[str]] = Field(
         default_factory=list,
         description=(
