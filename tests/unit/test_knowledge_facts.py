@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.answerer_calls import Calls, text
+from tests.unit.answerer_calls import FORM, Calls, text
 from voiceplat.knowledge.facts import fact_sentences
 from voiceplat.knowledge.index import KnowledgeBase
 from voiceplat.knowledge.passages import Passage, parse_passages
@@ -178,3 +178,13 @@ async def test_other_questions_still_go_to_the_llm(make: Calls, question: str) -
     call = make(knowledge={"unsure_text": UNSURE, "direct_answers": False})
     pieces, _ = await call.say(question)
     assert UNSURE not in text(pieces) and len(call.llm.responded) == 1
+
+
+async def test_a_question_naming_a_doctor_and_a_day_gets_the_fact_not_the_form(
+    make: Calls,
+) -> None:
+    call = make(knowledge={"fact_answers": True}, form=FORM)
+    pieces, notes = await call.say("Почём приём терапевта, если прийти завтра?")
+    assert pieces == ["Приём терапевта стоит 1500 рублей."] and notes.form_step is None
+    _, notes = await call.say("Записаться к терапевту на понедельник можно?")
+    assert notes.form_step == "Confirm"  # a trigger word: the form, with both fields filled

@@ -145,6 +145,8 @@ class Answerer:
                 yield f"{config.goodbye_text} {config.end_call_marker}"
             return
         form = self.form
+        if form is not None and text and self._facts_before_form(form, text):
+            form = None  # "в понедельник кардиолог принимает?" names a doctor and a day: a question
         if form is not None and text:
             if speculative and (form.active or form.triggered(text)):
                 raise Unspeculative("form")
@@ -162,6 +164,13 @@ class Answerer:
                 return
         async for piece in self._answer_freely(dialog, text, notes, speculative):
             yield piece
+
+    def _facts_before_form(self, form: forms.FormState, text: str) -> bool:
+        """A question that only names what the form collects (no trigger word such as
+        "запишите") and that the knowledge answers: the answer, not the form's first question."""
+        if form.active or form.triggered(text) or self.knowledge is None:
+            return False
+        return self.knowledge.fact_answer(text) is not None
 
     async def _answer_freely(
         self, dialog: list[Message], text: str, notes: AnswerNotes, speculative: bool
