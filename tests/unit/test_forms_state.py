@@ -241,3 +241,6 @@ def test_a_doctor_and_a_day_start_the_form_without_a_trigger_word() -> None:
     assert isinstance(form().hear("Сколько стоит приём терапевта в пятницу?"), NotForm)
     assert isinstance(form().hear("Терапевт у вас хороший?"), NotForm)
     assert isinstance(form().hear("Я к терапевту минут на двадцать опаздываю."), NotForm)
+    assert isinstance(form().hear("А терапевт в пятницу принимает?"), NotForm)
+    assert isinstance(form().hear("Терапевт в пятницу, а платить сколько?"), NotForm)
+    assert not isinstance(form().hear("К терапевту на пятницу можно?"), NotForm)

@@ -75,6 +75,8 @@ _LEAD_INS = frozenset(
 )
 _INDEFINITE = frozenset("нибудь либо угодно то".split())
 _INFO_QUESTION_WORDS = frozenset("сколько где почему зачем откуда".split())
+_SCHEDULE_VERBS = frozenset("принимать работать бывать стоить платить".split())
+"""In a question that names a doctor and a day, these ask about the schedule or the price."""
 _TYPE_WORDS: dict[str, tuple[str, ...]] = {
     "date": ("дата", "день", "число"),
     "time": ("время", "час"),
@@ -120,6 +122,8 @@ class FormState:
             return False
         if says_any(tokens, self.settings.cancel_words):
             return False
+        if is_question(text, tokens) and any(t.forms & _SCHEDULE_VERBS for t in tokens):
+            return False  # "в понедельник кардиолог принимает?" asks when, not for a visit
         kinds = set()
         for f in self.settings.fields:
             # A day, not a time: "опаздываю минут на двадцать к терапевту" names a time.
