@@ -188,3 +188,20 @@ async def test_a_question_naming_a_doctor_and_a_day_gets_the_fact_not_the_form(
     assert pieces == ["Приём терапевта стоит 1500 рублей."] and notes.form_step is None
     _, notes = await call.say("Записаться к терапевту на понедельник можно?")
     assert notes.form_step == "Confirm"  # a trigger word: the form, with both fields filled
+
+
+def test_ranked_sentences_are_the_best_matches_each_once(kb: KnowledgeBase) -> None:
+    assert kb.sentences("Почём ЭКГ?", k=1) == ["ЭКГ с расшифровкой — 800 рублей."]
+    found = kb.sentences("Почём ЭКГ и УЗИ щитовидки?", k=3)
+    assert len(found) == 3 and len(set(found)) == 3
+    assert "УЗИ щитовидной железы и ЭКГ подготовки не требуют." in found  # both words
+    assert kb.sentences("Как у вас дела?") == []
+
+
+async def test_with_reference_sentences_the_llm_reads_sentences_not_passages(
+    make: Calls,
+) -> None:
+    call = make(knowledge={"reference": "sentences", "direct_answers": False})
+    prompt = call.answerer.prompt(call.dialog("Где находится клиника?"))[-1].content
+    assert "Клиника находится на улице Ленина, дом 5, второй этаж." in prompt
+    assert "Адрес:" not in prompt  # a passage would come with its heading

@@ -100,8 +100,13 @@ class Answerer:
             return dialog
         text = dialog[-1].content
         knowledge = self.knowledge
-        hits = knowledge.search(text)
-        grounded = grounded_message(text, hits, knowledge.settings, knowledge.unknown_nouns(text))
+        settings = knowledge.settings
+        unknown = knowledge.unknown_nouns(text)
+        if settings.reference == "sentences":
+            sentences = knowledge.sentences(text)
+            grounded = grounded_message(text, [], settings, unknown, sentences=sentences)
+        else:
+            grounded = grounded_message(text, knowledge.search(text), settings, unknown)
         return [*dialog[:-1], Message("user", grounded)]
 
     def tool_specs(self) -> list[ToolSpec] | None:

@@ -32,6 +32,8 @@ from voiceplat.knowledge.passages import Passage
 CONTEXT_WEIGHT = 0.5
 """What a term of a fact's heading counts against one of its own words."""
 MAX_FACTS = 2
+RANKED_RELATIVE_FLOOR = 0.3
+"""A sentence under this share of the best one's match is not given to the LLM."""
 LENGTH_WEIGHT = 0.25
 """How much a sentence's length (in terms, against the mean) lowers its match."""
 SECOND_MIN_SCORE = 0.6
@@ -130,6 +132,22 @@ class FactIndex:
         new = sum(self.idf[t] for t in left & fact.terms)
         same = sum(self.idf[t] for t in covered & fact.terms)
         return new + CONTEXT_WEIGHT * same
+
+    def ranked(self, said: set[str], k: int) -> list[str]:
+        """The texts of the `k` facts that match `said` best (each text once), best first."""
+        known = {term for term in said if term in self.idf}
+        scored = sorted(
+            ((self.match(fact, known), -i) for i, fact in enumerate(self.facts)), reverse=True
+        )
+        floor = max(scored[0][0] * RANKED_RELATIVE_FLOOR, 1e-9) if scored else 0.0
+        found: list[str] = []
+        for score, negative_index in scored:
+            if score < floor or len(found) >= k:
+                break
+            text = self.facts[-negative_index].text
+            if text not in found:
+                found.append(text)
+        return found
 
     def best(self, said: list[str], *, min_score: float, min_coverage: float) -> FactAnswer | None:
         """The fact (or two) for the caller's terms, or None when none is clearly it."""

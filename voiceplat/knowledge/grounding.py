@@ -25,19 +25,25 @@ def system_instruction(prompt: str, settings: KnowledgeSettings) -> str:
 
 
 def grounded_message(
-    text: str, hits: list[Hit], settings: KnowledgeSettings, unknown: list[str] | None = None
+    text: str,
+    hits: list[Hit],
+    settings: KnowledgeSettings,
+    unknown: list[str] | None = None,
+    *,
+    sentences: list[str] | None = None,
 ) -> str:
     """The passages (or that there are none), then the question prefix and the caller's words.
     Words that are no question and match no passage ("Меня зовут Анна") go as they are: told
     that the reference has nothing, a small model answers a greeting with "не знаю". `unknown`:
-    the question's words no knowledge file has (`KnowledgeBase.unknown_nouns`)."""
+    the question's words no knowledge file has (`KnowledgeBase.unknown_nouns`). `sentences`:
+    the knowledge sentences to give instead of the passages (`knowledge.reference`)."""
     question = is_question(text, tokenize(text))
-    if not hits and not question:
+    pieces = sentences if sentences is not None else [_passage_text(hit) for hit in hits]
+    if not pieces and not question:
         return text.strip()
     budget = settings.max_prompt_chars
     parts: list[str] = []
-    for hit in hits:
-        passage = _passage_text(hit)
+    for passage in pieces:
         if parts and len(passage) > budget:
             break
         passage = _cut(passage, budget)

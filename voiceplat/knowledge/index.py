@@ -183,6 +183,12 @@ class KnowledgeBase:
                 return None
         return found
 
+    def sentences(self, text: str, k: int | None = None) -> list[str]:
+        """The knowledge sentences that match the caller's words best, best first (at most
+        `k`, settings.top_k): what the LLM reads with `knowledge.reference` "sentences"."""
+        said = {term for term in self.caller_terms(text) if term}
+        return self.facts.ranked(said, self.settings.top_k if k is None else k)
+
     def asks_about_the_unknown(self, text: str) -> bool:
         """A question that names something no knowledge file has ("а холтер у вас ставят?"),
         not "медленнее можно?" nor "терапевт в субботу принимает?"."""
