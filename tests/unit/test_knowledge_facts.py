@@ -205,3 +205,11 @@ async def test_with_reference_sentences_the_llm_reads_sentences_not_passages(
     prompt = call.answerer.prompt(call.dialog("Где находится клиника?"))[-1].content
     assert "Клиника находится на улице Ленина, дом 5, второй этаж." in prompt
     assert "Адрес:" not in prompt  # a passage would come with its heading
+
+
+def test_an_indirect_question_ending_in_a_full_stop_is_a_question(kb: KnowledgeBase) -> None:
+    # Whisper ends "подскажите …" with a full stop: no "?", no question word first.
+    assert said(kb, "Добрый день, подскажите, пожалуйста, почём ЭКГ.") == (
+        "ЭКГ с расшифровкой — 800 рублей."
+    )
+    assert said(kb, "Почём ЭКГ, мне всё равно.") is None  # no question: no answer of its own

@@ -20,6 +20,7 @@ Greetings and question words ("здравствуйте", "сколько", "г�
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from voiceplat.errors import RobotError
+from voiceplat.forms.match import says_any
 from voiceplat.forms.numbers import tokenize
 from voiceplat.forms.state import is_question
 from voiceplat.knowledge.facts import FactAnswer, FactIndex
@@ -165,8 +167,9 @@ class KnowledgeBase:
         """The knowledge sentences that answer the caller's words, or None (the LLM answers):
         `facts_*` settings; voiceplat/knowledge/facts.py."""
         settings = self.settings
-        if not settings.fact_answers or not is_question(text, tokenize(text)):
+        if not settings.fact_answers or not asks(text):
             return None  # "Мне бы к неврологу на понедельник": a request, for the form or LLM
+        text = without_greetings(text)
         said = [term for term in dict.fromkeys(self.caller_terms(text)) if term]
         found = self.facts.best(
             said, min_score=settings.facts_min_score, min_coverage=settings.facts_min_coverage
@@ -192,9 +195,10 @@ class KnowledgeBase:
     def asks_about_the_unknown(self, text: str) -> bool:
         """A question that names something no knowledge file has ("а холтер у вас ставят?"),
         not "медленнее можно?" nor "терапевт в субботу принимает?"."""
-        if not is_question(text, tokenize(text)):
+        if not asks(text):
             return False
-        return any(self.known_form(word) is None for word in self._things(text))
+        things = self._things(without_greetings(text))
+        return any(self.known_form(word) is None for word in things)
 
     def caller_terms(self, text: str) -> list[str]:
         """The caller's content terms, each read as a word the knowledge files have where one of
@@ -264,6 +268,29 @@ class KnowledgeBase:
             scores = self._bm25.get_scores(known) * self._scale
         self._last = (text, said, scores)
         return said, scores
+
+
+ASKING_PHRASES = (
+    "подскажите", "скажите", "расскажите", "уточните", "интересует", "хотел узнать",
+    "хотела узнать", "хочу узнать", "не подскажете", "не скажете",
+)  # fmt: skip
+"""An indirect question ("подскажите, пожалуйста, ваш адрес."), which ASR ends with a full stop."""
+
+
+_GREETING = re.compile(
+    r"\bдобр(?:ый|ое|ого|ой)\s+(?:день|дня|утро|утра|вечер|вечера)\b", re.IGNORECASE
+)
+
+
+def without_greetings(text: str) -> str:
+    """`text` without "добрый день": its "день" names nothing the caller asks about."""
+    return _GREETING.sub(" ", text)
+
+
+def asks(text: str) -> bool:
+    """The caller asks something: a question, or words that ask for an answer."""
+    tokens = tokenize(text)
+    return is_question(text, tokens) or says_any(tokens, ASKING_PHRASES)
 
 
 def _content_words(text: str, *, shortest: int, kind: Callable[[str], bool]) -> list[str]:
