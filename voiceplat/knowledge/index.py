@@ -102,6 +102,7 @@ class KnowledgeBase:
                 self._asked_in.setdefault(term, []).append(i)
         self._last: tuple[str, list[str], np.ndarray] | None = None
         self._known_forms: dict[str, str | None] = {}
+        self._last_fact: tuple[str, FactAnswer | None] | None = None
         self.facts = FactIndex(passages, self._terms)
 
     def __len__(self) -> int:
@@ -169,19 +170,25 @@ class KnowledgeBase:
         settings = self.settings
         if not settings.fact_answers or not asks(text):
             return None  # "Мне бы к неврологу на понедельник": a request, for the form or LLM
-        text = without_greetings(text)
-        said = [term for term in dict.fromkeys(self.caller_terms(text)) if term]
+        if self._last_fact is not None and self._last_fact[0] == text:
+            return self._last_fact[1]  # the form's check and the answer ask about the same words
+        found = self._fact_answer(without_greetings(text))
+        self._last_fact = (text, found)
+        return found
+
+    def _fact_answer(self, text: str) -> FactAnswer | None:
+        settings = self.settings
+        said = list(dict.fromkeys(self.caller_terms(text)))
         found = self.facts.best(
             said, min_score=settings.facts_min_score, min_coverage=settings.facts_min_coverage
         )
         if found is None:
             return None
-        nouns = [self.known_form(word) or lemma(word) for word in self._things(text)]
-        if any(term not in self._vocabulary for term in nouns):
+        named = [self.known_form(word) or lemma(word) for word in self._things(text)]
+        if any(term not in self._vocabulary for term in named):
             # The caller named something the files lack ("холтер", "сертификат"): only an
             # answer about most of what they named is theirs ("папа … медсестра домой кровь").
-            covered = found.terms
-            share = sum(term in covered for term in nouns) / len(nouns)
+            share = sum(term in found.terms for term in named) / len(named)
             if share <= settings.facts_unknown_noun_share:
                 return None
         return found
@@ -189,7 +196,7 @@ class KnowledgeBase:
     def sentences(self, text: str, k: int | None = None) -> list[str]:
         """The knowledge sentences that match the caller's words best, best first (at most
         `k`, settings.top_k): what the LLM reads with `knowledge.reference` "sentences"."""
-        said = {term for term in self.caller_terms(text) if term}
+        said = set(self.caller_terms(text))
         return self.facts.ranked(said, self.settings.top_k if k is None else k)
 
     def asks_about_the_unknown(self, text: str) -> bool:
@@ -227,8 +234,9 @@ class KnowledgeBase:
         return found
 
     def _near_term(self, term: str) -> str | None:
-        """A vocabulary term sharing all but a suffix with `term` ("справочка" ~ "справка" no:
-        "справоч"/"справк"; "щитовидка" ~ "щитовидный", "стоматолог" ~ "стоматология")."""
+        """The vocabulary term sharing the longest prefix with `term`, when that prefix is at
+        least NEAR_MIN_PREFIX letters and all but NEAR_MAX_SUFFIX of the shorter word
+        ("справочка" ~ "справка", "щитовидка" ~ "щитовидный", "стоматолог" ~ "стоматология")."""
         if len(term) < NEAR_MIN_PREFIX or not term.isalpha():
             return None
         best, best_length = None, 0
